@@ -1,0 +1,3 @@
+"""aesbench: benchmark image aesthetics assessment models on the standard protocols."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,150 @@
+"""The model adapter interface and the model registry.
+
+A model declares its capabilities and implements the matching request methods; a task asks for one
+capability only. Models are named by registry name (`handcrafted`) or by a checkpoint folder whose
+config.json names a registered `model_type`.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import inspect
+import json
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import AesbenchError
+
+CAPABILITIES = ("score", "distribution", "comment", "suggest", "personalize")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a task tells the model besides the images: the instruction and the score scale."""
+
+    prompt: str | None = None
+    score_range: tuple[float, float] = (1.0, 10.0)
+
+
+class Model:
+    """Base adapter. Subclasses set `name` and `capabilities` and implement what they declare.
+
+    score       -> list of {"score": float} (plus "distribution": 10 probabilities with "distribution")
+    comment     -> list of str
+    suggest     -> list of str (how to improve each image)
+    personalize -> a Model with "score", adapted to one person's (image, score) support set
+    """
+
+    name: str = ""
+    capabilities: frozenset[str] = frozenset()
+
+    def score(self, images: list[Image.Image], request: Request) -> list[dict]:
+        raise NotImplementedError
+
+    def comment(self, images: list[Image.Image], request: Request) -> list[str]:
+        raise NotImplementedError
+
+    def suggest(self, images: list[Image.Image], request: Request) -> list[str]:
+        raise NotImplementedError
+
+    def personalize(self, images: list[Image.Image], scores: list[float], request: Request) -> "Model":
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Constructor arguments; saved as config.json by save_pretrained."""
+        return {}
+
+    def describe(self) -> dict:
+        """Identity for provenance: name, settings, and the sha256 of weight files where there are any."""
+        return {"name": self.name, "config": self.config()}
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps({"model_type": self.name, **self.config()}, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "Model":
+        config = json.loads((Path(path) / "config.json").read_text())
+        config.pop("model_type", None)
+        return cls(**config)
+
+
+_REGISTRY: dict[str, type[Model]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a model available as `--model NAME`."""
+
+    def wrap(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def _discover() -> None:
+    from . import baselines
+
+    for info in pkgutil.iter_modules(baselines.__path__):
+        importlib.import_module(f"{baselines.__name__}.{info.name}")
+
+
+def registry() -> dict[str, type[Model]]:
+    if not _REGISTRY:
+        _discover()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def nearest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.4)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def load_model(name_or_path: str, options: dict | None = None, seed: int | None = None) -> Model:
+    """A registered model by name, or a checkpoint folder holding config.json with `model_type`."""
+    models = registry()
+    options = dict(options or {})
+    path = Path(name_or_path)
+    if path.is_dir():
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise AesbenchError(f"model folder {path} has no config.json: point --model at a checkpoint folder or a registered name")
+        try:
+            model_type = json.loads(config_file.read_text()).get("model_type")
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise AesbenchError(f"{config_file} is not a JSON object ({e}): re-save the checkpoint") from None
+        if model_type not in models:
+            raise AesbenchError(f"{config_file} names model_type {model_type!r}, which is not registered{nearest(str(model_type), models)}")
+        return models[model_type].from_pretrained(path)
+    if name_or_path not in models:
+        hint = nearest(name_or_path, models)
+        raise AesbenchError(f"unknown model {name_or_path!r}{hint or ''} (`aesbench models` lists them; a checkpoint folder also works)")
+    cls = models[name_or_path]
+    params = inspect.signature(cls.__init__).parameters
+    if seed is not None and "seed" in params and "seed" not in options:
+        options["seed"] = seed
+    unknown = [k for k in options if k not in params]
+    if unknown:
+        accepted = ", ".join(p for p in params if p != "self") or "none"
+        raise AesbenchError(f"model {name_or_path!r} takes no option {unknown[0]!r} (accepted: {accepted})")
+    return cls(**options)
+
+
+def require(model: Model, capability: str, task_name: str) -> None:
+    if capability not in model.capabilities:
+        have = ", ".join(sorted(model.capabilities)) or "nothing"
+        raise AesbenchError(f"model {model.name!r} cannot {capability} (it can: {have}), which task {task_name!r} needs")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,197 @@
+"""The `aesbench` command: tasks, models, eval, suite, leaderboard."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .adapter import load_model, registry
+from .datasets import read_dataset
+from .errors import AesbenchError
+from .leaderboard import render_csv, render_markdown
+from .runs import evaluate, load_results
+from .task import builtin_tasks, load_task
+
+console = Console(stderr=True)
+out = Console()
+
+TINY_TASKS = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa")
+BUILTIN_MODELS = ("handcrafted", "constant", "random")
+
+
+class Group(click.Group):
+    """Turns AesbenchError into one line on stderr and exit code 2, and Ctrl-C into a resume hint."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AesbenchError as e:
+            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            console.print("interrupted: finished items are saved; run the same command again to resume")
+            sys.exit(130)
+
+
+def _progress(quiet: bool):
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console, disable=quiet, transient=False)
+
+    def track(iterable, total, description):
+        return progress.track(iterable, total=total, description=description)
+
+    return progress, track
+
+
+def _model_options(pairs: tuple[str, ...]) -> dict:
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise AesbenchError(f"--model-arg {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def _summary(results: dict, output: Path) -> None:
+    table = Table(title=f"{results['task']} · {results['model']} · n={results['n']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for name, value in results["metrics"].items():
+        ci = results["ci95"].get(name)
+        table.add_row(name, f"{value:.4f}", f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+    for name, reason in results["undefined"].items():
+        table.add_row(name, "undefined", reason)
+    out.print(table)
+    if results["skipped"]:
+        console.print(f"{len(results['skipped'])} skipped (ids and reasons in {output / 'results.json'})")
+    console.print(f"results: {output / 'results.json'}", highlight=False)
+
+
+@click.group(cls=Group)
+@click.version_option(__version__, prog_name="aesbench")
+def cli():
+    """Benchmark image aesthetics assessment models on the standard protocols, offline."""
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
+def tasks(name, data_root):
+    """List the tasks, or show one in full."""
+    if name:
+        task = load_task(name)
+        out.print(yaml.safe_dump({**task.to_dict(), "file": str(task.path)}, sort_keys=False, allow_unicode=True), end="")
+        return
+    table = Table()
+    for col in ("task", "family", "dataset", "metrics", "size"):
+        table.add_column(col, no_wrap=col == "task")
+    for task_name in builtin_tasks():
+        task = load_task(task_name)
+        try:
+            task.resolve_root(data_root if not task_name.startswith("tiny-") else None)
+            data = read_dataset(task)
+            size = f"{len(data.groups)} people, {len(data.items)} ratings" if data.groups else str(len(data.items))
+        except AesbenchError:
+            env = re.findall(r"\$\{(\w+)\}", str(task.dataset.get("root", "")))
+            size = f"needs ${env[0]}" if env else "needs data"
+        metrics = task.metrics if len(task.metrics) <= 3 else task.metrics[:2] + [f"… {len(task.metrics)} in all"]
+        table.add_row(task.name, task.family, task.dataset["format"], ", ".join(metrics), size)
+    out.print(table)
+
+
+@cli.command()
+def models():
+    """List the registered models and what they can do."""
+    table = Table()
+    for col in ("model", "capabilities", "description"):
+        table.add_column(col)
+    for name, cls in registry().items():
+        doc = (cls.__doc__ or "").strip().splitlines()
+        table.add_row(name, ", ".join(sorted(cls.capabilities)), doc[0] if doc else "")
+    out.print(table)
+
+
+@cli.command("eval")
+@click.option("--task", "task_name", required=True, help="Task name or path to a task YAML.")
+@click.option("--model", "model_name", help="Registered model name or checkpoint folder.")
+@click.option("--predictions", type=click.Path(path_type=Path), help="Score a predictions JSONL made elsewhere.")
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Run folder (resumed if it exists).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N items (PIAA: people).")
+@click.option("--seed", default=0, show_default=True, help="Seed for the model (protocol seeds live in the task).")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
+@click.option("--model-arg", multiple=True, help="Model option key=value (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bars or summary table.")
+def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed, data_root, model_arg, quiet):
+    """Evaluate a model (or a predictions file) on a task; re-running resumes."""
+    if (model_name is None) == (predictions is None):
+        raise AesbenchError("give exactly one of --model and --predictions")
+    task = load_task(task_name)
+    model = load_model(model_name, _model_options(model_arg), seed) if model_name else None
+    progress, track = _progress(quiet)
+    with progress:
+        results = evaluate(task, output, model=model, predictions=predictions, seed=seed, batch_size=batch_size,
+                           limit=limit, data_root=data_root, track=track)
+    if not quiet:
+        _summary(results, output)
+
+
+@cli.command()
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Folder for OUTPUT/<task>/<model>/ runs.")
+@click.option("--tasks", "task_names", default=",".join(TINY_TASKS), show_default=True, help="Comma-separated tasks.")
+@click.option("--models", "model_names", default=",".join(BUILTIN_MODELS), show_default=True, help="Comma-separated models.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--quiet", is_flag=True)
+def suite(output, task_names, model_names, seed, batch_size, quiet):
+    """Run several models on several tasks (default: the tiny suite with the built-in baselines)."""
+    progress, track = _progress(quiet)
+    table = Table(title="suite")
+    for col in ("task", "model", "n", "headline"):
+        table.add_column(col)
+    with progress:
+        for task_name in task_names.split(","):
+            task = load_task(task_name.strip())
+            for model_name in model_names.split(","):
+                model = load_model(model_name.strip(), seed=seed)
+                if task.capability not in model.capabilities:
+                    continue
+                results = evaluate(task, output / task.name / model.name, model=model, seed=seed,
+                                   batch_size=batch_size, track=track)
+                head = task.metrics[0]
+                value = results["metrics"].get(head)
+                table.add_row(task.name, model.name, str(results["n"]), f"{head} {value:.4f}" if value is not None else f"{head} undefined")
+    if not quiet:
+        out.print(table)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown", show_default=True)
+@click.option("--reported/--no-reported", default=True, show_default=True, help="Include numbers reported by papers.")
+@click.option("--output", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
+def leaderboard(paths, fmt, reported, output):
+    """Render tables per task from results records (default folder: results/)."""
+    paths = list(paths) or [Path("results")]
+    for p in paths:
+        if not p.exists():
+            raise AesbenchError(f"{p} not found: give folders holding results.json records")
+    records = load_results(paths)
+    text = (render_markdown if fmt == "markdown" else render_csv)(records, reported)
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text)
+
+
+def main():
+    cli()

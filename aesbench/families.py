@@ -1,0 +1,319 @@
+"""The four protocols. Each family has `predict` (ask the model, append lines to the store) and
+`evaluate` (turn prediction lines into metrics, bootstrap CIs, per-sample details and skips).
+
+`evaluate` never trusts its lines: they may come from a file made elsewhere, so every value is
+checked again and an unusable line is a recorded skip.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .adapter import Model, Request
+from .captions import CaptionScorer
+from .datasets import Dataset, Item
+from .degradations import degrade, item_rng
+from .errors import AesbenchError
+from .images import ImageError, load_image
+from .judges import JUDGES
+from .metrics import SCORE_FUNCTIONS, acc, bootstrap_ci, emd, srcc
+from .task import Task
+
+Track = Callable[[Iterable, int, str], Iterable]
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _request(task: Task) -> Request:
+    lo, hi = task.protocol.get("score_range", (1.0, 10.0))
+    return Request(prompt=task.prompt, score_range=(float(lo), float(hi)))
+
+
+def _load(items: list[Item], task: Task, store, transform=None) -> tuple[list[Item], list]:
+    """Decode a batch; an unreadable image becomes a skip line and never stops the run."""
+    ok, images, skips = [], [], []
+    for item in items:
+        try:
+            img = load_image(item.image, task.preprocessing)
+            images.append(transform(item, img) if transform else img)
+            ok.append(item)
+        except ImageError as e:
+            skips.append({"id": item.id, "skipped": str(e)})
+    store.write(skips)
+    return ok, images
+
+
+def _check_count(model: Model, outputs: list, expected: int) -> None:
+    if len(outputs) != expected:
+        raise AesbenchError(f"model {model.name!r} returned {len(outputs)} outputs for {expected} images")
+
+
+def check_score(line: dict) -> str | None:
+    """Why a score line cannot be used, or None."""
+    value = line.get("score")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"prediction has no numeric 'score' (got {value!r})"
+    if not math.isfinite(value):
+        return f"non-finite score {value}"
+    dist = line.get("distribution")
+    if dist is not None:
+        arr = np.asarray(dist, dtype=float) if isinstance(dist, list) else None
+        if arr is None or arr.shape != (10,) or not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1) > 1e-3:
+            return "distribution must be 10 finite non-negative probabilities summing to 1"
+    return None
+
+
+def check_text(line: dict, key: str) -> str | None:
+    value = line.get(key)
+    return None if isinstance(value, str) else f"prediction has no text {key!r} (got {type(value).__name__})"
+
+
+def _usable(dataset: Dataset, lines: dict[str, dict], check) -> tuple[list[tuple[Item, dict]], list[dict]]:
+    """Pair items with valid lines; everything else is a skip with its reason."""
+    pairs, skipped = [], list(dataset.skipped)
+    for item in dataset.items:
+        line = lines.get(item.id)
+        if line is None:
+            skipped.append({"id": item.id, "reason": "no prediction"})
+        elif "skipped" in line:
+            skipped.append({"id": item.id, "reason": line["skipped"]})
+        elif (reason := check(line)) is not None:
+            skipped.append({"id": item.id, "reason": reason})
+        else:
+            pairs.append((item, line))
+    known = {item.id for item in dataset.items}
+    extra = sorted(set(lines) - known)
+    if extra:
+        skipped.append({"id": extra[0], "reason": f"{len(extra)} prediction id(s) not in the task, ignored (first: {extra[0]})"})
+    return pairs, skipped
+
+
+def _summary(metrics: dict, ci95: dict, undefined: dict, n: int, skipped: list, details: dict | None = None) -> dict:
+    clean, why = {}, dict(undefined)
+    for name, value in metrics.items():
+        if value is None or not math.isfinite(value):
+            why.setdefault(name, "undefined on these predictions (e.g. constant scores)")
+        else:
+            clean[name] = float(value)
+    return {"n": n, "metrics": clean, "ci95": {k: v for k, v in ci95.items() if k in clean and v}, "undefined": why,
+            "skipped": skipped, "details": details or {}}
+
+
+class ScoreFamily:
+    def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
+        request = _request(task)
+        pending = [it for it in data.items if it.id not in store]
+        for batch in track(_chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: scoring"):
+            items, images = _load(batch, task, store)
+            if not items:
+                continue
+            outputs = model.score(images, request)
+            _check_count(model, outputs, len(items))
+            lines = []
+            for item, out in zip(items, outputs):
+                line = {"id": item.id, **{k: (float(v) if k == "score" else v) for k, v in out.items()}}
+                reason = check_score(line)
+                lines.append({"id": item.id, "skipped": f"model output unusable: {reason}"} if reason else line)
+            store.write(lines)
+
+    def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
+        pairs, skipped = _usable(data, lines, check_score)
+        pred = np.array([line["score"] for _, line in pairs], dtype=np.float64)
+        mos = np.array([item.label["mos"] for item, _ in pairs], dtype=np.float64)
+        metrics, ci95, undefined = {}, {}, {}
+        threshold = float(task.protocol.get("acc_threshold", 5.0))
+        functions = dict(SCORE_FUNCTIONS, acc=lambda p, m: acc(p, m, threshold))
+        ci = lambda fn, *arrays: bootstrap_ci(fn, list(arrays), boot["resamples"], boot["seed"], boot["level"])
+        for name in task.metrics:
+            if len(pairs) < 2:
+                undefined[name] = f"needs at least 2 scored items, got {len(pairs)}"
+            elif name == "emd":
+                if not all("distribution" in line for _, line in pairs):
+                    undefined[name] = "the model gives no 10-bin distribution"
+                elif not all("distribution" in item.label for item, _ in pairs):
+                    undefined[name] = "the dataset has no vote distributions"
+                else:
+                    p = np.array([line["distribution"] for _, line in pairs], dtype=np.float64)
+                    t = np.array([item.label["distribution"] for item, _ in pairs], dtype=np.float64)
+                    metrics[name], ci95[name] = emd(p, t), ci(emd, p, t)
+            else:
+                fn = functions[name]
+                metrics[name], ci95[name] = fn(pred, mos), ci(fn, pred, mos)
+        return _summary(metrics, ci95, undefined, len(pairs), skipped)
+
+
+class CommentFamily:
+    def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
+        request = _request(task)
+        pending = [it for it in data.items if it.id not in store]
+        for batch in track(_chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: commenting"):
+            items, images = _load(batch, task, store)
+            if not items:
+                continue
+            outputs = model.comment(images, request)
+            _check_count(model, outputs, len(items))
+            store.write([{"id": it.id, "comment": str(text)} for it, text in zip(items, outputs)])
+
+    def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
+        pairs, skipped = _usable(data, lines, lambda line: check_text(line, "comment"))
+        if not pairs:
+            return _summary({}, {}, {m: "no usable comments" for m in task.metrics}, 0, skipped)
+        references = {item.id: item.label["references"] for item, _ in pairs}
+        candidates = {item.id: line["comment"] for item, line in pairs}
+        scorer = CaptionScorer()
+        try:
+            scored = scorer.score(references, candidates)
+            ci95 = scorer.bootstrap(scored, boot["resamples"], boot["seed"], boot["level"])
+        finally:
+            scorer.close()
+        per_item = {name: dict(zip(references, values)) for name, values in scored["per_item"].items()}
+        metrics = {m: scored["metrics"][m] for m in task.metrics}
+        return _summary(metrics, ci95, {}, len(pairs), skipped, {"per_item": per_item})
+
+
+class SuggestFamily:
+    def _degrade(self, task: Task):
+        severity, seed = float(task.protocol.get("severity", 1.0)), int(task.protocol.get("seed", 0))
+        return lambda item, img: degrade(img, item.label["kind"], severity, item_rng(seed, item.id))
+
+    def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
+        request = _request(task)
+        transform = self._degrade(task)
+        pending = [it for it in data.items if it.id not in store]
+        for batch in track(_chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: suggesting"):
+            items, images = _load(batch, task, store, transform)
+            if not items:
+                continue
+            outputs = model.suggest(images, request)
+            _check_count(model, outputs, len(items))
+            store.write([{"id": it.id, "suggestion": str(text)} for it, text in zip(items, outputs)])
+
+    def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
+        pairs, skipped = _usable(data, lines, lambda line: check_text(line, "suggestion"))
+        judge_name = task.protocol.get("judge", "keyword")
+        if judge_name not in JUDGES:
+            raise AesbenchError(f"task {task.name!r}: unknown judge {judge_name!r}; known: {', '.join(JUDGES)}")
+        judge = JUDGES[judge_name]()
+        kinds = list(task.protocol.get("kinds", [m.removeprefix("acc_") for m in task.metrics if m != "acc_avg"]))
+        verdicts = {}
+        for item, line in pairs:
+            verdicts[item.id] = {"kind": item.label["kind"], **judge.judge(line["suggestion"], item.label["kind"])}
+        code = np.array([kinds.index(v["kind"]) for v in verdicts.values()], dtype=np.int64)
+        correct = np.array([v["correct"] for v in verdicts.values()], dtype=np.float64)
+
+        def per_kind(c, k):
+            return [float(k[c == i].mean()) if (c == i).any() else float("nan") for i in range(len(kinds))]
+
+        def average(c, k):
+            return float(np.nanmean(per_kind(c, k))) if len(c) else float("nan")
+
+        metrics, ci95 = {}, {}
+        accs = per_kind(code, correct) if len(pairs) else [float("nan")] * len(kinds)
+        for i, kind in enumerate(kinds):
+            name = f"acc_{kind}"
+            if name in task.metrics:
+                metrics[name] = accs[i]
+                ci95[name] = bootstrap_ci(lambda c, k, i=i: per_kind(c, k)[i], [code, correct], boot["resamples"], boot["seed"], boot["level"])
+        if "acc_avg" in task.metrics:
+            metrics["acc_avg"] = average(code, correct)
+            ci95["acc_avg"] = bootstrap_ci(average, [code, correct], boot["resamples"], boot["seed"], boot["level"])
+        return _summary(metrics, ci95, {}, len(pairs), skipped, {"judge": judge.describe(), "verdicts": verdicts})
+
+
+class PiaaFamily:
+    """Per person: k-shot support drawn with a seeded rng, adapt, score the rest; repeat; average
+    SRCC over repeats, then over people. ΔSRCC compares with the same model unpersonalized on the
+    same query images."""
+
+    def _protocol(self, task: Task) -> tuple[list[int], int, int]:
+        p = task.protocol
+        return [int(k) for k in p.get("shots", [10, 100])], int(p.get("repeats", 10)), int(p.get("seed", 0))
+
+    def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
+        request = _request(task)
+        shots, repeats, seed = self._protocol(task)
+        min_query = int(task.protocol.get("min_query", 10))
+        for worker in track(list(data.groups), len(data.groups), f"{task.name}: personalizing"):
+            units = [f"{worker}/generic"] + [f"{worker}/k{k}/r{r}" for k in shots for r in range(repeats)]
+            if all(u in store for u in units):
+                continue
+            items, images = [], []
+            for batch in _chunks(data.groups[worker], batch_size):
+                ok, imgs = _load([Item(f"{worker}/{it.id}", it.image, it.label) for it in batch], task, store)
+                items += ok
+                images += imgs
+            ids = [it.id.split("/", 1)[1] for it in items]
+            scores = [it.label["score"] for it in items]
+            if f"{worker}/generic" not in store:
+                generic = []
+                for batch in _chunks(images, batch_size):
+                    generic += [out["score"] for out in model.score(batch, request)]
+                store.write([{"id": f"{worker}/generic", "worker": worker, "scores": dict(zip(ids, map(float, generic)))}])
+            for k in shots:
+                for r in range(repeats):
+                    unit = f"{worker}/k{k}/r{r}"
+                    if unit in store:
+                        continue
+                    if len(ids) < k + min_query:
+                        store.write([{"id": unit, "skipped": f"{len(ids)} readable images, need {k} support + {min_query} query"}])
+                        continue
+                    support = sorted(item_rng(seed, unit).choice(len(ids), size=k, replace=False).tolist())
+                    query = [i for i in range(len(ids)) if i not in set(support)]
+                    adapted = model.personalize([images[i] for i in support], [scores[i] for i in support], request)
+                    predicted = []
+                    for batch in _chunks(query, batch_size):
+                        predicted += [out["score"] for out in adapted.score([images[i] for i in batch], request)]
+                    store.write([{"id": unit, "worker": worker, "k": k, "repeat": r, "support": [ids[i] for i in support],
+                                  "scores": {ids[i]: float(s) for i, s in zip(query, predicted)}}])
+
+    def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
+        shots, repeats, _ = self._protocol(task)
+        skipped = list(data.skipped) + [{"id": i, "reason": line["skipped"]} for i, line in lines.items() if "skipped" in line]
+        per_worker = {k: {} for k in shots}  # k -> worker -> (personalized, generic) mean SRCC over repeats
+        for worker, items in data.groups.items():
+            truth = {it.id: it.label["score"] for it in items}
+            generic = lines.get(f"{worker}/generic", {}).get("scores")
+            for k in shots:
+                pairs = []
+                for r in range(repeats):
+                    line = lines.get(f"{worker}/k{k}/r{r}")
+                    if line is None or "scores" not in line or generic is None:
+                        if line is None or generic is None:
+                            skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "no prediction"})
+                        continue
+                    query = [i for i in line["scores"] if i in truth and i in generic]
+                    if len(query) < 3:
+                        skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "fewer than 3 query images with predictions"})
+                        continue
+                    y = np.array([truth[i] for i in query])
+                    p = np.array([line["scores"][i] for i in query], dtype=np.float64)
+                    g = np.array([generic[i] for i in query], dtype=np.float64)
+                    if not (np.isfinite(p).all() and np.isfinite(g).all()):
+                        skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "non-finite scores"})
+                        continue
+                    pairs.append((srcc(p, y), srcc(g, y)))
+                if pairs:
+                    arr = np.array(pairs)
+                    per_worker[k][worker] = (float(np.nanmean(arr[:, 0])), float(np.nanmean(arr[:, 1])))
+        metrics, ci95, details = {}, {}, {}
+        for n, k in enumerate(shots):
+            suffix = "" if n == 0 else f"_k{k}"  # the first listed k is the headline number
+            table = per_worker[k]
+            pers = np.array([v[0] for v in table.values()])
+            gen = np.array([v[1] for v in table.values()])
+            values = {"piaa_srcc": (pers,), "piaa_srcc_generic": (gen,), "piaa_delta_srcc": (pers, gen)}
+            fns = {"piaa_srcc": np.mean, "piaa_srcc_generic": np.mean, "piaa_delta_srcc": lambda a, b: np.mean(a - b)}
+            for name in task.metrics:
+                arrays = [np.asarray(a) for a in values[name]]
+                metrics[name + suffix] = float(fns[name](*arrays)) if len(pers) else float("nan")
+                ci95[name + suffix] = bootstrap_ci(lambda *a, f=fns[name]: float(f(*a)), arrays, boot["resamples"], boot["seed"], boot["level"])
+            details[f"k{k}"] = {w: {"srcc": v[0], "srcc_generic": v[1]} for w, v in table.items()}
+        n_workers = len(per_worker[shots[0]]) if shots else 0
+        return _summary(metrics, ci95, {}, n_workers, skipped, {"per_worker": details, "shots": shots, "repeats": repeats})
+
+
+FAMILIES = {"score": ScoreFamily(), "comment": CommentFamily(), "suggest": SuggestFamily(), "piaa": PiaaFamily()}

@@ -1,0 +1,226 @@
+"""Runs: an append-only predictions file that survives kill -9, results records with provenance.
+
+predictions.jsonl gets one line per finished item, written and fsync'ed a batch at a time. On
+resume a torn last line (the process died mid-write) is cut off, finished ids are not recomputed
+and no id is written twice. run.json pins what the run is (task, model, seed); resuming into a
+folder that holds a different run is refused rather than mixing the two.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .adapter import Model, require, sha256_file
+from .datasets import Dataset, read_dataset
+from .errors import AesbenchError
+from .families import FAMILIES
+from .task import Task
+
+PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
+
+
+class PredictionStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.lines: dict[str, dict] = {}
+        if self.path.exists():
+            self._recover()
+
+    def _recover(self) -> None:
+        raw = self.path.read_bytes()
+        good = raw.rfind(b"\n") + 1  # everything after the last newline is a torn write
+        if good < len(raw):
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+        for line in raw[:good].splitlines():
+            if line.strip():
+                record = json.loads(line)
+                self.lines.setdefault(str(record["id"]), record)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.lines
+
+    def write(self, lines: list[dict]) -> None:
+        lines = [line for line in lines if line["id"] not in self.lines]
+        if not lines:
+            return
+        text = "".join(json.dumps(line, allow_nan=True) + "\n" for line in lines)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        for line in lines:
+            self.lines[line["id"]] = line
+
+
+def read_predictions(path: Path) -> tuple[dict[str, dict], list[dict]]:
+    """A predictions JSONL made elsewhere: bad lines and repeated ids become skips, never a crash."""
+    if not Path(path).is_file():
+        raise AesbenchError(f"predictions file {path} not found")
+    lines, skipped = {}, []
+    for n, text in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+            item_id = str(record["id"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            skipped.append({"id": f"{Path(path).name}:{n}", "reason": "malformed line: expected a JSON object with an 'id'"})
+            continue
+        if item_id in lines:
+            skipped.append({"id": item_id, "reason": f"duplicate prediction at line {n}; the first was kept"})
+            continue
+        lines[item_id] = record
+    return lines, skipped
+
+
+def _git_state() -> dict:
+    """Commit of the aesbench source tree when it is a git checkout (an editable install)."""
+    src = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None, "note": "aesbench is not running from a git checkout"}
+        status = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None, "note": "git not available"}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_size: int | None, started: float, ended: float) -> dict:
+    return {
+        "aesbench": __version__,
+        "git": _git_state(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "pycocoevalcap": _version("pycocoevalcap"),
+        "device": model_desc.get("device", "cpu"),
+        "task_file": str(task.path),
+        "task_sha256": task.sha256(),
+        "label_files": {str(p): sha256_file(p) for p in data.label_files},
+        "data_root": str(task.data_root),
+        "model": model_desc,
+        "seed": seed,
+        "batch_size": batch_size,
+        "start": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "end": dt.datetime.fromtimestamp(ended, dt.timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(ended - started, 3),
+        "command": " ".join(sys.argv),
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _pin_run(output: Path, identity: dict) -> None:
+    run_file = output / RUN
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if previous != identity:
+            diff = next(k for k in identity if previous.get(k) != identity.get(k))
+            raise AesbenchError(
+                f"{output} holds a different run ({diff}: {previous.get(diff)!r}, now {identity.get(diff)!r});"
+                " choose another --output or delete that folder"
+            )
+    else:
+        _write_json(run_file, identity)
+
+
+def identity_track(iterable, total, description):
+    return iterable
+
+
+def evaluate(task: Task, output: Path, model: Model | None = None, model_name: str | None = None,
+             predictions: Path | None = None, seed: int = 0, batch_size: int = 16, limit: int | None = None,
+             data_root: Path | None = None, track: Callable = identity_track) -> dict:
+    """Run (or resume) a model on a task, or score a predictions file; write results.json; return it."""
+    started = time.time()
+    if model is not None:
+        require(model, task.capability, task.name)
+    task.resolve_root(data_root)
+    data = read_dataset(task)
+    if limit is not None:
+        data.items = data.items[:limit]
+        if data.groups:
+            data.groups = dict(list(data.groups.items())[:limit])
+            data.items = [it for items in data.groups.values() for it in items]
+    family = FAMILIES[task.family]
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    if model is not None:
+        desc = model.describe()
+        _pin_run(output, {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
+        store = PredictionStore(output / PREDICTIONS)
+        resumed = len(store.lines)
+        family.predict(model, task, data, store, batch_size, track)
+        lines, extra_skips = store.lines, []
+    else:
+        lines, extra_skips = read_predictions(predictions)
+        desc = {"name": model_name or Path(predictions).stem, "predictions_file": str(predictions),
+                "predictions_sha256": sha256_file(predictions)}
+        resumed = 0
+        (output / PREDICTIONS).write_text("".join(json.dumps(line) + "\n" for line in lines.values()))
+    summary = family.evaluate(task, data, lines, task.bootstrap)
+    ended = time.time()
+    results = {
+        "task": task.name,
+        "task_version": task.version,
+        "family": task.family,
+        "model": desc["name"],
+        "n": summary["n"],
+        "metrics": summary["metrics"],
+        "ci95": summary["ci95"],
+        "undefined": summary["undefined"],
+        "skipped": extra_skips + summary["skipped"],
+        "protocol": task.to_dict(),
+        "bootstrap": task.bootstrap,
+        "resumed_from": resumed,
+        "provenance": provenance(task, data, desc, seed, batch_size if model else None, started, ended),
+        "details": summary["details"],
+    }
+    _write_json(output / RESULTS, results)
+    return results
+
+
+def load_results(paths: list[Path]) -> list[dict]:
+    """Every results.json under the given folders (or files)."""
+    found = []
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(root.rglob(RESULTS))
+        for f in files:
+            try:
+                record = json.loads(f.read_text())
+            except json.JSONDecodeError as e:
+                raise AesbenchError(f"{f} is not valid JSON ({e})") from None
+            if not isinstance(record, dict) or "task" not in record or "metrics" not in record:
+                raise AesbenchError(f"{f} is not an aesbench results record (needs task and metrics)")
+            record["_path"] = str(f)
+            found.append(record)
+    return found
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,189 @@
+"""Tasks are data: a YAML file with the dataset, preprocessing, prompt, metrics and protocol choices.
+
+Built-in tasks ship in `aesbench.tasks` (the repository's tasks/ folder); a user's own task is a
+path to a YAML file, with its dataset paths relative to that file.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .adapter import nearest, sha256_file
+from .errors import AesbenchError
+from .images import Preprocessing
+
+FAMILIES = ("score", "comment", "suggest", "piaa")
+
+# What a task family asks of a model.
+CAPABILITY = {"score": "score", "comment": "comment", "suggest": "suggest", "piaa": "personalize"}
+
+DEFAULT_METRICS = {
+    "score": ["srcc", "plcc", "krcc", "plcc_logistic", "mse"],
+    "comment": ["bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"],
+    "suggest": ["acc_avg"],
+    "piaa": ["piaa_srcc", "piaa_delta_srcc"],
+}
+
+DEFAULT_PROMPTS = {
+    "score": "How would you rate the aesthetics of this image?",
+    "comment": "Write a short critique of this photograph's aesthetics.",
+    "suggest": "How could this photograph be improved?",
+    "piaa": "How would you rate the aesthetics of this image?",
+}
+
+DEFAULT_BOOTSTRAP = {"resamples": 1000, "seed": 0, "level": 0.95}
+
+# Protocol keys the code reads, per family; anything else is a typo and is refused.
+PROTOCOL_KEYS = {
+    "score": {"score_range", "acc_threshold", "bootstrap"},
+    "comment": {"bootstrap"},
+    "suggest": {"top", "kinds", "severity", "seed", "judge", "bootstrap"},
+    "piaa": {"shots", "repeats", "seed", "min_query", "score_range", "bootstrap"},
+}
+
+
+@dataclass
+class Task:
+    name: str
+    family: str
+    dataset: dict
+    path: Path
+    version: int = 1
+    description: str = ""
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    prompt: str | None = None
+    metrics: list[str] = field(default_factory=list)
+    protocol: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)  # choices fixed by the code, recorded with the results
+    data_root: Path | None = None  # set by resolve_root
+
+    @property
+    def capability(self) -> str:
+        return CAPABILITY[self.family]
+
+    @property
+    def bootstrap(self) -> dict:
+        return {**DEFAULT_BOOTSTRAP, **self.protocol.get("bootstrap", {})}
+
+    def sha256(self) -> str:
+        return sha256_file(self.path)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "family": self.family,
+            "description": self.description,
+            "dataset": self.dataset,
+            "preprocessing": self.preprocessing.to_dict(),
+            "prompt": self.prompt,
+            "metrics": self.metrics,
+            "protocol": self.protocol,
+            "notes": self.notes,
+        }
+
+    def resolve_root(self, data_root: str | Path | None = None) -> Path:
+        """The dataset root: --data-root, else `root` (with ${VAR} from the environment), else the YAML's folder."""
+        if data_root is not None:
+            root = Path(data_root)
+        else:
+            raw = str(self.dataset.get("root", "."))
+            missing = [v for v in re.findall(r"\$\{(\w+)\}", raw) if not os.environ.get(v)]
+            if missing:
+                raise AesbenchError(
+                    f"task {self.name!r} reads the real dataset: pass --data-root DIR or set {missing[0]}"
+                    f" (the folder holding {self.expected_files()})"
+                )
+            root = Path(os.path.expandvars(raw)).expanduser()
+            if not root.is_absolute():
+                root = self.path.parent / root
+        if not root.is_dir():
+            raise AesbenchError(f"dataset root {root} for task {self.name!r} is not a folder (it should hold {self.expected_files()})")
+        self.data_root = root
+        return root
+
+    def expected_files(self) -> str:
+        keys = ("path", "split_list", "test_workers", "images")
+        return ", ".join(str(self.dataset[k]) for k in keys if k in self.dataset)
+
+    def file(self, key: str) -> Path:
+        """A dataset path from the task, resolved under the dataset root, with a clear error if absent."""
+        if self.data_root is None:
+            self.resolve_root()
+        if key not in self.dataset:
+            raise AesbenchError(f"task {self.name!r}: dataset.{key} is not set")
+        path = self.data_root / str(self.dataset[key])
+        if not path.exists():
+            raise AesbenchError(f"task {self.name!r}: {path} not found (dataset.{key}; root {self.data_root})")
+        return path
+
+
+def builtin_dir() -> Path:
+    return Path(str(resources.files("aesbench.tasks")))
+
+
+def builtin_tasks() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(builtin_dir().glob("*.yaml"))}
+
+
+def load_task(name_or_path: str) -> Task:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise AesbenchError(f"task file {path} not found")
+    else:
+        tasks = builtin_tasks()
+        if name_or_path not in tasks:
+            raise AesbenchError(f"unknown task {name_or_path!r}{nearest(name_or_path, tasks)} (`aesbench tasks` lists them; a YAML path also works)")
+        path = tasks[name_or_path]
+    return parse_task(path)
+
+
+def parse_task(path: Path) -> Task:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise AesbenchError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise AesbenchError(f"{path} must be a YAML mapping with name, family and dataset")
+    for key in ("name", "family", "dataset"):
+        if key not in data:
+            raise AesbenchError(f"{path}: missing required key {key!r}")
+    family = data["family"]
+    if family not in FAMILIES:
+        raise AesbenchError(f"{path}: family {family!r} is not one of {', '.join(FAMILIES)}")
+    dataset = data["dataset"]
+    if not isinstance(dataset, dict) or "format" not in dataset:
+        raise AesbenchError(f"{path}: dataset must be a mapping with a format (csv, ava, ava-captions, pccd, flickr-aes)")
+    known = {"name", "version", "family", "description", "dataset", "preprocessing", "prompt", "metrics", "protocol", "notes"}
+    unknown = set(data) - known
+    if unknown:
+        raise AesbenchError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    from .metrics import KNOWN_METRICS
+
+    metrics = list(data.get("metrics") or DEFAULT_METRICS[family])
+    bad = [m for m in metrics if m not in KNOWN_METRICS[family]]
+    if bad:
+        raise AesbenchError(f"{path}: metric {bad[0]!r} is not a {family} metric{nearest(bad[0], KNOWN_METRICS[family])}")
+    protocol = dict(data.get("protocol") or {})
+    typos = set(protocol) - PROTOCOL_KEYS[family]
+    if typos:
+        raise AesbenchError(f"{path}: unknown protocol key(s) {sorted(typos)} for family {family}; known: {sorted(PROTOCOL_KEYS[family])}")
+    return Task(
+        name=str(data["name"]),
+        family=family,
+        dataset=dict(dataset),
+        path=path.resolve(),
+        version=int(data.get("version", 1)),
+        description=str(data.get("description", "")).strip(),
+        preprocessing=Preprocessing.from_dict(data.get("preprocessing")),
+        prompt=data.get("prompt", DEFAULT_PROMPTS[family]),
+        metrics=metrics,
+        protocol=protocol,
+        notes=dict(data.get("notes") or {}),
+    )

@@ -1,0 +1,1 @@
+"""Built-in model adapters; installed as `aesbench.baselines`. Each module registers its models."""
