@@ -75,6 +75,7 @@ class Model:
 
 
 _REGISTRY: dict[str, type[Model]] = {}
+_DISCOVERED = False
 
 
 def register(name: str):
@@ -96,8 +97,10 @@ def _discover() -> None:
 
 
 def registry() -> dict[str, type[Model]]:
-    if not _REGISTRY:
+    global _DISCOVERED
+    if not _DISCOVERED:
         _discover()
+        _DISCOVERED = True
     return dict(sorted(_REGISTRY.items()))
 
 

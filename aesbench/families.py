@@ -296,9 +296,10 @@ class PiaaFamily:
                         skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "non-finite scores"})
                         continue
                     pairs.append((srcc(p, y), srcc(g, y)))
-                if pairs:
-                    arr = np.array(pairs)
-                    per_worker[k][worker] = (float(np.nanmean(arr[:, 0])), float(np.nanmean(arr[:, 1])))
+                arr = np.array(pairs).reshape(-1, 2)
+                arr = arr[np.isfinite(arr).all(axis=1)]  # a repeat with constant predictions has no SRCC
+                if len(arr):
+                    per_worker[k][worker] = (float(arr[:, 0].mean()), float(arr[:, 1].mean()))
         metrics, ci95, details = {}, {}, {}
         for n, k in enumerate(shots):
             suffix = "" if n == 0 else f"_k{k}"  # the first listed k is the headline number

@@ -8,6 +8,8 @@ from importlib import resources
 
 import yaml
 
+from .task import builtin_tasks, load_task
+
 
 def reported_rows() -> list[dict]:
     return yaml.safe_load(resources.files("aesbench").joinpath("reported.yaml").read_text())
@@ -31,8 +33,11 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
         key = table["metrics"][0] if table["metrics"] else None
         table["rows"].sort(key=lambda r: -(r["metrics"].get(key, float("-inf"))) if key else 0)
     if include_reported:
+        builtin = builtin_tasks()
         for row in reported_rows():
             table = tables.setdefault(row["task"], {"metrics": [], "rows": []})
+            if not table["metrics"] and row["task"] in builtin:  # the task's own metric order
+                table["metrics"] = list(load_task(row["task"]).metrics)
             table["metrics"] += [m for m in row["metrics"] if m not in table["metrics"]]
             table["rows"].append({"model": row["model"], "type": "reported", "n": None, "metrics": row["metrics"],
                                   "ci95": {}, "source": row["source"]})

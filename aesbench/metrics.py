@@ -59,7 +59,8 @@ def emd(pred_dist: np.ndarray, true_dist: np.ndarray, r: int = 2) -> float:
 
 def logistic4(x, b1, b2, b3, b4):
     """VQEG 4-parameter logistic: (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2."""
-    return (b1 - b2) / (1.0 + np.exp(-(x - b3) / np.abs(b4))) + b2
+    with np.errstate(over="ignore"):  # exp overflows to inf for far-off x; the limit b2 is the right value
+        return (b1 - b2) / (1.0 + np.exp(-(x - b3) / np.abs(b4))) + b2
 
 
 def plcc_logistic(pred: np.ndarray, mos: np.ndarray) -> float:

@@ -128,9 +128,20 @@ def provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_siz
     }
 
 
+def _json_safe(obj):
+    """NaN and infinities (an undefined per-person SRCC, say) become null: results.json stays strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -221,6 +232,3 @@ def load_results(paths: list[Path]) -> list[dict]:
             found.append(record)
     return found
 
-
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

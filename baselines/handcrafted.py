@@ -103,14 +103,15 @@ def critique(m: dict[str, float]) -> str:
     """One or two sentences: what is wrong first, then what stands out as good."""
     flaw = flaws(m)
     problems = [FLAW_CLAUSE[kind] for kind in FLAW_CLAUSE if flaw[kind] >= FLAW_SHOWN]
-    if m["contrast"] < FLAT_CONTRAST:
+    if m["contrast"] < FLAT_CONTRAST and flaw["dark"] < FLAW_SHOWN:  # darkness alone shrinks contrast
         problems.append("the contrast is flat")
     strengths = []
     if relative_sharpness(m) >= SHARP_DETAIL and flaw["noise"] < 0:
         strengths.append("sharp details")
     if m["contrast"] >= STRONG_CONTRAST:
         strengths.append("strong contrast")
-    if m["colourfulness"] >= VIVID_COLOURFULNESS and flaw["desaturated"] < FLAW_SHOWN:
+    # Noise and blown highlights inflate colourfulness, so vivid colour counts only without them.
+    if m["colourfulness"] >= VIVID_COLOURFULNESS and max(flaw["desaturated"], flaw["bright"], flaw["noise"]) < FLAW_SHOWN:
         strengths.append("pleasant, vivid colours")
     well_exposed = flaw["dark"] < 0 and flaw["bright"] < 0
     sentences = []
