@@ -82,3 +82,22 @@ def test_eval_twice_resumes_without_duplicates(tmp_path):
     lines = (tmp_path / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == len({json.loads(x)["id"] for x in lines}) == 30
     assert json.loads((tmp_path / "results.json").read_text())["resumed_from"] == 30
+
+
+def test_wheel_ships_tasks_and_baselines_inside_the_package(tmp_path):
+    """A non-editable install must carry the YAMLs, the tiny data and the baselines, under aesbench/."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+                   check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("aesbench-*.whl"))).namelist()
+    top = {n.split("/")[0] for n in names}
+    assert not top & {"tasks", "baselines", "tests", "tools"}
+    assert "aesbench/tasks/tiny-ava-score.yaml" in names
+    assert "aesbench/tasks/data/tiny-ava/AVA.txt" in names
+    assert "aesbench/tasks/data/SOURCES.csv" in names
+    assert sum(n.startswith("aesbench/tasks/data/tiny-flickr-aes/images/") for n in names) == 135
+    assert "aesbench/baselines/handcrafted.py" in names
+    assert "aesbench/reported.yaml" in names
