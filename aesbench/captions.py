@@ -9,12 +9,29 @@ that are means of per-image scores, document frequencies held fixed) from their 
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import shutil
+import sys
+import tempfile
 
 import numpy as np
 
 from .errors import AesbenchError
+
+@contextlib.contextmanager
+def _stderr_to(file):
+    """Point file descriptor 2 (inherited by Java subprocesses) at `file` for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
 
 JAVA_HINT = "install Java 8 or newer (e.g. `apt-get install default-jre-headless`) and put `java` on PATH"
 
@@ -46,7 +63,12 @@ class CaptionScorer:
 
         both = {("ref", k): [{"caption": r} for r in refs] for k, refs in references.items()}
         both.update({("cand", k): [{"caption": c}] for k, c in candidates.items()})
-        tokens = PTBTokenizer().tokenize(both)
+        with tempfile.TemporaryFile() as log, _stderr_to(log):  # Java's progress line, kept for errors
+            tokens = PTBTokenizer().tokenize(both)
+            log.seek(0)
+            java_said = log.read().decode(errors="replace").strip()
+        if any(len(tokens.get(k, [])) != len(v) for k, v in both.items()):
+            raise AesbenchError(f"PTB tokenizer returned fewer lines than it was given (Java said: {java_said[-300:] or 'nothing'})")
         gts = {k: tokens[("ref", k)] for k in references}
         res = {k: tokens[("cand", k)] for k in candidates}
         return gts, res

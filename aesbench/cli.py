@@ -97,7 +97,7 @@ def tasks(name, data_root):
     for task_name in builtin_tasks():
         task = load_task(task_name)
         try:
-            task.resolve_root(data_root if not task_name.startswith("tiny-") else None)
+            task.resolve_root(data_root if "${" in str(task.dataset.get("root", "")) else None)
             data = read_dataset(task)
             size = f"{len(data.groups)} people, {len(data.items)} ratings" if data.groups else str(len(data.items))
         except AesbenchError:

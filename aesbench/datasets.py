@@ -62,8 +62,11 @@ def read_csv(task: Task) -> Dataset:
         if split is not None and "split" not in columns:
             raise AesbenchError(f"{path}: task asks for split {split!r} but the CSV has no split column")
         for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
             where = f"{path.name}:{line}"
+            if None in row or None in row.values():  # more or fewer fields than the header
+                skipped.append({"id": where, "reason": f"malformed row: {len(columns)} fields expected"})
+                continue
+            row = {k.strip(): v.strip() for k, v in row.items()}
             if split is not None and row.get("split") != str(split):
                 continue
             if not row.get("image"):

@@ -7,6 +7,7 @@ checked again and an unusable line is a recorded skip.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Iterable
 
 import numpy as np
@@ -47,6 +48,15 @@ def _load(items: list[Item], task: Task, store, transform=None) -> tuple[list[It
     return ok, images
 
 
+def _predict_items(task: Task, data: Dataset, store, batch_size: int, track: Track, verb: str, ask, transform=None) -> None:
+    """The loop every per-image family shares: pending items in batches, decoded, asked, appended."""
+    pending = [it for it in data.items if it.id not in store]
+    for batch in track(_chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: {verb}"):
+        items, images = _load(batch, task, store, transform)
+        if items:
+            store.write(ask(items, images))
+
+
 def _check_count(model: Model, outputs: list, expected: int) -> None:
     if len(outputs) != expected:
         raise AesbenchError(f"model {model.name!r} returned {len(outputs)} outputs for {expected} images")
@@ -55,7 +65,7 @@ def _check_count(model: Model, outputs: list, expected: int) -> None:
 def check_score(line: dict) -> str | None:
     """Why a score line cannot be used, or None."""
     value = line.get("score")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return f"prediction has no numeric 'score' (got {value!r})"
     if not math.isfinite(value):
         return f"non-finite score {value}"
@@ -106,19 +116,24 @@ def _summary(metrics: dict, ci95: dict, undefined: dict, n: int, skipped: list, 
 class ScoreFamily:
     def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
         request = _request(task)
-        pending = [it for it in data.items if it.id not in store]
-        for batch in track(_chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: scoring"):
-            items, images = _load(batch, task, store)
-            if not items:
-                continue
+
+        def ask(items, images):
             outputs = model.score(images, request)
             _check_count(model, outputs, len(items))
             lines = []
             for item, out in zip(items, outputs):
-                line = {"id": item.id, **{k: (float(v) if k == "score" else v) for k, v in out.items()}}
+                line = {"id": item.id, "score": out.get("score")}
+                if out.get("distribution") is not None:
+                    line["distribution"] = [float(p) for p in out["distribution"]]
                 reason = check_score(line)
-                lines.append({"id": item.id, "skipped": f"model output unusable: {reason}"} if reason else line)
-            store.write(lines)
+                if reason:
+                    line = {"id": item.id, "skipped": f"model output unusable: {reason}"}
+                else:
+                    line["score"] = float(line["score"])  # numpy and torch scalars become JSON numbers
+                lines.append(line)
+            return lines
+
+        _predict_items(task, data, store, batch_size, track, "scoring", ask)
 
     def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
         pairs, skipped = _usable(data, lines, check_score)
@@ -146,17 +161,27 @@ class ScoreFamily:
         return _summary(metrics, ci95, undefined, len(pairs), skipped)
 
 
-class CommentFamily:
+class TextFamily:
+    """Families whose model output is one text per image: `comment`, `suggest`."""
+
+    method = key = verb = ""
+
+    def transform(self, task: Task):
+        return None
+
     def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
         request = _request(task)
-        pending = [it for it in data.items if it.id not in store]
-        for batch in track(_chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: commenting"):
-            items, images = _load(batch, task, store)
-            if not items:
-                continue
-            outputs = model.comment(images, request)
+
+        def ask(items, images):
+            outputs = getattr(model, self.method)(images, request)
             _check_count(model, outputs, len(items))
-            store.write([{"id": it.id, "comment": str(text)} for it, text in zip(items, outputs)])
+            return [{"id": it.id, self.key: str(text)} for it, text in zip(items, outputs)]
+
+        _predict_items(task, data, store, batch_size, track, self.verb, ask, self.transform(task))
+
+
+class CommentFamily(TextFamily):
+    method, key, verb = "comment", "comment", "commenting"
 
     def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
         pairs, skipped = _usable(data, lines, lambda line: check_text(line, "comment"))
@@ -175,22 +200,13 @@ class CommentFamily:
         return _summary(metrics, ci95, {}, len(pairs), skipped, {"per_item": per_item})
 
 
-class SuggestFamily:
-    def _degrade(self, task: Task):
+class SuggestFamily(TextFamily):
+    method, key, verb = "suggest", "suggestion", "suggesting"
+
+    def transform(self, task: Task):
+        """Each image gets its item's degradation, seeded by (task seed, item id)."""
         severity, seed = float(task.protocol.get("severity", 1.0)), int(task.protocol.get("seed", 0))
         return lambda item, img: degrade(img, item.label["kind"], severity, item_rng(seed, item.id))
-
-    def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
-        request = _request(task)
-        transform = self._degrade(task)
-        pending = [it for it in data.items if it.id not in store]
-        for batch in track(_chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: suggesting"):
-            items, images = _load(batch, task, store, transform)
-            if not items:
-                continue
-            outputs = model.suggest(images, request)
-            _check_count(model, outputs, len(items))
-            store.write([{"id": it.id, "suggestion": str(text)} for it, text in zip(items, outputs)])
 
     def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
         pairs, skipped = _usable(data, lines, lambda line: check_text(line, "suggestion"))
@@ -251,7 +267,9 @@ class PiaaFamily:
             if f"{worker}/generic" not in store:
                 generic = []
                 for batch in _chunks(images, batch_size):
-                    generic += [out["score"] for out in model.score(batch, request)]
+                    outputs = model.score(batch, request)
+                    _check_count(model, outputs, len(batch))
+                    generic += [out["score"] for out in outputs]
                 store.write([{"id": f"{worker}/generic", "worker": worker, "scores": dict(zip(ids, map(float, generic)))}])
             for k in shots:
                 for r in range(repeats):
@@ -266,7 +284,9 @@ class PiaaFamily:
                     adapted = model.personalize([images[i] for i in support], [scores[i] for i in support], request)
                     predicted = []
                     for batch in _chunks(query, batch_size):
-                        predicted += [out["score"] for out in adapted.score([images[i] for i in batch], request)]
+                        outputs = adapted.score([images[i] for i in batch], request)
+                        _check_count(model, outputs, len(batch))
+                        predicted += [out["score"] for out in outputs]
                     store.write([{"id": unit, "worker": worker, "k": k, "repeat": r, "support": [ids[i] for i in support],
                                   "scores": {ids[i]: float(s) for i, s in zip(query, predicted)}}])
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from .errors import AesbenchError
 
@@ -32,7 +32,16 @@ class Preprocessing:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise AesbenchError(f"unknown preprocessing option(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
+        prep = cls(**data)
+        if not isinstance(prep.exif_transpose, bool):
+            raise AesbenchError(f"preprocessing.exif_transpose must be true or false, not {prep.exif_transpose!r}")
+        if isinstance(prep.max_pixels, bool) or not isinstance(prep.max_pixels, int) or prep.max_pixels <= 0:
+            raise AesbenchError(f"preprocessing.max_pixels must be a positive whole number, not {prep.max_pixels!r}")
+        try:
+            ImageColor.getrgb(str(prep.alpha))
+        except ValueError:
+            raise AesbenchError(f"preprocessing.alpha {prep.alpha!r} is not a colour (e.g. white, black, #808080)") from None
+        return prep
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,9 +76,11 @@ def load_image(path: str | Path, prep: Preprocessing = Preprocessing()) -> Image
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"missing image file {path}")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
+        Image.MAX_IMAGE_PIXELS = None  # our own limit below replaces Pillow's global one
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 pixels = img.size[0] * img.size[1]
                 if pixels > prep.max_pixels:
@@ -85,8 +96,8 @@ def load_image(path: str | Path, prep: Preprocessing = Preprocessing()) -> Image
         raise
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image (corrupt or unknown format): {path.name}") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"decompression-bomb limit: {e}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"cannot decode {path.name}: {reason}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit

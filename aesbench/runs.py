@@ -21,6 +21,7 @@ from typing import Callable
 
 from . import __version__
 from .adapter import Model, require, sha256_file
+from .captions import require_java
 from .datasets import Dataset, read_dataset
 from .errors import AesbenchError
 from .families import FAMILIES
@@ -68,13 +69,13 @@ def read_predictions(path: Path) -> tuple[dict[str, dict], list[dict]]:
     if not Path(path).is_file():
         raise AesbenchError(f"predictions file {path} not found")
     lines, skipped = {}, []
-    for n, text in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
+    for n, raw in enumerate(Path(path).read_bytes().splitlines(), start=1):
+        if not raw.strip():
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(raw.decode("utf-8"))
             item_id = str(record["id"])
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             skipped.append({"id": f"{Path(path).name}:{n}", "reason": "malformed line: expected a JSON object with an 'id'"})
             continue
         if item_id in lines:
@@ -170,6 +171,8 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
     started = time.time()
     if model is not None:
         require(model, task.capability, task.name)
+    if task.family == "comment":
+        require_java()  # before the model runs, not after
     task.resolve_root(data_root)
     data = read_dataset(task)
     if limit is not None:
@@ -191,6 +194,7 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
         lines, extra_skips = read_predictions(predictions)
         desc = {"name": model_name or Path(predictions).stem, "predictions_file": str(predictions),
                 "predictions_sha256": sha256_file(predictions)}
+        _pin_run(output, {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
         resumed = 0
         (output / PREDICTIONS).write_text("".join(json.dumps(line) + "\n" for line in lines.values()))
     summary = family.evaluate(task, data, lines, task.bootstrap)

@@ -144,6 +144,39 @@ def load_task(name_or_path: str) -> Task:
     return parse_task(path)
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_bootstrap(b) -> bool:
+    return (isinstance(b, dict) and set(b) <= set(DEFAULT_BOOTSTRAP)
+            and _is_int(b.get("resamples", 0)) and b.get("resamples", 0) >= 0 and _is_int(b.get("seed", 0))
+            and _is_number(b.get("level", 0.95)) and 0 < b.get("level", 0.95) < 1)
+
+
+def _protocol_checks() -> dict:
+    """Per protocol key: (is the value valid, what a valid value looks like)."""
+    from .degradations import SUGGEST_KINDS
+    from .judges import JUDGES
+
+    positive = (lambda v: _is_int(v) and v > 0, "a positive whole number")
+    return {
+        "score_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] < v[1], "[low, high]"),
+        "acc_threshold": (_is_number, "a number"),
+        "bootstrap": (_check_bootstrap, "{resamples: whole number, seed: whole number, level: between 0 and 1}"),
+        "top": positive, "repeats": positive, "min_query": positive,
+        "seed": (_is_int, "a whole number"),
+        "kinds": (lambda v: isinstance(v, list) and v and set(v) <= set(SUGGEST_KINDS), f"a list from {list(SUGGEST_KINDS)}"),
+        "severity": (lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+        "judge": (lambda v: v in JUDGES, f"one of {list(JUDGES)}"),
+        "shots": (lambda v: isinstance(v, list) and v and all(_is_int(k) and k > 0 for k in v), "a list of positive whole numbers"),
+    }
+
+
 def parse_task(path: Path) -> Task:
     try:
         data = yaml.safe_load(path.read_text())
@@ -166,24 +199,38 @@ def parse_task(path: Path) -> Task:
         raise AesbenchError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
     from .metrics import KNOWN_METRICS
 
-    metrics = list(data.get("metrics") or DEFAULT_METRICS[family])
+    metrics = data.get("metrics") or DEFAULT_METRICS[family]
+    if not isinstance(metrics, list):
+        raise AesbenchError(f"{path}: metrics must be a list, e.g. [{metrics}]")
+    if not _is_int(data.get("version", 1)):
+        raise AesbenchError(f"{path}: version must be a whole number, not {data['version']!r}")
     bad = [m for m in metrics if m not in KNOWN_METRICS[family]]
     if bad:
         raise AesbenchError(f"{path}: metric {bad[0]!r} is not a {family} metric{nearest(bad[0], KNOWN_METRICS[family])}")
     protocol = dict(data.get("protocol") or {})
-    typos = set(protocol) - PROTOCOL_KEYS[family]
+    typos = sorted(set(protocol) - PROTOCOL_KEYS[family])
     if typos:
-        raise AesbenchError(f"{path}: unknown protocol key(s) {sorted(typos)} for family {family}; known: {sorted(PROTOCOL_KEYS[family])}")
+        raise AesbenchError(f"{path}: unknown protocol key {typos[0]!r} for family {family}{nearest(typos[0], PROTOCOL_KEYS[family])}"
+                            f" (known: {', '.join(sorted(PROTOCOL_KEYS[family]))})")
+    checks = _protocol_checks()
+    for key, value in protocol.items():
+        valid, expected = checks[key]
+        if not valid(value):
+            raise AesbenchError(f"{path}: protocol.{key} must be {expected}, not {value!r}")
+    try:
+        preprocessing = Preprocessing.from_dict(data.get("preprocessing"))
+    except (AesbenchError, TypeError) as e:
+        raise AesbenchError(f"{path}: {e}") from None
     return Task(
         name=str(data["name"]),
         family=family,
         dataset=dict(dataset),
         path=path.resolve(),
-        version=int(data.get("version", 1)),
+        version=data.get("version", 1),
         description=str(data.get("description", "")).strip(),
-        preprocessing=Preprocessing.from_dict(data.get("preprocessing")),
+        preprocessing=preprocessing,
         prompt=data.get("prompt", DEFAULT_PROMPTS[family]),
-        metrics=metrics,
+        metrics=list(metrics),
         protocol=protocol,
         notes=dict(data.get("notes") or {}),
     )

@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,6 @@ requires_java = pytest.mark.skipif(shutil.which("java") is None, reason="Java is
 
 def run_cli(*args, env=None, check=False):
     """The installed `aesbench` command in a subprocess, as a user runs it."""
-    exe = shutil.which("aesbench")
-    cmd = [exe, *args] if exe else ["python", "-m", "aesbench", *args]
+    exe = Path(sys.executable).parent / "aesbench"  # the command installed beside this interpreter
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "aesbench", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=check, timeout=600)
