@@ -380,7 +380,11 @@ def encode_jpeg(img: Image.Image) -> bytes:
 
 
 def measure(img: Image.Image) -> dict[str, float]:
-    """Mean luminance, mean HSV saturation, RMS contrast and log Laplacian-variance sharpness."""
+    """Mean luminance, mean HSV saturation, RMS contrast and log Laplacian-variance sharpness.
+
+    Deliberately not aesbench.measures: the workers' tastes are defined independently of the
+    handcrafted baseline's features, so that baseline is not graded on its own definitions.
+    """
     rgb = np.asarray(img, dtype=np.float64) / 255.0
     lum = rgb @ np.array([0.299, 0.587, 0.114])
     sat = np.asarray(img.convert("HSV"), dtype=np.float64)[..., 1] / 255.0
