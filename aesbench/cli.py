@@ -15,6 +15,7 @@ from . import __version__
 from .adapter import load_model, registry
 from .datasets import read_dataset
 from .errors import AesbenchError
+from .judges import check_judge, judge_spec
 from .leaderboard import render_csv, render_markdown
 from .runs import evaluate, load_results
 from .task import builtin_tasks, load_task
@@ -51,10 +52,11 @@ def _progress(quiet: bool):
 
 
 def _model_options(pairs: tuple[str, ...]) -> dict:
+    """key=value pairs (values read as YAML scalars) for --model-arg and --judge-arg."""
     options = {}
     for pair in pairs:
         if "=" not in pair:
-            raise AesbenchError(f"--model-arg {pair!r} must look like key=value")
+            raise AesbenchError(f"option {pair!r} must look like key=value")
         key, value = pair.split("=", 1)
         options[key.strip()] = yaml.safe_load(value)
     return options
@@ -130,12 +132,20 @@ def models():
 @click.option("--seed", default=0, show_default=True, help="Seed for the model (protocol seeds live in the task).")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
 @click.option("--model-arg", multiple=True, help="Model option key=value (repeatable).")
+@click.option("--judge", help="Suggest tasks: the judge to use instead of the task's (recorded with each verdict).")
+@click.option("--judge-arg", multiple=True, help="Judge option key=value (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary table.")
-def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed, data_root, model_arg, quiet):
+def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed, data_root, model_arg, judge, judge_arg, quiet):
     """Evaluate a model (or a predictions file) on a task; re-running resumes."""
     if (model_name is None) == (predictions is None):
         raise AesbenchError("give exactly one of --model and --predictions")
     task = load_task(task_name)
+    if judge or judge_arg:
+        if task.family != "suggest":
+            raise AesbenchError(f"--judge applies to suggest tasks; {task.name!r} is a {task.family} task")
+        name = judge or judge_spec(task.protocol.get("judge", "keyword"))[0]
+        task.protocol["judge"] = {"name": name, **_model_options(judge_arg)}
+        check_judge(task.protocol["judge"])
     model = load_model(model_name, _model_options(model_arg), seed) if model_name else None
     progress, track = _progress(quiet)
     with progress:

@@ -85,9 +85,16 @@ def read_csv(task: Task) -> Dataset:
 
 
 def read_ava(task: Task) -> Dataset:
-    """AVA.txt (15 columns: index, id, ten vote counts, two tags, challenge) and a split list of ids."""
+    """AVA.txt (15 columns: index, id, ten vote counts, two tags, challenge) and a split list of ids.
+
+    split `test` (default): the ids in the list. split `train`: every other id in AVA.txt, the
+    field's convention (not generic_ls_train.jpgl, which lists only 20,000).
+    """
     path, images = task.file("path"), task.file("images")
     split_list = task.file("split_list")
+    split = task.dataset.get("split", "test")
+    if split not in ("test", "train"):
+        raise AesbenchError(f"task {task.name!r}: AVA split must be test or train, not {split!r}")
     skipped, votes = [], {}
     for line_no, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -107,8 +114,10 @@ def read_ava(task: Task) -> Dataset:
             skipped.append({"id": image_id, "reason": f"duplicate id at {where}; the first occurrence was kept"})
             continue
         votes[image_id] = counts
+    listed = _read_id_list(split_list)
+    wanted = listed if split == "test" else sorted(set(votes) - set(listed))
     items = []
-    for image_id in _read_id_list(split_list):
+    for image_id in wanted:
         if image_id not in votes:
             skipped.append({"id": image_id, "reason": f"listed in {split_list.name} but has no valid row in {path.name}"})
             continue

@@ -18,7 +18,7 @@ from .datasets import Dataset, Item
 from .degradations import degrade, item_rng
 from .errors import AesbenchError
 from .images import ImageError, load_image
-from .judges import JUDGES
+from .judges import make_judge
 from .metrics import SCORE_FUNCTIONS, acc, bootstrap_ci, emd, srcc
 from .task import Task
 
@@ -210,10 +210,7 @@ class SuggestFamily(TextFamily):
 
     def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
         pairs, skipped = _usable(data, lines, lambda line: check_text(line, "suggestion"))
-        judge_name = task.protocol.get("judge", "keyword")
-        if judge_name not in JUDGES:
-            raise AesbenchError(f"task {task.name!r}: unknown judge {judge_name!r}; known: {', '.join(JUDGES)}")
-        judge = JUDGES[judge_name]()
+        judge = make_judge(task.protocol.get("judge", "keyword"))
         kinds = list(task.protocol.get("kinds", [m.removeprefix("acc_") for m in task.metrics if m != "acc_avg"]))
         verdicts = {}
         for item, line in pairs:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 
+from .adapter import nearest
+from .errors import AesbenchError
+
 KEYWORD_PATTERNS = {
     "noise": r"nois\w*|grain\w*|speckl\w*|denois\w*|\biso\b|salt.and.pepper",
     "blur": r"blur\w*|sharp\w*|focus\w*|shak\w*|tripod|shutter speed|\bsoft\w*|motion",
@@ -35,3 +38,29 @@ class KeywordJudge:
 
 
 JUDGES = {"keyword": KeywordJudge}
+
+
+def judge_spec(spec) -> tuple[str, dict]:
+    """A task's `judge`: a name, or a mapping {name: ..., option: value, ...}."""
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, dict) and "name" in spec:
+        options = dict(spec)
+        return options.pop("name"), options
+    raise AesbenchError(f"judge must be a name or a mapping with a name, not {spec!r}")
+
+
+def check_judge(spec) -> tuple[str, dict]:
+    """The judge's name and options, or one line naming the nearest known judge."""
+    name, options = judge_spec(spec)
+    if name not in JUDGES:
+        raise AesbenchError(f"unknown judge {name!r}{nearest(str(name), JUDGES)} (known: {', '.join(JUDGES)})")
+    return name, options
+
+
+def make_judge(spec):
+    name, options = check_judge(spec)
+    try:
+        return JUDGES[name](**options)
+    except TypeError as e:
+        raise AesbenchError(f"judge {name!r}: {e}") from None

@@ -161,7 +161,13 @@ def _check_bootstrap(b) -> bool:
 def _protocol_checks() -> dict:
     """Per protocol key: (is the value valid, what a valid value looks like)."""
     from .degradations import SUGGEST_KINDS
-    from .judges import JUDGES
+    from .judges import check_judge
+
+    def valid_judge(v):
+        try:
+            return bool(check_judge(v))
+        except AesbenchError:
+            return False
 
     positive = (lambda v: _is_int(v) and v > 0, "a positive whole number")
     return {
@@ -172,7 +178,7 @@ def _protocol_checks() -> dict:
         "seed": (_is_int, "a whole number"),
         "kinds": (lambda v: isinstance(v, list) and v and set(v) <= set(SUGGEST_KINDS), f"a list from {list(SUGGEST_KINDS)}"),
         "severity": (lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
-        "judge": (lambda v: v in JUDGES, f"one of {list(JUDGES)}"),
+        "judge": (valid_judge, "a judge name from aesbench/judges.py, or {name: ..., option: value}"),
         "shots": (lambda v: isinstance(v, list) and v and all(_is_int(k) and k > 0 for k in v), "a list of positive whole numbers"),
     }
 
