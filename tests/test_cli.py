@@ -90,7 +90,7 @@ def test_wheel_ships_tasks_and_baselines_inside_the_package(tmp_path):
     import sys
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
                    check=True, capture_output=True)
     names = zipfile.ZipFile(next(tmp_path.glob("aesbench-*.whl"))).namelist()
     top = {n.split("/")[0] for n in names}

@@ -1,0 +1,272 @@
+"""Level readout for any local Hugging Face vision-language checkpoint (Q-Align's method and kin).
+
+An MLLM scores an image not by writing a number but by how likely it finds each of a few answer
+words right after a fixed answer prefix. One forward pass per batch:
+
+    text   = the checkpoint's chat template with the image, the prompt and the answer prefix as the
+             start of the assistant's reply (continue_final_message); without a chat template the
+             plain LLaVA-1.5 form  "USER: <image>\\n{prompt} ASSISTANT: {answer_prefix}"
+    l_i    = logit of level word i's first token at the last position (the next token)
+    p      = softmax(l_1..l_n)                          softmax="levels" (Q-Align, ArtQuant, ArtiMuse)
+           = softmax over the whole vocabulary, at the level words, NOT renormalised
+                                                        softmax="vocab"
+    E      = Σ p_i · w_i                                (w = level_weights)
+    score  = lo + (E − min w) / (max w − min w) · (hi − lo)       onto request.score_range = (lo, hi)
+
+"vocab" is not renormalised because renormalising the full softmax over a subset gives exactly the
+"levels" softmax; unrenormalised, the probability left on other tokens counts as weight 0, which is
+what readouts that take the full softmax do, and one reason published numbers disagree. With it a
+score can fall below lo when min w > 0.
+
+Token ids: each word's id is the first token past the prompt when `text + sep + word` is tokenized
+against `text` alone, special tokens off, so BOS is never taken and "▁good", "Ġgood" and "good"
+conventions all come out right; sep is " " unless the text ends in whitespace (a chat template's
+"assistant\\n"). Two words sharing their first token are refused: the readout could not tell them
+apart.
+
+Batches are padded on the LEFT with their attention mask, and the logits come from `generate` with
+one new token, so each model's own generation path builds position ids from the mask; the score
+is then the same at any batch size. Comments and suggestions are generated greedily from the
+task's prompt.
+
+Presets: `qalign` (Q-Align's aesthetics readout), `artquant-readout` (ArtQuant's painting readout);
+`artimuse-readout` lives in token_score.py. Checkpoints that ship their own modelling code load only
+with trust_remote_code=True; weights come from the local folder unless online=True.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from aesbench.adapter import Model, Request, register
+from aesbench.errors import AesbenchError
+from aesbench.weights import local_only, optional_import, pad_to_square, require_files, weight_hashes
+
+LEVEL_WORDS = ("excellent", "good", "fair", "poor", "bad")
+QALIGN_PROMPT = "How would you rate the aesthetics of this image?"
+QALIGN_PREFIX = "The aesthetics of the image is"
+PLAIN_TEMPLATE = "USER: {image}\n{prompt} ASSISTANT:"
+SOFTMAX_MODES = ("levels", "vocab")
+DTYPES = ("float32", "bfloat16", "float16")
+CHECKPOINT = "a Hugging Face vision-language checkpoint folder (config.json, *.safetensors or *.bin, tokenizer and processor files)"
+
+
+def first_token_ids(tokenizer, text: str, words) -> list[int]:
+    """The id of each word's first token where it would follow `text`; see the module docstring."""
+    sep = "" if not text or text[-1].isspace() else " "
+    context = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = []
+    for word in words:
+        full = tokenizer(text + sep + word, add_special_tokens=False)["input_ids"]
+        if len(full) <= len(context) or full[:len(context)] != context:
+            raise AesbenchError(f"level word {word!r} merges with the end of the prompt when tokenized, so it has no token of its own there; change answer_prefix or level_words")
+        ids.append(full[len(context)])
+    for i, token in enumerate(ids):
+        if token in ids[:i]:
+            other = words[ids.index(token)]
+            raise AesbenchError(f"level words {other!r} and {words[i]!r} share their first token {tokenizer.convert_ids_to_tokens(token)!r}, so the readout cannot tell them apart; choose other level_words")
+    return ids
+
+
+def _jsonable(value):
+    """Processor settings (SizeDict and the like) as plain JSON for describe()."""
+    return json.loads(json.dumps(value, default=lambda v: dict(v) if hasattr(v, "keys") else str(v)))
+
+
+@register("mllm-readout")
+class MllmReadout(Model):
+    """Level-word score readout and generated text from any local Hugging Face VLM checkpoint folder."""
+
+    capabilities = frozenset({"score", "comment", "suggest"})
+    # Settings a subclass fixes differently; an option left as None takes the preset's value.
+    preset = dict(prompt=QALIGN_PROMPT, answer_prefix=QALIGN_PREFIX, level_words=LEVEL_WORDS,
+                  level_weights=(1.0, 0.75, 0.5, 0.25, 0.0), softmax="levels", pad_square=False, resize=0)
+
+    def __init__(self, path: str, prompt: str | None = None, answer_prefix: str | None = None,
+                 level_words: list[str] | None = None, level_weights: list[float] | None = None,
+                 softmax: str | None = None, pad_square: bool | None = None, resize: int | None = None,
+                 dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False,
+                 online: bool = False, max_new_tokens: int = 128, num_beams: int = 1):
+        given = dict(prompt=prompt, answer_prefix=answer_prefix, level_words=level_words, level_weights=level_weights,
+                     softmax=softmax, pad_square=pad_square, resize=resize)
+        settings = {k: self.preset[k] if v is None else v for k, v in given.items()}
+        self.path = str(path)
+        self.prompt, self.answer_prefix = str(settings["prompt"]), str(settings["answer_prefix"])
+        self.level_words = [str(w) for w in settings["level_words"]]
+        self.level_weights = [float(w) for w in settings["level_weights"]]
+        self.softmax, self.pad_square, self.resize = settings["softmax"], bool(settings["pad_square"]), int(settings["resize"] or 0)
+        self.dtype, self.device, self.trust_remote_code, self.online = dtype, device, bool(trust_remote_code), bool(online)
+        self.max_new_tokens, self.num_beams = int(max_new_tokens), int(num_beams)
+        self._check_settings()
+        self._load()
+        self.score_text = self.render(self.prompt, self.answer_prefix)
+        self.level_ids = first_token_ids(self.processor.tokenizer, self.score_text, self.level_words)
+        self._hashes = None
+
+    def _check_settings(self) -> None:
+        if len(self.level_words) < 2 or len(self.level_words) != len(self.level_weights):
+            raise AesbenchError(f"model {self.name!r}: level_words and level_weights must be two or more of each, one weight per word (got {len(self.level_words)} and {len(self.level_weights)})")
+        if max(self.level_weights) == min(self.level_weights):
+            raise AesbenchError(f"model {self.name!r}: level_weights are all equal, so every image would get the same score")
+        if self.softmax not in SOFTMAX_MODES:
+            raise AesbenchError(f"model {self.name!r}: softmax must be one of {', '.join(SOFTMAX_MODES)} (got {self.softmax!r})")
+        if self.dtype not in DTYPES:
+            raise AesbenchError(f"model {self.name!r}: dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
+
+    def _load(self) -> None:
+        """Processor and model from the local folder; a failure is one line naming the folder."""
+        torch = optional_import("torch", "vlm", self.name)
+        transformers = optional_import("transformers", "vlm", self.name)
+        folder = require_files(self.path, ["config.json"], self.name, CHECKPOINT)
+        if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+            raise AesbenchError(f"model {self.name!r}: {folder} has no weight files (*.safetensors or *.bin); it should be {CHECKPOINT}")
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise AesbenchError(f"model {self.name!r}: {folder / 'config.json'} is not valid JSON ({e})") from None
+        known = transformers.models.auto.configuration_auto.CONFIG_MAPPING
+        if "auto_map" in config and config.get("model_type") not in known and not self.trust_remote_code:
+            raise AesbenchError(f"model {self.name!r}: {folder} ships its own modelling code (auto_map, model_type {config.get('model_type')!r} unknown to transformers {transformers.__version__}); pass trust_remote_code=true only if you trust that code")
+        self.torch = torch
+        options = dict(local_files_only=local_only(self.online), trust_remote_code=self.trust_remote_code)
+        try:
+            self.processor = transformers.AutoProcessor.from_pretrained(folder, **options)
+            self.model = transformers.AutoModelForImageTextToText.from_pretrained(folder, dtype=getattr(torch, self.dtype), **options)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            reason = " ".join(str(e).split())[:300]
+            raise AesbenchError(f"model {self.name!r}: transformers could not load {folder} as {CHECKPOINT} ({type(e).__name__}: {reason})") from None
+        if not hasattr(self.processor, "tokenizer") or not hasattr(self.processor, "image_processor"):
+            raise AesbenchError(f"model {self.name!r}: {folder} holds no image-and-text processor (AutoProcessor gave {type(self.processor).__name__})")
+        self.model.to(self.device).eval()
+        tokenizer = self.processor.tokenizer
+        tokenizer.padding_side = "left"  # the next token of every row sits at the last position
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.chat = bool(getattr(self.processor, "chat_template", None))
+        self.generation = transformers.GenerationConfig(
+            do_sample=False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+            eos_token_id=self.model.generation_config.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+    def config(self) -> dict:
+        return {"path": self.path, "prompt": self.prompt, "answer_prefix": self.answer_prefix,
+                "level_words": self.level_words, "level_weights": self.level_weights, "softmax": self.softmax,
+                "pad_square": self.pad_square, "resize": self.resize, "dtype": self.dtype, "device": self.device,
+                "trust_remote_code": self.trust_remote_code, "online": self.online,
+                "max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
+
+    def render(self, prompt: str, answer_prefix: str = "") -> str:
+        """The model's input text for one image: chat template when the checkpoint has one, else plain."""
+        if self.chat:
+            user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+            if not answer_prefix:
+                return self.processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+            reply = {"role": "assistant", "content": [{"type": "text", "text": answer_prefix}]}
+            return self.processor.apply_chat_template([user, reply], continue_final_message=True, tokenize=False)
+        text = PLAIN_TEMPLATE.format(image=getattr(self.processor, "image_token", "<image>"), prompt=prompt)
+        return f"{text} {answer_prefix}" if answer_prefix else text
+
+    def prepare(self, img: Image.Image) -> Image.Image:
+        """Pad to square with the mean colour (Q-Align), then a plain square bicubic resize (ArtiMuse)."""
+        img = img.convert("RGB")
+        if self.pad_square:
+            img = pad_to_square(img, "mean")
+        if self.resize:
+            img = img.resize((self.resize, self.resize), Image.BICUBIC)
+        return img
+
+    def generate(self, images: list[Image.Image], texts: list[str], **settings):
+        """One left-padded batch through the model's `generate`; returns its output and the prompt length."""
+        inputs = self.processor(images=[self.prepare(img) for img in images], text=texts, padding=True,
+                                return_tensors="pt", add_special_tokens=self._add_special_tokens(texts[0]))
+        inputs = inputs.to(self.device, dtype=self.model.dtype)
+        with self.torch.inference_mode():
+            out = self.model.generate(**inputs, generation_config=self.generation, return_dict_in_generate=True, **settings)
+        return out, inputs["input_ids"].shape[1]
+
+    def _add_special_tokens(self, text: str) -> bool:
+        """The tokenizer adds BOS unless the template already wrote it (transformers' own rule)."""
+        bos = self.processor.tokenizer.bos_token
+        return not (bos and text.startswith(bos))
+
+    def score(self, images: list[Image.Image], request: Request) -> list[dict]:
+        out, _ = self.generate(images, [self.score_text] * len(images), max_new_tokens=1, output_logits=True)
+        logits = out.logits[0].float()  # raw logits of the token after the answer prefix; softmax in float32
+        ids = self.torch.tensor(self.level_ids, device=logits.device)
+        if self.softmax == "levels":
+            probs = logits[:, ids].softmax(-1)
+        else:
+            probs = logits.softmax(-1)[:, ids]
+        weights = self.torch.tensor(self.level_weights, dtype=probs.dtype, device=probs.device)
+        expectation = probs @ weights
+        lo, hi = request.score_range
+        w_lo, w_hi = min(self.level_weights), max(self.level_weights)
+        scores = lo + (expectation - w_lo) / (w_hi - w_lo) * (hi - lo)
+        return [{"score": float(s)} for s in scores]
+
+    def _text(self, images: list[Image.Image], request: Request) -> list[str]:
+        if not request.prompt:
+            raise AesbenchError(f"model {self.name!r} writes text only when the task gives a prompt")
+        out, length = self.generate(images, [self.render(request.prompt)] * len(images))
+        texts = self.processor.tokenizer.batch_decode(out.sequences[:, length:], skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def comment(self, images: list[Image.Image], request: Request) -> list[str]:
+        return self._text(images, request)
+
+    def suggest(self, images: list[Image.Image], request: Request) -> list[str]:
+        return self._text(images, request)
+
+    def describe(self) -> dict:
+        if self._hashes is None:  # hashing a 7B checkpoint takes a while: once per model
+            self._hashes = weight_hashes(self.path)
+        image_processor = self.processor.image_processor
+        tokenizer = self.processor.tokenizer
+        return {
+            "name": self.name,
+            "config": self.config(),
+            "checkpoint": str(Path(self.path).resolve()),
+            "weights_sha256": self._hashes,
+            "architecture": type(self.model).__name__,
+            "processor": type(self.processor).__name__,
+            "dtype": self.dtype,
+            "device": self.device,
+            "preprocessing": {
+                "pad_square": "mean colour" if self.pad_square else False,
+                "resize": f"{self.resize}x{self.resize} bicubic" if self.resize else False,
+                "image_processor": type(image_processor).__name__,
+                "size": _jsonable(getattr(image_processor, "size", None)),
+                "crop_size": _jsonable(getattr(image_processor, "crop_size", None)),
+            },
+            "template": "chat template of the checkpoint" if self.chat else f"plain: {PLAIN_TEMPLATE} {{answer_prefix}}",
+            "special_tokens_added": self._add_special_tokens(self.score_text),
+            "score_text": self.score_text,
+            "answer_prefix": self.answer_prefix,
+            "level_words": self.level_words,
+            "level_token_ids": self.level_ids,
+            "level_tokens": tokenizer.convert_ids_to_tokens(self.level_ids),
+            "level_weights": self.level_weights,
+            "softmax": f"{self.softmax} (float32)",
+            "score_mapping": "lo + (sum p_i w_i - min w) / (max w - min w) * (hi - lo)",
+            "padding_side": tokenizer.padding_side,
+            "generation": {"do_sample": False, "num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens,
+                           "prompt": "the task's prompt, through the same template"},
+        }
+
+
+@register("qalign")
+class QAlign(MllmReadout):
+    """Q-Align's aesthetics readout: excellent..bad after "The aesthetics of the image is", padded square."""
+
+    preset = dict(MllmReadout.preset, pad_square=True)
+
+
+@register("artquant-readout")
+class ArtQuantReadout(MllmReadout):
+    """ArtQuant's painting readout: level words weighted 10, 7.5, 5, 3.5, 1 (a 1..10 score)."""
+
+    # The weights span 1..10, so on a 1..10 task the mapped score is ArtQuant's own; on another
+    # range it is the same score moved linearly. Its code base (Q-Align's) pads images square.
+    preset = dict(MllmReadout.preset, prompt="How would you rate the quality of this painting?",
+                  answer_prefix="The quality of the painting is", level_weights=(10.0, 7.5, 5.0, 3.5, 1.0), pad_square=True)

@@ -1,0 +1,198 @@
+"""The CLIP baselines (laion-aesthetic, clip-iqa) on a tiny random CLIP built offline.
+
+The checkpoint, tokenizer and image processor are saved with save_pretrained, so the adapters go
+through the same loading code as a real checkpoint folder. Random weights mean the scores say nothing
+about aesthetics; the tests check the arithmetic against a hand computation, batching, head
+detection, and that every broken input is one line.
+"""
+from __future__ import annotations
+
+import json
+import math
+import string
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+from aesbench.adapter import Request, load_model, sha256_file  # noqa: E402
+from aesbench.errors import AesbenchError  # noqa: E402
+from aesbench.runs import PREDICTIONS, evaluate  # noqa: E402
+from aesbench.task import load_task  # noqa: E402
+from conftest import natural_image  # noqa: E402
+
+EMBED_DIM = 16
+TWO_PAIRS = [["Good photo.", "Bad photo."], ["A beautiful picture.", "An ugly picture."]]
+
+
+def tiny_tokenizer():
+    """Character-level BPE (no merges): every lower-case word and the prompts' punctuation is covered."""
+    symbols = list(string.ascii_lowercase) + list(".,!'")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for s in symbols:
+        vocab.setdefault(s, len(vocab))
+        vocab.setdefault(s + "</w>", len(vocab))
+    return transformers.CLIPTokenizer(vocab=vocab, merges=[]), len(vocab)
+
+
+def mlp_state(dim: int, seed: int = 1) -> dict:
+    """The improved predictor's layout and key names, centred near 5.5 so scores land inside 1-10."""
+    torch.manual_seed(seed)
+    nn = torch.nn
+    layers = nn.Sequential(nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
+                           nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
+    with torch.no_grad():
+        layers[7].weight.mul_(20.0)
+        layers[7].bias.fill_(5.5)
+    return {f"layers.{k}": v.clone() for k, v in layers.state_dict().items()}
+
+
+def linear_state(dim: int, seed: int = 2) -> dict:
+    torch.manual_seed(seed)
+    return {"weight": torch.randn(1, dim), "bias": torch.tensor([5.5])}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny CLIP folder and LAION heads as .pth and .safetensors."""
+    root = tmp_path_factory.mktemp("clip")
+    tokenizer, vocab_size = tiny_tokenizer()
+    config = transformers.CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2),
+        projection_dim=EMBED_DIM,
+    )
+    torch.manual_seed(0)
+    clip_dir = root / "tiny-clip"
+    transformers.CLIPModel(config).save_pretrained(clip_dir)
+    tokenizer.save_pretrained(clip_dir)
+    transformers.CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(clip_dir)
+    mlp, linear = mlp_state(EMBED_DIM), linear_state(EMBED_DIM)
+    torch.save(mlp, root / "mlp.pth")
+    safetensors_torch.save_file(mlp, root / "mlp.safetensors")
+    torch.save(linear, root / "linear.pth")
+    torch.save(mlp_state(EMBED_DIM + 8), root / "wrong-dim.pth")
+    return {"root": root, "clip": clip_dir, "mlp": mlp, "linear": linear}
+
+
+@pytest.fixture(scope="module")
+def reference(files):
+    """The checkpoint loaded plainly, for hand computations independent of the adapters."""
+    return (transformers.CLIPModel.from_pretrained(files["clip"]).eval(),
+            transformers.CLIPImageProcessorPil.from_pretrained(files["clip"]),
+            transformers.AutoTokenizer.from_pretrained(files["clip"]))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [natural_image(seed, size) for seed, size in enumerate([(96, 64), (64, 96), (80, 80), (120, 50), (40, 70)])]
+
+
+def laion(files, head_file="mlp.pth", **options):
+    return load_model("laion-aesthetic", {"clip_path": str(files["clip"]), "head_path": str(files["root"] / head_file), **options})
+
+
+def clip_iqa(files, **options):
+    return load_model("clip-iqa", {"path": str(files["clip"]), **options})
+
+
+def hand_embedding(reference, img):
+    model, processor, _ = reference
+    with torch.no_grad():
+        pixels = processor(images=[img], return_tensors="pt")["pixel_values"]
+        emb = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)[0]
+    return emb / emb.norm()
+
+
+def hand_mlp(state, x):
+    """The head without dropout (eval) is a chain of affine maps, no activations."""
+    for i in (0, 2, 4, 6, 7):
+        x = state[f"layers.{i}.weight"] @ x + state[f"layers.{i}.bias"]
+    return float(x)
+
+
+@pytest.mark.parametrize("name", ["laion-mlp-pth", "laion-mlp-safetensors", "clip-iqa"])
+def test_end_to_end_on_tiny_ava(files, tmp_path, name):
+    model = {"laion-mlp-pth": lambda: laion(files), "laion-mlp-safetensors": lambda: laion(files, "mlp.safetensors"),
+             "clip-iqa": lambda: clip_iqa(files)}[name]()
+    results = evaluate(load_task("tiny-ava-score"), tmp_path / "run", model=model, limit=10, batch_size=4)
+    scores = [json.loads(line)["score"] for line in open(tmp_path / "run" / PREDICTIONS)]
+    assert results["n"] == 10 and len(scores) == 10
+    assert all(math.isfinite(s) and 1.0 <= s <= 10.0 for s in scores)
+    described = results["provenance"]["model"]
+    assert described["clip"]["weights_sha256"] == {"model.safetensors": sha256_file(files["clip"] / "model.safetensors")}
+    assert described["clip"]["image_size"] == 32 and described["clip"]["preprocessing"]["resample"] == "bicubic"
+    if name.startswith("laion"):
+        head_file = files["root"] / ("mlp.pth" if name.endswith("pth") else "mlp.safetensors")
+        assert described["head"] == {"path": str(head_file), "sha256": sha256_file(head_file), "kind": "mlp"}
+
+
+def test_laion_equals_hand_computation(files, reference, images):
+    img = images[0]
+    expected = hand_mlp(files["mlp"], hand_embedding(reference, img))
+    assert laion(files).score([img], Request())[0]["score"] == pytest.approx(expected, abs=1e-5)
+    on_unit = laion(files).score([img], Request(score_range=(0.0, 1.0)))[0]["score"]
+    assert on_unit == pytest.approx((expected - 1.0) / 9.0, abs=1e-5)  # the documented map of 1-10
+
+
+def test_head_kind_is_detected_from_the_keys(files, reference, images):
+    mlp, linear = laion(files), laion(files, "linear.pth")
+    assert mlp.describe()["head"]["kind"] == "mlp" and linear.describe()["head"]["kind"] == "linear"
+    emb = hand_embedding(reference, images[1])
+    expected = float(files["linear"]["weight"][0] @ emb + files["linear"]["bias"][0])
+    assert linear.score([images[1]], Request())[0]["score"] == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(AesbenchError, match="holds the mlp head"):
+        laion(files, head="linear")
+
+
+@pytest.mark.parametrize("prompts", [None, TWO_PAIRS])
+def test_clip_iqa_equals_hand_computation(files, reference, images, prompts):
+    model, _, tokenizer = reference
+    pairs = prompts or [["Good photo.", "Bad photo."]]
+    img = hand_embedding(reference, images[2])
+    p_positive = []
+    with torch.no_grad():
+        for pair in pairs:
+            sims = []
+            for text in pair:  # one prompt at a time: no padding at all
+                ids = tokenizer(text, return_tensors="pt")["input_ids"]
+                t = model.text_projection(model.text_model(input_ids=ids).pooler_output)[0]
+                sims.append(float(img @ t / t.norm()))
+            scale = float(model.logit_scale.exp())
+            p_positive.append(1.0 / (1.0 + math.exp(-scale * (sims[0] - sims[1]))))  # 2-way softmax
+    expected = sum(p_positive) / len(p_positive)
+    got = clip_iqa(files, prompts=prompts).score([images[2]], Request(score_range=(0.0, 1.0)))[0]["score"]
+    assert got == pytest.approx(expected, abs=1e-5)
+    on_ten = clip_iqa(files, prompts=prompts).score([images[2]], Request())[0]["score"]
+    assert on_ten == pytest.approx(1.0 + 9.0 * expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("make", [laion, lambda files: laion(files, "linear.pth"), clip_iqa], ids=["mlp", "linear", "clip-iqa"])
+def test_batch_size_does_not_change_scores(files, images, make):
+    model = make(files)
+    one_by_one = [model.score([img], Request())[0]["score"] for img in images]
+    batched = [out["score"] for chunk in (images[:4], images[4:]) for out in model.score(chunk, Request())]
+    assert batched == pytest.approx(one_by_one, abs=1e-5)
+
+
+def one_line_error(make) -> str:
+    with pytest.raises(AesbenchError) as caught:
+        make()
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+def test_broken_inputs_are_one_line(files, tmp_path):
+    assert "is not a folder" in one_line_error(lambda: load_model("laion-aesthetic", {"clip_path": str(tmp_path / "nope"),
+                                                                                      "head_path": str(files["root"] / "mlp.pth")}))
+    assert "is not a folder" in one_line_error(lambda: load_model("clip-iqa", {"path": str(tmp_path / "nope")}))
+    assert "not found" in one_line_error(lambda: laion(files, "missing.pth"))
+    assert "takes 24-dim embeddings but the CLIP gives 16" in one_line_error(lambda: laion(files, "wrong-dim.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    assert "cannot read head file" in one_line_error(lambda: laion(files, str(tmp_path / "junk.pth")))
+    assert "lacks config.json" in one_line_error(lambda: load_model("clip-iqa", {"path": str(tmp_path)}))
+    assert "pairs" in one_line_error(lambda: clip_iqa(files, prompts=["only one"]))
