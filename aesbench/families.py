@@ -237,6 +237,11 @@ class SuggestFamily(TextFamily):
         return _summary(metrics, ci95, {}, len(pairs), skipped, {"judge": judge.describe(), "verdicts": verdicts})
 
 
+def draw_support(seed: int, unit: str, n: int, k: int) -> list[int]:
+    """Positions of the k support images among a person's n readable images, fixed by (seed, unit)."""
+    return sorted(item_rng(seed, unit).choice(n, size=k, replace=False).tolist())
+
+
 class PiaaFamily:
     """Per person: k-shot support drawn with a seeded rng, adapt, score the rest; repeat; average
     SRCC over repeats, then over people. ΔSRCC compares with the same model unpersonalized on the
@@ -276,8 +281,9 @@ class PiaaFamily:
                     if len(ids) < k + min_query:
                         store.write([{"id": unit, "skipped": f"{len(ids)} readable images, need {k} support + {min_query} query"}])
                         continue
-                    support = sorted(item_rng(seed, unit).choice(len(ids), size=k, replace=False).tolist())
-                    query = [i for i in range(len(ids)) if i not in set(support)]
+                    support = draw_support(seed, unit, len(ids), k)
+                    chosen = set(support)
+                    query = [i for i in range(len(ids)) if i not in chosen]
                     adapted = model.personalize([images[i] for i in support], [scores[i] for i in support], request)
                     predicted = []
                     for batch in _chunks(query, batch_size):
@@ -288,11 +294,12 @@ class PiaaFamily:
                                   "scores": {ids[i]: float(s) for i, s in zip(query, predicted)}}])
 
     def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
-        shots, repeats, _ = self._protocol(task)
+        shots, repeats, seed = self._protocol(task)
         skipped = list(data.skipped) + [{"id": i, "reason": line["skipped"]} for i, line in lines.items() if "skipped" in line]
         per_worker = {k: {} for k in shots}  # k -> worker -> (personalized, generic) mean SRCC over repeats
         for worker, items in data.groups.items():
             truth = {it.id: it.label["score"] for it in items}
+            readable = [it.id for it in items if f"{worker}/{it.id}" not in lines]  # unreadable images have skip lines
             generic = lines.get(f"{worker}/generic", {}).get("scores")
             for k in shots:
                 pairs = []
@@ -302,7 +309,11 @@ class PiaaFamily:
                         if line is None or generic is None:
                             skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "no prediction"})
                         continue
-                    query = [i for i in line["scores"] if i in truth and i in generic]
+                    expected = {readable[i] for i in draw_support(seed, f"{worker}/k{k}/r{r}", len(readable), k)} if len(readable) >= k else None
+                    if set(line.get("support", [])) != expected:
+                        skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "support set differs from the protocol's seeded draw"})
+                        continue
+                    query = [i for i in line["scores"] if i in truth and i in generic and i not in expected]
                     if len(query) < 3:
                         skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "fewer than 3 query images with predictions"})
                         continue
