@@ -136,6 +136,10 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
     if unknown:
         accepted = ", ".join(p for p in params if p != "self") or "none"
         raise AesbenchError(f"model {name_or_path!r} takes no option {unknown[0]!r} (accepted: {accepted})")
+    missing = [n for n, p in params.items() if n != "self" and p.default is p.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in options]
+    if missing:
+        raise AesbenchError(f"model {name_or_path!r} needs option {missing[0]!r}: add --model-arg {missing[0]}=...")
     return cls(**options)
 
 
