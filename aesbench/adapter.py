@@ -123,7 +123,10 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
         except (json.JSONDecodeError, AttributeError) as e:
             raise AesbenchError(f"{config_file} is not a JSON object ({e}): re-save the checkpoint") from None
         if model_type not in models:
-            raise AesbenchError(f"{config_file} names model_type {model_type!r}, which is not registered{nearest(str(model_type), models)}")
+            raise AesbenchError(
+                f"{config_file} names model_type {model_type!r}, which is not an aesbench model; for a Hugging Face"
+                f" checkpoint pick an adapter and pass the folder: --model qalign --model-arg path={path}"
+                " (`aesbench models` lists the adapters)")
         return models[model_type].from_pretrained(path)
     if name_or_path not in models:
         hint = nearest(name_or_path, models)

@@ -65,7 +65,7 @@ def logistic4(x, b1, b2, b3, b4):
 
 def plcc_logistic(pred: np.ndarray, mos: np.ndarray) -> float:
     """PLCC after fitting the 4-parameter logistic from predictions to MOS (reported beside raw PLCC)."""
-    if np.ptp(pred) == 0 or np.ptp(mos) == 0:
+    if len(pred) <= 4 or np.ptp(pred) == 0 or np.ptp(mos) == 0:  # four parameters need more than four points
         return float("nan")
     p0 = [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0]
     try:

@@ -29,9 +29,26 @@ one new token, so each model's own generation path builds position ids from the 
 is then the same at any batch size. Comments and suggestions are generated greedily from the
 task's prompt.
 
-Presets: `qalign` (Q-Align's aesthetics readout), `artquant-readout` (ArtQuant's painting readout);
-`artimuse-readout` lives in token_score.py. Checkpoints that ship their own modelling code load only
-with trust_remote_code=True; weights come from the local folder unless online=True.
+Options (constructor keywords, or --model-arg key=value). The readout settings from prompt to resize
+default to None, which takes the registered model's preset (mllm-readout's: Q-Align's words,
+weights and prompt, no padding, no resize):
+    path               checkpoint folder that AutoProcessor and AutoModelForImageTextToText load (required)
+    prompt             the scoring question
+    answer_prefix      the text the reply starts with ("" for none)
+    level_words        answer words; level_weights: one number per word
+    softmax            "levels" or "vocab" (above)
+    pad_square         pad to square with the image's mean colour first
+    resize             then a plain square bicubic resize to this side (0: none)
+    dtype              float32 (default), bfloat16 or float16; the softmax is always in float32
+    device             cpu (default), cuda, cuda:1, ...
+    trust_remote_code  run modelling code shipped in the folder (default False: refused in one line)
+    online             allow the Hugging Face hub (default False: local_files_only)
+    max_new_tokens     comment/suggest length (default 128); num_beams: 1 (greedy, default) or beam
+                       search; never sampling, so text is reproducible
+
+Only checkpoints in transformers' own image-text-to-text layout load: llava-hf conversions, Qwen2-VL,
+InternVL "-hf" and the like. The original Q-Align (mPLUG-Owl2) and ArtiMuse (InternVLChatModel)
+releases are custom-code models outside these Auto classes and do not load here as released.
 """
 from __future__ import annotations
 
@@ -70,9 +87,12 @@ def first_token_ids(tokenizer, text: str, words) -> list[int]:
     return ids
 
 
-def _jsonable(value):
-    """Processor settings (SizeDict and the like) as plain JSON for describe()."""
-    return json.loads(json.dumps(value, default=lambda v: dict(v) if hasattr(v, "keys") else str(v)))
+def _size(value):
+    """An image processor's size setting (a dict or transformers' SizeDict) as plain JSON, unset keys left out."""
+    if value is None:
+        return None
+    items = value.items() if hasattr(value, "items") else vars(value).items()
+    return {k: v for k, v in items if v is not None}
 
 
 @register("mllm-readout")
@@ -92,28 +112,34 @@ class MllmReadout(Model):
         given = dict(prompt=prompt, answer_prefix=answer_prefix, level_words=level_words, level_weights=level_weights,
                      softmax=softmax, pad_square=pad_square, resize=resize)
         settings = {k: self.preset[k] if v is None else v for k, v in given.items()}
+        self._check_settings(settings, dtype)
         self.path = str(path)
         self.prompt, self.answer_prefix = str(settings["prompt"]), str(settings["answer_prefix"])
         self.level_words = [str(w) for w in settings["level_words"]]
         self.level_weights = [float(w) for w in settings["level_weights"]]
-        self.softmax, self.pad_square, self.resize = settings["softmax"], bool(settings["pad_square"]), int(settings["resize"] or 0)
+        self.softmax, self.pad_square, self.resize = settings["softmax"], bool(settings["pad_square"]), int(settings["resize"])
         self.dtype, self.device, self.trust_remote_code, self.online = dtype, device, bool(trust_remote_code), bool(online)
         self.max_new_tokens, self.num_beams = int(max_new_tokens), int(num_beams)
-        self._check_settings()
+        self._hashes = None
         self._load()
         self.score_text = self.render(self.prompt, self.answer_prefix)
         self.level_ids = first_token_ids(self.processor.tokenizer, self.score_text, self.level_words)
-        self._hashes = None
 
-    def _check_settings(self) -> None:
-        if len(self.level_words) < 2 or len(self.level_words) != len(self.level_weights):
-            raise AesbenchError(f"model {self.name!r}: level_words and level_weights must be two or more of each, one weight per word (got {len(self.level_words)} and {len(self.level_weights)})")
-        if max(self.level_weights) == min(self.level_weights):
+    def _check_settings(self, settings: dict, dtype: str) -> None:
+        words, weights = settings["level_words"], settings["level_weights"]
+        if not isinstance(words, (list, tuple)) or not isinstance(weights, (list, tuple)) \
+                or not all(isinstance(w, (int, float)) for w in weights):
+            raise AesbenchError(f"model {self.name!r}: level_words and level_weights must be lists, e.g. level_words=[excellent,good,fair,poor,bad] level_weights=[1,0.75,0.5,0.25,0]")
+        if len(words) < 2 or len(words) != len(weights):
+            raise AesbenchError(f"model {self.name!r}: level_words and level_weights must be two or more of each, one weight per word (got {len(words)} and {len(weights)})")
+        if max(weights) == min(weights):
             raise AesbenchError(f"model {self.name!r}: level_weights are all equal, so every image would get the same score")
-        if self.softmax not in SOFTMAX_MODES:
-            raise AesbenchError(f"model {self.name!r}: softmax must be one of {', '.join(SOFTMAX_MODES)} (got {self.softmax!r})")
-        if self.dtype not in DTYPES:
-            raise AesbenchError(f"model {self.name!r}: dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
+        if settings["softmax"] not in SOFTMAX_MODES:
+            raise AesbenchError(f"model {self.name!r}: softmax must be one of {', '.join(SOFTMAX_MODES)} (got {settings['softmax']!r})")
+        if dtype not in DTYPES:
+            raise AesbenchError(f"model {self.name!r}: dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+        if not isinstance(settings["resize"], int) or settings["resize"] < 0:
+            raise AesbenchError(f"model {self.name!r}: resize must be a side in pixels, or 0 for none (got {settings['resize']!r})")
 
     def _load(self) -> None:
         """Processor and model from the local folder; a failure is one line naming the folder."""
@@ -129,12 +155,12 @@ class MllmReadout(Model):
         known = transformers.models.auto.configuration_auto.CONFIG_MAPPING
         if "auto_map" in config and config.get("model_type") not in known and not self.trust_remote_code:
             raise AesbenchError(f"model {self.name!r}: {folder} ships its own modelling code (auto_map, model_type {config.get('model_type')!r} unknown to transformers {transformers.__version__}); pass trust_remote_code=true only if you trust that code")
-        self.torch = torch
+        self.torch, self.transformers = torch, transformers
         options = dict(local_files_only=local_only(self.online), trust_remote_code=self.trust_remote_code)
         try:
             self.processor = transformers.AutoProcessor.from_pretrained(folder, **options)
             self.model = transformers.AutoModelForImageTextToText.from_pretrained(folder, dtype=getattr(torch, self.dtype), **options)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ImportError, ValueError, KeyError, TypeError, RuntimeError) as e:
             reason = " ".join(str(e).split())[:300]
             raise AesbenchError(f"model {self.name!r}: transformers could not load {folder} as {CHECKPOINT} ({type(e).__name__}: {reason})") from None
         if not hasattr(self.processor, "tokenizer") or not hasattr(self.processor, "image_processor"):
@@ -145,9 +171,9 @@ class MllmReadout(Model):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.chat = bool(getattr(self.processor, "chat_template", None))
-        self.generation = transformers.GenerationConfig(
-            do_sample=False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
-            eos_token_id=self.model.generation_config.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        # Our own generation settings, not the checkpoint's generation_config (which may ask for sampling).
+        self.generation = dict(do_sample=False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                               eos_token_id=self.model.generation_config.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
     def config(self) -> dict:
         return {"path": self.path, "prompt": self.prompt, "answer_prefix": self.answer_prefix,
@@ -182,7 +208,8 @@ class MllmReadout(Model):
                                 return_tensors="pt", add_special_tokens=self._add_special_tokens(texts[0]))
         inputs = inputs.to(self.device, dtype=self.model.dtype)
         with self.torch.inference_mode():
-            out = self.model.generate(**inputs, generation_config=self.generation, return_dict_in_generate=True, **settings)
+            config = self.transformers.GenerationConfig(**{**self.generation, **settings}, return_dict_in_generate=True)
+            out = self.model.generate(**inputs, generation_config=config)
         return out, inputs["input_ids"].shape[1]
 
     def _add_special_tokens(self, text: str) -> bool:
@@ -191,7 +218,7 @@ class MllmReadout(Model):
         return not (bos and text.startswith(bos))
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
-        out, _ = self.generate(images, [self.score_text] * len(images), max_new_tokens=1, output_logits=True)
+        out, _ = self.generate(images, [self.score_text] * len(images), max_new_tokens=1, num_beams=1, output_logits=True)
         logits = out.logits[0].float()  # raw logits of the token after the answer prefix; softmax in float32
         ids = self.torch.tensor(self.level_ids, device=logits.device)
         if self.softmax == "levels":
@@ -236,8 +263,8 @@ class MllmReadout(Model):
                 "pad_square": "mean colour" if self.pad_square else False,
                 "resize": f"{self.resize}x{self.resize} bicubic" if self.resize else False,
                 "image_processor": type(image_processor).__name__,
-                "size": _jsonable(getattr(image_processor, "size", None)),
-                "crop_size": _jsonable(getattr(image_processor, "crop_size", None)),
+                "size": _size(getattr(image_processor, "size", None)),
+                "crop_size": _size(getattr(image_processor, "crop_size", None)),
             },
             "template": "chat template of the checkpoint" if self.chat else f"plain: {PLAIN_TEMPLATE} {{answer_prefix}}",
             "special_tokens_added": self._add_special_tokens(self.score_text),

@@ -50,6 +50,7 @@ import importlib.util
 import io
 import pickle
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -166,8 +167,6 @@ class Brisque(Model):
         self.low, self.high = np.array(scale["min_"], dtype=np.float64), np.array(scale["max_"], dtype=np.float64)
 
     def describe(self) -> dict:
-        from importlib.metadata import version
-
         return {
             "name": self.name,
             "config": self.config(),

@@ -9,6 +9,7 @@ Each is saved with save_pretrained and loaded back the way a real checkpoint fol
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,7 +23,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from aesbench.adapter import Request, load_model  # noqa: E402
-from aesbench.baselines import mllm_readout, token_score  # noqa: E402,F401  (registers the models)
+# Imported by module so the readouts are registered whatever the session imported first.
 from aesbench.baselines.mllm_readout import LEVEL_WORDS, QALIGN_PREFIX, QALIGN_PROMPT, first_token_ids  # noqa: E402
 from aesbench.baselines.token_score import ARTIMUSE_PROMPT, SCORE_TOKENS  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
@@ -33,7 +34,7 @@ from aesbench.weights import pad_to_square  # noqa: E402
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 ARTQUANT_PROMPT, ARTQUANT_PREFIX = "How would you rate the quality of this painting?", "The quality of the painting is"
 CORPUS = [QALIGN_PROMPT, QALIGN_PREFIX, ARTQUANT_PROMPT, ARTQUANT_PREFIX, ARTIMUSE_PROMPT, " ".join(LEVEL_WORDS),
-          " ".join(SCORE_TOKENS), "USER: ASSISTANT: a short reply with some words",
+          " ".join(SCORE_TOKENS), "\n".join(LEVEL_WORDS), "USER: ASSISTANT: a short reply with some words",
           "Write a short critique of this photograph's aesthetics.",
           "How could this photograph be improved? Name the main problem and how to fix it."] * 20
 CHAT_TEMPLATE = (  # llava-1.5's form: "USER: <image>\n{text} ASSISTANT: {reply}"
@@ -51,6 +52,12 @@ def make_tokenizer(kind: str):
         tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
         tok.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=SPECIAL))
+    elif kind == "bytelevel":  # GPT-2 / Qwen style: "Ġgood" after a space, "good" after a newline
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=2000, special_tokens=SPECIAL,
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     else:
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
@@ -224,18 +231,18 @@ def test_token_ids_are_the_level_words_without_bos(checkpoints, kind):
         assert tokenizer.bos_token_id not in model.level_ids
         assert [tokenizer.decode([i]).strip() for i in model.level_ids] == list(words)
         assert model.describe()["level_token_ids"] == model.level_ids
-    if kind == "chat":  # this tokenizer adds BOS itself, and its words carry the leading-space marker
-        assert tokenizer("good")["input_ids"][0] == tokenizer.bos_token_id
-        assert tokenizer.convert_ids_to_tokens(model.level_ids[0]) == "▁aa"
+        marker = "▁" if kind == "chat" else ""  # the chat tokenizer's words carry the leading-space marker
+        assert tokenizer.convert_ids_to_tokens(model.level_ids) == [marker + w for w in words]
+    assert (tokenizer("good")["input_ids"][0] == tokenizer.bos_token_id) == (kind == "chat")
 
 
-def test_no_space_is_inserted_after_a_newline():
+def test_a_space_is_inserted_after_text_but_not_after_a_newline():
     """A chat template's "assistant\\n" is followed by the bare word, as ArtiMuse's tokens are."""
-    tokenizer = make_tokenizer("chat")
-    ids = first_token_ids(tokenizer, "ASSISTANT: The aesthetics of the image is", ["good"])
-    assert tokenizer.convert_ids_to_tokens(ids) == ["▁good"]
-    plain = make_tokenizer("plain")
-    assert first_token_ids(plain, "ASSISTANT:\n", ["aa"]) == [plain.convert_tokens_to_ids("aa")]
+    tokenizer = make_tokenizer("bytelevel")
+    after_text = first_token_ids(tokenizer, "USER: <image>\nHow? ASSISTANT: The aesthetics of the image is", ["good", "bad"])
+    after_newline = first_token_ids(tokenizer, "USER: <image>\nHow?\nASSISTANT:\n", ["good", "bad"])
+    assert tokenizer.convert_ids_to_tokens(after_text) == ["Ġgood", "Ġbad"]
+    assert tokenizer.convert_ids_to_tokens(after_newline) == ["good", "bad"]
 
 
 def test_level_words_sharing_a_first_token_are_refused(checkpoints):
@@ -269,12 +276,14 @@ def test_missing_folder_weights_or_trust_are_one_line(checkpoints, tmp_path):
 
 
 def test_bad_settings_are_refused(checkpoints):
+    assert "needs option 'path'" in one_line_error({})
     assert "softmax" in one_line_error({"path": checkpoints["plain"], "softmax": "full"})
     assert "one weight per word" in one_line_error({"path": checkpoints["plain"], "level_weights": [1, 0]})
+    assert "must be lists" in one_line_error({"path": checkpoints["plain"], "level_words": "excellent,good,fair,poor,bad"})
 
 
 def test_models_listed_without_importing_torch():
-    check = run_cli("models")
+    check = run_cli("models", env={**os.environ, "COLUMNS": "200"})  # no wrapped names
     assert check.returncode == 0
     for name in ("mllm-readout", "qalign", "artquant-readout", "artimuse-readout"):
         assert name in check.stdout
