@@ -98,4 +98,5 @@ def test_wheel_ships_tasks_and_baselines_inside_the_package(tmp_path):
     assert "aesbench/tasks/data/SOURCES.csv" in names
     assert sum(n.startswith("aesbench/tasks/data/tiny-flickr-aes/images/") for n in names) == 135
     assert "aesbench/baselines/handcrafted.py" in names
+    assert "aesbench/baselines/niqe_pris_params.npz" in names  # NIQE's pristine model
     assert "aesbench/reported.yaml" in names
