@@ -52,8 +52,10 @@ def main() -> None:
     task = load_task("tiny-ava-score")
     task.resolve_root()
     data = read_dataset(task)
-    bare = [bare_loop(task, data, args.batch_size) for _ in range(args.repeats)]
-    ours = [harness(task, data, args.batch_size) for _ in range(args.repeats)]
+    bare, ours = [], []
+    for _ in range(args.repeats):  # interleaved, so drift in machine load hits both alike
+        bare.append(bare_loop(task, data, args.batch_size))
+        ours.append(harness(task, data, args.batch_size))
     b, h = statistics.median(bare), statistics.median(ours)
     n = len(data.items)
     print(f"handcrafted on {task.name} ({n} images, batch {args.batch_size}, median of {args.repeats}):")
