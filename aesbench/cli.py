@@ -8,11 +8,13 @@ from pathlib import Path
 import click
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import __version__
 from .adapter import load_model, registry
+from .baselines.nima import TrainConfig, train_nima
 from .datasets import read_dataset
 from .errors import AesbenchError
 from .judges import check_judge, judge_spec
@@ -34,10 +36,10 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except AesbenchError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            console.print("interrupted: finished items are saved; run the same command again to resume")
+            console.print("interrupted: what was finished is saved (an eval resumes when run again)")
             sys.exit(130)
 
 
@@ -201,6 +203,43 @@ def leaderboard(paths, fmt, reported, output):
         Path(output).write_text(text)
     else:
         click.echo(text)
+
+
+@cli.group()
+def train():
+    """Train a model on a task's training split and save a checkpoint folder for --model."""
+
+
+@train.command("nima")
+@click.option("--task", "task_name", required=True, help="Score task name or YAML; trains on its training split.")
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to create.")
+@click.option("--backbone", default=TrainConfig.backbone, show_default=True, help="efficientnet-lite0, or a local Hugging Face vision model folder.")
+@click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=TrainConfig.lr, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Head learning rate (backbone: lr/10).")
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=TrainConfig.seed, show_default=True)
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop training after this long (feature caching not counted).")
+@click.option("--freeze-backbone/--no-freeze-backbone", default=TrainConfig.freeze_backbone, show_default=True,
+              help="Train the head on cached backbone features (fast), or fine-tune the backbone too.")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
+@click.option("--quiet", is_flag=True, help="No progress bars or summary.")
+def train_nima_cmd(task_name, output, backbone, epochs, lr, batch_size, seed, max_minutes, freeze_backbone, data_root, quiet):
+    """NIMA: EMD loss against vote distributions, ImageNet backbone (see baselines/nima.py)."""
+    settings = TrainConfig(backbone=backbone, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                           max_minutes=max_minutes, freeze_backbone=freeze_backbone)
+    progress, track = _progress(quiet)
+    bars = {}
+
+    def on_step(done, total, loss):
+        if not bars:
+            bars["train"] = progress.add_task("training", total=total)
+        progress.update(bars["train"], completed=done, description=f"training · loss {loss:.4f}")
+
+    with progress:
+        _, record = train_nima(load_task(task_name), output, settings, data_root=data_root, track=track, on_step=on_step)
+    if not quiet:
+        console.print(f"trained on {record['n_train']} images, {record['epochs_done']} epochs ({record['stopped']}),"
+                      f" final loss {record['final_loss']:.4f}; checkpoint: {output} (use --model {output})", highlight=False, soft_wrap=True)
 
 
 def main():

@@ -85,7 +85,7 @@ def read_predictions(path: Path) -> tuple[dict[str, dict], list[dict]]:
     return lines, skipped
 
 
-def _git_state() -> dict:
+def git_state() -> dict:
     """Commit of the aesbench source tree when it is a git checkout (an editable install)."""
     src = Path(__file__).resolve().parent.parent
     try:
@@ -98,7 +98,7 @@ def _git_state() -> dict:
         return {"commit": None, "dirty": None, "note": "git not available"}
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -108,12 +108,12 @@ def _version(package: str) -> str | None:
 def provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_size: int | None, started: float, ended: float) -> dict:
     return {
         "aesbench": __version__,
-        "git": _git_state(),
+        "git": git_state(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "torch": _version("torch"),
-        "transformers": _version("transformers"),
-        "pycocoevalcap": _version("pycocoevalcap"),
+        "torch": package_version("torch"),
+        "transformers": package_version("transformers"),
+        "pycocoevalcap": package_version("pycocoevalcap"),
         "device": model_desc.get("device", "cpu"),
         "task_file": str(task.path),
         "task_sha256": task.sha256(),

