@@ -41,6 +41,7 @@ class Model:
 
     name: str = ""
     capabilities: frozenset[str] = frozenset()
+    on_task_scale: bool = True  # False: scores rank images but are not on the task's scale (acc, MSE undefined)
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
         raise NotImplementedError

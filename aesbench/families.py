@@ -135,7 +135,9 @@ class ScoreFamily:
 
         _predict_items(task, data, store, batch_size, track, "scoring", ask)
 
-    def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
+    SCALE_METRICS = ("acc", "mse")  # meaningful only when scores are on the task's scale
+
+    def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict, on_task_scale: bool = True) -> dict:
         pairs, skipped = _usable(data, lines, check_score)
         pred = np.array([line["score"] for _, line in pairs], dtype=np.float64)
         mos = np.array([item.label["mos"] for item, _ in pairs], dtype=np.float64)
@@ -146,6 +148,8 @@ class ScoreFamily:
         for name in task.metrics:
             if len(pairs) < 2:
                 undefined[name] = f"needs at least 2 scored items, got {len(pairs)}"
+            elif name in self.SCALE_METRICS and not on_task_scale:
+                undefined[name] = "the model's scores are not on the task's scale"
             elif name == "emd":
                 if not all("distribution" in line for _, line in pairs):
                     undefined[name] = "the model gives no 10-bin distribution"

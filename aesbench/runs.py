@@ -197,7 +197,10 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
         _pin_run(output, {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
         resumed = 0
         (output / PREDICTIONS).write_text("".join(json.dumps(line) + "\n" for line in lines.values()))
-    summary = family.evaluate(task, data, lines, task.bootstrap)
+    if model is not None and not model.on_task_scale:  # only score tasks have scale-bound metrics
+        summary = family.evaluate(task, data, lines, task.bootstrap, on_task_scale=False)
+    else:
+        summary = family.evaluate(task, data, lines, task.bootstrap)
     ended = time.time()
     results = {
         "task": task.name,

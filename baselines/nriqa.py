@@ -156,6 +156,7 @@ class Brisque(Model):
     """BRISQUE with the brisque package's trained SVR; score = −BRISQUE (lower raw is better)."""
 
     capabilities = frozenset({"score"})
+    on_task_scale = False
 
     def __init__(self):
         self._svm = optional_import("libsvm.svmutil", "iqa", "brisque")
@@ -278,6 +279,7 @@ class Niqe(Model):
     """NIQE with the standard pristine model of the LIVE release; score = −NIQE (lower raw is better)."""
 
     capabilities = frozenset({"score"})
+    on_task_scale = False
 
     def __init__(self):
         if not NIQE_PARAMS.is_file():
