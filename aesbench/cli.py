@@ -1,6 +1,7 @@
 """The `aesbench` command: tasks, models, eval, suite, leaderboard."""
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -44,6 +45,8 @@ class Group(click.Group):
 
 
 def _progress(quiet: bool):
+    if quiet:  # also silences Hugging Face's own bars ("Loading weights"), read when transformers is imported
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, disable=quiet, transient=False)
 
@@ -148,8 +151,8 @@ def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed
         name = judge or judge_spec(task.protocol.get("judge", "keyword"))[0]
         task.protocol["judge"] = {"name": name, **_model_options(judge_arg)}
         check_judge(task.protocol["judge"])
-    model = load_model(model_name, _model_options(model_arg), seed) if model_name else None
     progress, track = _progress(quiet)
+    model = load_model(model_name, _model_options(model_arg), seed) if model_name else None
     with progress:
         results = evaluate(task, output, model=model, predictions=predictions, seed=seed, batch_size=batch_size,
                            limit=limit, data_root=data_root, track=track)
