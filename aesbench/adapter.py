@@ -19,8 +19,6 @@ from PIL import Image
 
 from .errors import AesbenchError
 
-CAPABILITIES = ("score", "distribution", "comment", "suggest", "personalize")
-
 
 @dataclass(frozen=True)
 class Request:

@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 
 from .errors import AesbenchError
+from .metrics import CAPTION_METRICS
 
 @contextlib.contextmanager
 def _stderr_to(file):
@@ -115,7 +116,7 @@ class CaptionScorer:
             return {}
         rng = np.random.default_rng(seed)
         draws = rng.integers(0, n, size=(resamples, n))
-        samples = {name: [] for name in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")}
+        samples = {name: [] for name in CAPTION_METRICS}
         rouge, cider = np.array(scored["per_item"]["rouge_l"]), np.array(scored["per_item"]["cider"])
         for idx in draws:
             for k, value in enumerate(bleu_from_counts(scored["bleu_counts"], idx)):

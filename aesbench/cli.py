@@ -71,7 +71,7 @@ def _summary(results: dict, output: Path) -> None:
     table = Table(title=f"{results['task']} · {results['model']} · n={results['n']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_column("95% CI", justify="right")
+    table.add_column(f"{results['bootstrap']['level']:.0%} CI", justify="right")
     for name, value in results["metrics"].items():
         ci = results["ci95"].get(name)
         table.add_row(name, f"{value:.4f}", f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")

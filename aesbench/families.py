@@ -15,7 +15,7 @@ import numpy as np
 from .adapter import Model, Request
 from .captions import CaptionScorer
 from .datasets import Dataset, Item
-from .degradations import degrade, item_rng
+from .degradations import SUGGEST_KINDS, degrade, item_rng
 from .errors import AesbenchError
 from .images import ImageError, load_image
 from .judges import make_judge
@@ -71,7 +71,10 @@ def check_score(line: dict) -> str | None:
         return f"non-finite score {value}"
     dist = line.get("distribution")
     if dist is not None:
-        arr = np.asarray(dist, dtype=float) if isinstance(dist, list) else None
+        try:
+            arr = np.asarray(dist, dtype=float) if isinstance(dist, list) else None
+        except (TypeError, ValueError):
+            arr = None
         if arr is None or arr.shape != (10,) or not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1) > 1e-3:
             return "distribution must be 10 finite non-negative probabilities summing to 1"
     return None
@@ -124,12 +127,14 @@ class ScoreFamily:
             for item, out in zip(items, outputs):
                 line = {"id": item.id, "score": out.get("score")}
                 if out.get("distribution") is not None:
-                    line["distribution"] = [float(p) for p in out["distribution"]]
+                    line["distribution"] = list(out["distribution"])
                 reason = check_score(line)
                 if reason:
                     line = {"id": item.id, "skipped": f"model output unusable: {reason}"}
-                else:
-                    line["score"] = float(line["score"])  # numpy and torch scalars become JSON numbers
+                else:  # numpy scalars become JSON numbers
+                    line["score"] = float(line["score"])
+                    if "distribution" in line:
+                        line["distribution"] = [float(p) for p in line["distribution"]]
                 lines.append(line)
             return lines
 
@@ -215,7 +220,7 @@ class SuggestFamily(TextFamily):
     def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
         pairs, skipped = _usable(data, lines, lambda line: check_text(line, "suggestion"))
         judge = make_judge(task.protocol.get("judge", "keyword"))
-        kinds = list(task.protocol.get("kinds", [m.removeprefix("acc_") for m in task.metrics if m != "acc_avg"]))
+        kinds = list(task.protocol.get("kinds", SUGGEST_KINDS))  # the reader's default too
         verdicts = {}
         for item, line in pairs:
             verdicts[item.id] = {"kind": item.label["kind"], **judge.judge(line["suggestion"], item.label["kind"])}
@@ -239,6 +244,24 @@ class SuggestFamily(TextFamily):
             metrics["acc_avg"] = average(code, correct)
             ci95["acc_avg"] = bootstrap_ci(average, [code, correct], boot["resamples"], boot["seed"], boot["level"])
         return _summary(metrics, ci95, {}, len(pairs), skipped, {"judge": judge.describe(), "verdicts": verdicts})
+
+
+def _person_score(out) -> float:
+    """A PIAA score as a float; an unusable one is NaN, which evaluate reports as a skipped repeat."""
+    return float(out["score"]) if isinstance(out, dict) and check_score(out) is None else float("nan")
+
+
+PIAA_COLUMNS = ("piaa_srcc", "piaa_srcc_generic", "piaa_delta_srcc")  # per person, averaged over repeats
+
+
+def _mean_defined(values: np.ndarray) -> float:
+    """Mean over the people for whom the value is defined (NaN when nobody's is)."""
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def _scores_map(scores) -> bool:
+    return isinstance(scores, dict) and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in scores.values())
 
 
 def draw_support(seed: int, unit: str, n: int, k: int) -> list[int]:
@@ -275,8 +298,8 @@ class PiaaFamily:
                 for batch in _chunks(images, batch_size):
                     outputs = model.score(batch, request)
                     _check_count(model, outputs, len(batch))
-                    generic += [out["score"] for out in outputs]
-                store.write([{"id": f"{worker}/generic", "worker": worker, "scores": dict(zip(ids, map(float, generic)))}])
+                    generic += [_person_score(out) for out in outputs]
+                store.write([{"id": f"{worker}/generic", "worker": worker, "scores": dict(zip(ids, generic))}])
             for k in shots:
                 for r in range(repeats):
                     unit = f"{worker}/k{k}/r{r}"
@@ -293,25 +316,31 @@ class PiaaFamily:
                     for batch in _chunks(query, batch_size):
                         outputs = adapted.score([images[i] for i in batch], request)
                         _check_count(model, outputs, len(batch))
-                        predicted += [out["score"] for out in outputs]
+                        predicted += [_person_score(out) for out in outputs]
                     store.write([{"id": unit, "worker": worker, "k": k, "repeat": r, "support": [ids[i] for i in support],
-                                  "scores": {ids[i]: float(s) for i, s in zip(query, predicted)}}])
+                                  "scores": {ids[i]: s for i, s in zip(query, predicted)}}])
 
     def evaluate(self, task: Task, data: Dataset, lines: dict[str, dict], boot: dict) -> dict:
         shots, repeats, seed = self._protocol(task)
         skipped = list(data.skipped) + [{"id": i, "reason": line["skipped"]} for i, line in lines.items() if "skipped" in line]
-        per_worker = {k: {} for k in shots}  # k -> worker -> (personalized, generic) mean SRCC over repeats
+        per_worker = {k: {} for k in shots}  # k -> worker -> PIAA_COLUMNS values
         for worker, items in data.groups.items():
             truth = {it.id: it.label["score"] for it in items}
             readable = [it.id for it in items if f"{worker}/{it.id}" not in lines]  # unreadable images have skip lines
             generic = lines.get(f"{worker}/generic", {}).get("scores")
+            if not _scores_map(generic):
+                generic = None
             for k in shots:
                 pairs = []
                 for r in range(repeats):
                     line = lines.get(f"{worker}/k{k}/r{r}")
-                    if line is None or "scores" not in line or generic is None:
+                    if line is None or "skipped" in line or generic is None:
                         if line is None or generic is None:
                             skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "no prediction"})
+                        continue
+                    if not _scores_map(line.get("scores")) or not isinstance(line.get("support"), list) \
+                            or not all(isinstance(i, str) for i in line["support"]):
+                        skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "malformed line: needs support (ids) and scores {id: number}"})
                         continue
                     expected = {readable[i] for i in draw_support(seed, f"{worker}/k{k}/r{r}", len(readable), k)} if len(readable) >= k else None
                     if set(line.get("support", [])) != expected:
@@ -328,23 +357,24 @@ class PiaaFamily:
                         skipped.append({"id": f"{worker}/k{k}/r{r}", "reason": "non-finite scores"})
                         continue
                     pairs.append((srcc(p, y), srcc(g, y)))
-                arr = np.array(pairs).reshape(-1, 2)
-                arr = arr[np.isfinite(arr).all(axis=1)]  # a repeat with constant predictions has no SRCC
-                if len(arr):
-                    per_worker[k][worker] = (float(arr[:, 0].mean()), float(arr[:, 1].mean()))
+                arr = np.array(pairs, dtype=np.float64).reshape(-1, 2)
+                # A repeat with constant predictions has no SRCC: each column averages its defined repeats,
+                # and the gain only counts repeats where both are defined.
+                both = np.isfinite(arr).all(axis=1)
+                if np.isfinite(arr[:, 0]).any():
+                    per_worker[k][worker] = (float(np.nanmean(arr[:, 0])),
+                                             float(np.nanmean(arr[:, 1])) if np.isfinite(arr[:, 1]).any() else float("nan"),
+                                             float(np.mean(arr[both, 0] - arr[both, 1])) if both.any() else float("nan"))
         metrics, ci95, details = {}, {}, {}
         for n, k in enumerate(shots):
             suffix = "" if n == 0 else f"_k{k}"  # the first listed k is the headline number
             table = per_worker[k]
-            pers = np.array([v[0] for v in table.values()])
-            gen = np.array([v[1] for v in table.values()])
-            values = {"piaa_srcc": (pers,), "piaa_srcc_generic": (gen,), "piaa_delta_srcc": (pers, gen)}
-            fns = {"piaa_srcc": np.mean, "piaa_srcc_generic": np.mean, "piaa_delta_srcc": lambda a, b: np.mean(a - b)}
+            columns = np.array(list(table.values()), dtype=np.float64).reshape(-1, 3)
             for name in task.metrics:
-                arrays = [np.asarray(a) for a in values[name]]
-                metrics[name + suffix] = float(fns[name](*arrays)) if len(pers) else float("nan")
-                ci95[name + suffix] = bootstrap_ci(lambda *a, f=fns[name]: float(f(*a)), arrays, boot["resamples"], boot["seed"], boot["level"])
-            details[f"k{k}"] = {w: {"srcc": v[0], "srcc_generic": v[1]} for w, v in table.items()}
+                column = columns[:, PIAA_COLUMNS.index(name)]
+                metrics[name + suffix] = _mean_defined(column)
+                ci95[name + suffix] = bootstrap_ci(_mean_defined, [column], boot["resamples"], boot["seed"], boot["level"])
+            details[f"k{k}"] = {w: dict(zip(PIAA_COLUMNS, v)) for w, v in table.items()}
         n_workers = len(per_worker[shots[0]]) if shots else 0
         return _summary(metrics, ci95, {}, n_workers, skipped, {"per_worker": details, "shots": shots, "repeats": repeats})
 

@@ -54,7 +54,7 @@ def _cell(row: dict, metric: str) -> str:
 
 def render_markdown(records: list[dict], include_reported: bool = True) -> str:
     out = ["# aesbench leaderboard", "",
-           "Measured rows: value (95% bootstrap CI over items; over people for PIAA). "
+           "Measured rows: value (bootstrap CI over items, over people for PIAA, at each task's level: 95% unless the task says otherwise). "
            "Reported rows: numbers printed in papers, under their own protocols; not measured here.", ""]
     for task, table in _rows(records, include_reported).items():
         metrics = table["metrics"]

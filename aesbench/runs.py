@@ -43,10 +43,13 @@ class PredictionStore:
         if good < len(raw):
             with open(self.path, "r+b") as f:
                 f.truncate(good)
-        for line in raw[:good].splitlines():
+        for n, line in enumerate(raw[:good].splitlines(), start=1):
             if line.strip():
-                record = json.loads(line)
-                self.lines.setdefault(str(record["id"]), record)
+                try:
+                    record = json.loads(line)
+                    self.lines.setdefault(str(record["id"]), record)
+                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                    raise AesbenchError(f"{self.path} line {n} is not a prediction record; move the file away to start over") from None
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self.lines
@@ -89,8 +92,9 @@ def git_state() -> dict:
     """Commit of the aesbench source tree when it is a git checkout (an editable install)."""
     src = Path(__file__).resolve().parent.parent
     try:
+        top = subprocess.run(["git", "-C", str(src), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
         commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if commit.returncode != 0:
+        if commit.returncode != 0 or Path(top.stdout.strip()).resolve() != src:  # not some enclosing repository
             return {"commit": None, "dirty": None, "note": "aesbench is not running from a git checkout"}
         status = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
         return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
@@ -151,7 +155,7 @@ def _pin_run(output: Path, identity: dict) -> None:
     if run_file.exists():
         previous = json.loads(run_file.read_text())
         if previous != identity:
-            diff = next(k for k in identity if previous.get(k) != identity.get(k))
+            diff = next(k for k in sorted(set(previous) | set(identity)) if previous.get(k) != identity.get(k))
             raise AesbenchError(
                 f"{output} holds a different run ({diff}: {previous.get(diff)!r}, now {identity.get(diff)!r});"
                 " choose another --output or delete that folder"
@@ -176,10 +180,13 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
     task.resolve_root(data_root)
     data = read_dataset(task)
     if limit is not None:
+        before = {it.id for it in data.items} | set(data.groups)
         data.items = data.items[:limit]
         if data.groups:
             data.groups = dict(list(data.groups.items())[:limit])
             data.items = [it for items in data.groups.values() for it in items]
+        dropped = before - {it.id for it in data.items} - set(data.groups)
+        data.skipped = [s for s in data.skipped if s["id"] not in dropped]
     family = FAMILIES[task.family]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -197,7 +204,7 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
         _pin_run(output, {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
         resumed = 0
         (output / PREDICTIONS).write_text("".join(json.dumps(line) + "\n" for line in lines.values()))
-    if model is not None and not model.on_task_scale:  # only score tasks have scale-bound metrics
+    if model is not None and not model.on_task_scale and task.family == "score":  # the only scale-bound metrics
         summary = family.evaluate(task, data, lines, task.bootstrap, on_task_scale=False)
     else:
         summary = family.evaluate(task, data, lines, task.bootstrap)

@@ -16,6 +16,7 @@ import yaml
 from .adapter import nearest, sha256_file
 from .errors import AesbenchError
 from .images import Preprocessing
+from .metrics import CAPTION_METRICS, KNOWN_METRICS
 
 FAMILIES = ("score", "comment", "suggest", "piaa")
 
@@ -24,7 +25,7 @@ CAPABILITY = {"score": "score", "comment": "comment", "suggest": "suggest", "pia
 
 DEFAULT_METRICS = {
     "score": ["srcc", "plcc", "krcc", "plcc_logistic", "mse"],
-    "comment": ["bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"],
+    "comment": list(CAPTION_METRICS),
     "suggest": ["acc_avg"],
     "piaa": ["piaa_srcc", "piaa_delta_srcc"],
 }
@@ -185,7 +186,9 @@ def _protocol_checks() -> dict:
 
 def parse_task(path: Path) -> Task:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise AesbenchError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise AesbenchError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -203,8 +206,6 @@ def parse_task(path: Path) -> Task:
     unknown = set(data) - known
     if unknown:
         raise AesbenchError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-    from .metrics import KNOWN_METRICS
-
     metrics = data.get("metrics") or DEFAULT_METRICS[family]
     if not isinstance(metrics, list):
         raise AesbenchError(f"{path}: metrics must be a list, e.g. [{metrics}]")
@@ -213,6 +214,9 @@ def parse_task(path: Path) -> Task:
     bad = [m for m in metrics if m not in KNOWN_METRICS[family]]
     if bad:
         raise AesbenchError(f"{path}: metric {bad[0]!r} is not a {family} metric{nearest(bad[0], KNOWN_METRICS[family])}")
+    for key in ("protocol", "notes", "preprocessing"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise AesbenchError(f"{path}: {key} must be a mapping (key: value), not {type(data[key]).__name__}")
     protocol = dict(data.get("protocol") or {})
     typos = sorted(set(protocol) - PROTOCOL_KEYS[family])
     if typos:
