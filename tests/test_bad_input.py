@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aesbench.adapter import Model, Request
+from aesbench.adapter import Model, Request, load_model
 from aesbench.datasets import read_dataset
 from aesbench.errors import AesbenchError
 from aesbench.images import ImageError, Preprocessing, load_image
@@ -723,3 +723,29 @@ def test_metrics_given_as_a_string(tmp_path):
     path = write_score_yaml(tmp_path, "metrics: srcc")
     with pytest.raises(AesbenchError, match="srcc"):
         load_task(str(path))
+
+
+def test_suggest_task_without_kinds_uses_the_six(tmp_path):
+    """A minimal suggest YAML (no protocol.kinds, default metrics) evaluates all six kinds."""
+    path = tmp_path / "mini-suggest.yaml"
+    path.write_text(
+        "name: mini-suggest\nfamily: suggest\n"
+        f"dataset: {{format: pccd, root: {REPO / 'tasks/data/tiny-pccd'}, path: pccd.json, images: images}}\n"
+        "protocol: {top: 12, bootstrap: {resamples: 10}}\n"
+    )
+    results = evaluate(load_task(str(path)), tmp_path / "OUT", model=load_model("handcrafted"))
+    assert results["n"] == 12 and "acc_avg" in results["metrics"]
+    assert {v["kind"] for v in results["details"]["verdicts"].values()} == {"noise", "blur", "dark", "bright", "desaturated", "crop"}
+
+
+def test_malformed_piaa_lines_are_skips(tmp_path):
+    task = load_task("tiny-flickr-aes-piaa")
+    run = evaluate(task, tmp_path / "run", model=load_model("random"), limit=2)
+    lines = [json.loads(x) for x in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
+    broken = [dict(x, scores=["not", "a", "map"]) if x["id"].endswith("/k10/r0") else x for x in lines]
+    preds = tmp_path / "broken.jsonl"
+    preds.write_text("".join(json.dumps(x) + "\n" for x in broken))
+    again = evaluate(task, tmp_path / "again", predictions=preds, limit=2)
+    reasons = {s["id"]: s["reason"] for s in again["skipped"]}
+    assert all("malformed" in reasons[x["id"]] for x in lines if x["id"].endswith("/k10/r0"))
+    assert again["n"] == run["n"] == 2
