@@ -128,7 +128,7 @@ def package_brisque(monkeypatch):
 def test_brisque_equals_the_package(brisque, package_brisque):
     for image_id, recorded in PACKAGE_WITH_OPENCV.items():
         ours = brisque.raw(photo(image_id))
-        assert brisque.score([photo(image_id)], Request())[0]["score"] == pytest.approx(-ours, rel=1e-12)
+        assert brisque.score([photo(image_id)], Request())[0]["score"] == pytest.approx(-ours, rel=1e-9)  # two computations differ in the last digits (threaded BLAS)
         assert ours == pytest.approx(recorded, abs=1e-6)
         assert ours == pytest.approx(package_brisque(photo(image_id)), abs=1e-8)
     noisy = damaged(100004, "gaussian_noise")
