@@ -25,7 +25,7 @@ from .task import Task
 Track = Callable[[Iterable, int, str], Iterable]
 
 
-def _chunks(items: list, size: int) -> list[list]:
+def chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
@@ -34,24 +34,30 @@ def _request(task: Task) -> Request:
     return Request(prompt=task.prompt, score_range=(float(lo), float(hi)))
 
 
-def _load(items: list[Item], task: Task, store, transform=None) -> tuple[list[Item], list]:
-    """Decode a batch; an unreadable image becomes a skip line and never stops the run."""
-    ok, images, skips = [], [], []
+def decode(items: list[Item], task: Task, transform=None) -> tuple[list[Item], list, list[tuple[Item, str]]]:
+    """Decode a batch with the task's preprocessing; unreadable images come back as (item, reason)."""
+    ok, images, failed = [], [], []
     for item in items:
         try:
             img = load_image(item.image, task.preprocessing)
             images.append(transform(item, img) if transform else img)
             ok.append(item)
         except ImageError as e:
-            skips.append({"id": item.id, "skipped": str(e)})
-    store.write(skips)
+            failed.append((item, str(e)))
+    return ok, images, failed
+
+
+def _load(items: list[Item], task: Task, store, transform=None) -> tuple[list[Item], list]:
+    """Decode a batch; an unreadable image becomes a skip line and never stops the run."""
+    ok, images, failed = decode(items, task, transform)
+    store.write([{"id": item.id, "skipped": reason} for item, reason in failed])
     return ok, images
 
 
 def _predict_items(task: Task, data: Dataset, store, batch_size: int, track: Track, verb: str, ask, transform=None) -> None:
     """The loop every per-image family shares: pending items in batches, decoded, asked, appended."""
     pending = [it for it in data.items if it.id not in store]
-    for batch in track(_chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: {verb}"):
+    for batch in track(chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: {verb}"):
         items, images = _load(batch, task, store, transform)
         if items:
             store.write(ask(items, images))
@@ -287,7 +293,7 @@ class PiaaFamily:
             if all(u in store for u in units):
                 continue
             items, images = [], []
-            for batch in _chunks(data.groups[worker], batch_size):
+            for batch in chunks(data.groups[worker], batch_size):
                 ok, imgs = _load([Item(f"{worker}/{it.id}", it.image, it.label) for it in batch], task, store)
                 items += ok
                 images += imgs
@@ -295,7 +301,7 @@ class PiaaFamily:
             scores = [it.label["score"] for it in items]
             if f"{worker}/generic" not in store:
                 generic = []
-                for batch in _chunks(images, batch_size):
+                for batch in chunks(images, batch_size):
                     outputs = model.score(batch, request)
                     _check_count(model, outputs, len(batch))
                     generic += [_person_score(out) for out in outputs]
@@ -313,7 +319,7 @@ class PiaaFamily:
                     query = [i for i in range(len(ids)) if i not in chosen]
                     adapted = model.personalize([images[i] for i in support], [scores[i] for i in support], request)
                     predicted = []
-                    for batch in _chunks(query, batch_size):
+                    for batch in chunks(query, batch_size):
                         outputs = adapted.score([images[i] for i in batch], request)
                         _check_count(model, outputs, len(batch))
                         predicted += [_person_score(out) for out in outputs]

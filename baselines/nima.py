@@ -47,7 +47,7 @@ from aesbench.adapter import Model, Request, register, sha256_file
 from aesbench.baselines.clip_iqa import first_line
 from aesbench.datasets import read_dataset
 from aesbench.errors import AesbenchError
-from aesbench.images import ImageError, load_image
+from aesbench.families import chunks, decode
 from aesbench.runs import git_state, identity_track, package_version
 from aesbench.task import Task
 from aesbench.weights import local_only, optional_import, require_files, weight_hashes
@@ -287,16 +287,12 @@ def _cache(items, task: Task, network: Network, freeze: bool, batch_size: int, t
     """Decode every training image once; keep the backbone's inputs, or with a frozen backbone only its features."""
     torch = _torch()
     kept, tensors, skipped = [], [], []
-    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    batches = chunks(items, batch_size)
     verb = "caching features" if freeze else "decoding images"
-    for chunk in track(chunks, len(chunks), f"{task.name}: {verb}"):
-        images = []
-        for item in chunk:
-            try:
-                images.append(load_image(item.image, task.preprocessing))
-                kept.append(item)
-            except ImageError as e:
-                skipped.append({"id": item.id, "reason": str(e)})
+    for batch in track(batches, len(batches), f"{task.name}: {verb}"):
+        ok, images, failed = decode(batch, task)
+        kept += ok
+        skipped += [{"id": item.id, "reason": reason} for item, reason in failed]
         if not images:
             continue
         x = network.backbone.prepare(images)

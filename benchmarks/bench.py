@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aesbench.adapter import load_model
 from aesbench.datasets import read_dataset
-from aesbench.families import ScoreFamily, _chunks, _request
+from aesbench.families import ScoreFamily, _request, chunks
 from aesbench.images import load_image
 from aesbench.runs import PredictionStore, evaluate, identity_track
 from aesbench.task import load_task
@@ -29,7 +29,7 @@ TINY = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-
 def bare_loop(task, data, batch_size: int) -> float:
     model, request = load_model("handcrafted"), _request(task)
     start = time.perf_counter()
-    for batch in _chunks(data.items, batch_size):
+    for batch in chunks(data.items, batch_size):
         model.score([load_image(it.image, task.preprocessing) for it in batch], request)
     return time.perf_counter() - start
 

@@ -20,20 +20,19 @@ def natural_image(seed: int = 0, size=(96, 64)) -> Image.Image:
     return Image.fromarray((np.clip(base, 0, 1) * 255).astype(np.uint8), "RGB")
 
 
-@pytest.fixture
-def score_task(tmp_path):
-    """A user's own csv score task in the minimal form, with real JPEG files."""
-    images = tmp_path / "images"
-    images.mkdir()
-    rows = ["image,score"]
-    for i in range(12):
-        natural_image(i).save(images / f"img{i:02d}.jpg", quality=90)
-        rows.append(f"img{i:02d}.jpg,{3 + (i * 7) % 5 + 0.5}")
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "my.yaml").write_text(
-        "name: my-score\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images/}\n"
-    )
-    return tmp_path / "my.yaml"
+def write_csv_task(root: Path, scores: list, splits: list[str] | None = None, split: str | None = None,
+                   extra: str = "") -> Path:
+    """A user's own csv score task in the minimal form, with real JPEG files img<i>.jpg; returns the YAML path."""
+    (root / "images").mkdir(parents=True)
+    rows = ["image,score" + (",split" if splits else "")]
+    for i, score in enumerate(scores):
+        natural_image(i).save(root / "images" / f"img{i}.jpg", quality=90)
+        rows.append(f"img{i}.jpg,{score}" + (f",{splits[i]}" if splits else ""))
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    path = root / "my.yaml"
+    path.write_text("name: my-score\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images/"
+                    + (f", split: {split}" if split else "") + "}\n" + extra)
+    return path
 
 
 requires_java = pytest.mark.skipif(shutil.which("java") is None, reason="Java is needed by pycocoevalcap")

@@ -30,7 +30,7 @@ from aesbench.images import load_image  # noqa: E402
 from aesbench.metrics import emd  # noqa: E402
 from aesbench.runs import evaluate  # noqa: E402
 from aesbench.task import load_task  # noqa: E402
-from conftest import natural_image, run_cli  # noqa: E402
+from conftest import natural_image, run_cli, write_csv_task  # noqa: E402
 
 TASK = "tiny-ava-score"
 
@@ -128,15 +128,8 @@ def _tiny_vit(folder):
 
 def _csv_task(folder):
     """A user's csv score task with a split column; MOS only, so the targets are two-bin distributions."""
-    (folder / "images").mkdir(parents=True)
-    rows = ["image,score,split"]
-    for i in range(8):
-        natural_image(i).save(folder / "images" / f"img{i}.jpg", quality=90)
-        rows.append(f"img{i}.jpg,{2 + i},{'train' if i < 6 else 'test'}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
-    (folder / "t.yaml").write_text("name: my-score\nfamily: score\n"
-                                   "dataset: {format: csv, path: labels.csv, images: images/, split: test}\n")
-    return load_task(str(folder / "t.yaml"))
+    splits = ["train"] * 6 + ["test"] * 2
+    return load_task(str(write_csv_task(folder, [2 + i for i in range(8)], splits=splits, split="test")))
 
 
 def test_hugging_face_backbone_fine_tunes_and_round_trips(tmp_path):

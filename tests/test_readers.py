@@ -21,7 +21,7 @@ from aesbench.datasets import read_dataset
 from aesbench.degradations import SUGGEST_KINDS
 from aesbench.task import load_task
 
-from conftest import REPO, natural_image, requires_java, run_cli
+from conftest import REPO, natural_image, requires_java, run_cli, write_csv_task
 
 DATA = REPO / "tasks" / "data"
 TINY_AVA = DATA / "tiny-ava"
@@ -194,18 +194,8 @@ def test_real_ava_vote_counts_through_the_ava_reader(tmp_path):
 
 
 def make_csv_project(root: Path) -> Path:
-    (root / "images").mkdir(parents=True)
-    rows = ["image,score"]
-    for i in range(8):
-        natural_image(i).save(root / "images" / f"img{i}.jpg", quality=90)
-        rows.append(f"img{i}.jpg,{2 + (i * 3) % 7}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    path = root / "my.yaml"
-    path.write_text(
-        "name: my-score\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images/}\n"
-        "protocol: {bootstrap: {resamples: 50}}\n"  # a short bootstrap keeps the test quick
-    )
-    return path
+    # a short bootstrap keeps the test quick
+    return write_csv_task(root, [2 + (i * 3) % 7 for i in range(8)], extra="protocol: {bootstrap: {resamples: 50}}\n")
 
 
 def test_users_csv_task_resolves_paths_against_its_folder(tmp_path, monkeypatch):
