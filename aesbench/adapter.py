@@ -22,16 +22,19 @@ from .errors import AesbenchError
 
 @dataclass(frozen=True)
 class Request:
-    """What a task tells the model besides the images: the instruction and the score scale."""
+    """What a task tells the model besides the images: the instruction, the score scale and the
+    attributes it would also like scored (a model may answer {"attributes": {name: value}})."""
 
     prompt: str | None = None
     score_range: tuple[float, float] = (1.0, 10.0)
+    attributes: tuple[str, ...] = ()
 
 
 class Model:
     """Base adapter. Subclasses set `name` and `capabilities` and implement what they declare.
 
-    score       -> list of {"score": float} (plus "distribution": 10 probabilities with "distribution")
+    score       -> list of {"score": float} (plus "distribution": 10 probabilities with "distribution",
+                   and "attributes": {name: float} for any of the request's attributes it scores)
     comment     -> list of str
     suggest     -> list of str (how to improve each image)
     personalize -> a Model with "score", adapted to one person's (image, score) support set
@@ -88,11 +91,36 @@ def register(name: str):
     return wrap
 
 
+# The trainable reference models: their modules build torch networks at import, so without torch
+# they are listed by a stand-in that says what to install.
+REFERENCE_MODELS = {"calm": "aesbench.models.calm"}
+
+
 def _discover() -> None:
     from . import baselines
 
     for info in pkgutil.iter_modules(baselines.__path__):
         importlib.import_module(f"{baselines.__name__}.{info.name}")
+    for name, module in REFERENCE_MODELS.items():
+        try:
+            importlib.import_module(module)
+        except AesbenchError as e:
+            _REGISTRY[name] = _unavailable(name, str(e))
+
+
+def _unavailable(name: str, reason: str) -> type[Model]:
+    class Unavailable(Model):
+        __doc__ = f"(not installed: {reason})"
+
+        def __init__(self, **options):
+            raise AesbenchError(reason)
+
+        @classmethod
+        def from_pretrained(cls, path, **options):
+            raise AesbenchError(reason)
+
+    Unavailable.name = name
+    return Unavailable
 
 
 def registry() -> dict[str, type[Model]]:
@@ -126,7 +154,13 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
                 f"{config_file} names model_type {model_type!r}, which is not an aesbench model; for a Hugging Face"
                 f" checkpoint pick an adapter and pass the folder: --model qalign --model-arg path={path}"
                 " (`aesbench models` lists the adapters)")
-        return models[model_type].from_pretrained(path)
+        cls = models[model_type]
+        accepted = inspect.signature(cls.from_pretrained).parameters
+        unknown = [k for k in options if k not in accepted or k == "path"]
+        if unknown:
+            takes = ", ".join(p for p in accepted if p not in ("path", "cls")) or "none"
+            raise AesbenchError(f"checkpoint {path} ({model_type}) takes no option {unknown[0]!r} (accepted: {takes})")
+        return cls.from_pretrained(path, **options)
     if name_or_path not in models:
         hint = nearest(name_or_path, models)
         raise AesbenchError(f"unknown model {name_or_path!r}{hint or ''} (`aesbench models` lists them; a checkpoint folder also works)")

@@ -26,7 +26,7 @@ from .task import builtin_tasks, load_task
 console = Console(stderr=True)
 out = Console()
 
-TINY_TASKS = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa")
+TINY_TASKS = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa", "tiny-art-score")
 BUILTIN_MODELS = ("handcrafted", "constant", "random")
 
 
@@ -245,5 +245,63 @@ def train_nima_cmd(task_name, output, backbone, epochs, lr, batch_size, seed, ma
                       f" final loss {record['final_loss']:.4f}; checkpoint: {output} (use --model {output})", highlight=False, soft_wrap=True)
 
 
+@train.command("calm")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Training config YAML (model: and train:); default: the small config on the tiny tasks.")
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder (resumed if it holds a stopped run).")
+@click.option("--stage", "stages", multiple=True, help="Run only these stages (lm, pretrain, comment, score; repeatable); default: the config's.")
+@click.option("--seed", type=int, help="Overrides the config's seed.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long; run again to resume.")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
+@click.option("--quiet", is_flag=True, help="No progress bars or summary.")
+def train_calm_cmd(config_file, output, stages, seed, max_minutes, data_root, quiet):
+    """CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py)."""
+    from .models.calm_train import CalmTrainConfig, train_calm
+
+    config = CalmTrainConfig.load(config_file)
+    if seed is not None:
+        config.seed = seed
+    if max_minutes is not None:
+        config.max_minutes = max_minutes
+    progress, track = _progress(quiet)
+    bars = {}
+
+    def on_step(stage, done, total, loss):
+        if stage not in bars:
+            bars[stage] = progress.add_task(stage, total=total)
+        progress.update(bars[stage], completed=done, description=f"{stage} · loss {loss:.4f}")
+
+    with progress:
+        _, record = train_calm(config, output, data_root=data_root, stages=list(stages) or None, track=track, on_step=on_step)
+    if not quiet:
+        for s in record["stages"]:
+            line = f"{s['stage']}: skipped ({s['skipped']})" if "skipped" in s else \
+                f"{s['stage']}: {s['steps']}/{s['total_steps']} steps, final loss {s['final_loss']}, {s['seconds']:.0f} s ({s['stopped']})"
+            console.print(line, highlight=False, soft_wrap=True)
+        console.print(f"checkpoint: {output} (use --model {output})", highlight=False, soft_wrap=True)
+
+
 def main():
     cli()
+
+
+@cli.command("describe")
+@click.option("--images", required=True, help="Folder of images, or a score task (name or YAML): its images and their scores.")
+@click.option("--model", "model_name", required=True, help="A model that writes text from a prompt (capability comment).")
+@click.option("--model-arg", multiple=True, help="Model option key=value (repeatable).")
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Descriptions JSONL (resumed if it exists).")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=0), help="Critique-and-refine rounds per level.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images.")
+@click.option("--seed", default=0, show_default=True, help="Seed for the model.")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+def describe_cmd(images, model_name, model_arg, output, rounds, limit, seed, data_root, quiet):
+    """Write perception / cognition / emotion descriptions (generate, critique, refine); re-running resumes."""
+    from .descriptions import describe
+
+    progress, track = _progress(quiet)
+    model = load_model(model_name, _model_options(model_arg), seed)
+    with progress:
+        done = describe(images, model, output, rounds=rounds, seed=seed, limit=limit, data_root=data_root, track=track)
+    if not quiet:
+        console.print(f"{done['described']} of {done['images']} images described, {done['skipped']} skipped"
+                      f" ({done['resumed_from']} already in the file): {output}", highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,39 +50,66 @@ def _dedupe(items: list[Item], skipped: list[dict], where: str) -> list[Item]:
     return kept
 
 
+def _read_rows(path: Path, required: list[str], layout: str, skipped: list[dict],
+               errors: str = "strict") -> tuple[list[str], list[tuple[str, dict]]]:
+    """A headed CSV's rows as (file:line, {column: value}), names and values stripped; a row with more
+    or fewer fields than the header is a skip. A header without the required columns is an error."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors=errors) as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            if not set(required) <= set(columns):
+                raise AesbenchError(f"{path}: header must have columns {layout}; found {','.join(columns) or 'nothing'}")
+            rows = []
+            for row in reader:
+                where = f"{path.name}:{reader.line_num}"
+                if None in row or None in row.values():  # more or fewer fields than the header
+                    skipped.append({"id": where, "reason": f"malformed row: {len(columns)} fields expected"})
+                    continue
+                rows.append((where, {k.strip(): v.strip() for k, v in row.items()}))
+    except UnicodeDecodeError as e:
+        raise AesbenchError(f"{path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+    return columns, rows
+
+
+def _score_items(rows: list[tuple[str, dict]], images: Path, skipped: list[dict]) -> list[Item]:
+    """`image,score` rows as items; the id is the image column's value."""
+    items = []
+    for where, row in rows:
+        if not row.get("image"):
+            skipped.append({"id": where, "reason": "malformed row: empty image column"})
+            continue
+        try:
+            score = float(row["score"])
+        except ValueError:
+            skipped.append({"id": row["image"], "reason": f"malformed row {where}: score {row['score']!r} is not a number"})
+            continue
+        if not math.isfinite(score):
+            skipped.append({"id": row["image"], "reason": f"malformed row {where}: score is {score}"})
+            continue
+        items.append(Item(row["image"], images / row["image"], {"mos": score}))
+    return items
+
+
 def read_csv(task: Task) -> Dataset:
     """`image,score[,split]` with a header; the id is the image column's value."""
     path, images = task.file("path"), task.file("images")
     split = task.dataset.get("split")
-    skipped, items = [], []
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        if "image" not in columns or "score" not in columns:
-            raise AesbenchError(f"{path}: header must have columns image,score[,split]; found {','.join(columns) or 'nothing'}")
-        if split is not None and "split" not in columns:
-            raise AesbenchError(f"{path}: task asks for split {split!r} but the CSV has no split column")
-        for line, row in enumerate(reader, start=2):
-            where = f"{path.name}:{line}"
-            if None in row or None in row.values():  # more or fewer fields than the header
-                skipped.append({"id": where, "reason": f"malformed row: {len(columns)} fields expected"})
-                continue
-            row = {k.strip(): v.strip() for k, v in row.items()}
-            if split is not None and row.get("split") != str(split):
-                continue
-            if not row.get("image"):
-                skipped.append({"id": where, "reason": "malformed row: empty image column"})
-                continue
-            try:
-                score = float(row["score"])
-            except (TypeError, ValueError):
-                skipped.append({"id": row["image"], "reason": f"malformed row {where}: score {row.get('score')!r} is not a number"})
-                continue
-            if not math.isfinite(score):
-                skipped.append({"id": row["image"], "reason": f"malformed row {where}: score is {score}"})
-                continue
-            items.append(Item(row["image"], images / row["image"], {"mos": score}))
-    return Dataset(_dedupe(items, skipped, path.name), [path], skipped)
+    skipped: list[dict] = []
+    columns, rows = _read_rows(path, ["image", "score"], "image,score[,split]", skipped)
+    if split is not None and "split" not in columns:
+        raise AesbenchError(f"{path}: task asks for split {split!r} but the CSV has no split column")
+    rows = [(where, row) for where, row in rows if split is None or row.get("split") == str(split)]
+    return Dataset(_dedupe(_score_items(rows, images, skipped), skipped, path.name), [path], skipped)
+
+
+def read_baid(task: Task) -> Dataset:
+    """BAID: one `image,score` file per split (dataset/train_set.csv, val_set.csv, test_set.csv in the
+    release; scores 0–10); the id is the image name."""
+    path, images = task.split_file("split_files"), task.file("images")
+    skipped: list[dict] = []
+    _, rows = _read_rows(path, ["image", "score"], "image,score", skipped)
+    return Dataset(_dedupe(_score_items(rows, images, skipped), skipped, path.name), [path], skipped)
 
 
 def read_ava(task: Task) -> Dataset:
@@ -194,10 +222,17 @@ def read_pccd(task: Task) -> Dataset:
 
 
 def read_flickr_aes(task: Task) -> Dataset:
-    """FLICKR-AES per-worker ratings (header ` worker, imagePair, score`) and a list of test workers."""
+    """FLICKR-AES per-worker ratings (header ` worker, imagePair, score`) and a list of test workers.
+
+    split `test` (default): the listed workers. split `train`: every other worker (for training only).
+    """
     path, images = task.file("path"), task.file("images")
     workers_file = task.file("test_workers")
-    wanted = [w.strip() for w in workers_file.read_text().splitlines() if w.strip()]
+    split = task.dataset.get("split", "test")
+    if split not in ("test", "train"):
+        raise AesbenchError(f"task {task.name!r}: FLICKR-AES split must be test or train, not {split!r}")
+    listed = [w.strip() for w in workers_file.read_text().splitlines() if w.strip()]
+    wanted = listed if split == "test" else []
     skipped, groups = [], {w: [] for w in wanted}
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
@@ -218,7 +253,9 @@ def read_flickr_aes(task: Task) -> Dataset:
                 skipped.append({"id": f"{path.name}:{line}", "reason": "malformed row: needs worker, imagePair and a numeric score"})
                 continue
             if worker not in groups:
-                continue
+                if split == "test" or worker in listed:
+                    continue
+                groups[worker] = []
             if (worker, image) in seen:
                 skipped.append({"id": f"{worker}/{image}", "reason": f"duplicate rating at {path.name}:{line}; the first was kept"})
                 continue
@@ -232,12 +269,119 @@ def read_flickr_aes(task: Task) -> Dataset:
     return Dataset(items, [path, workers_file], skipped, groups)
 
 
+# APDDv2's ten attribute columns (0–10 each; a blank cell: not rated for the image's category).
+APDD_ATTRIBUTES = ("Theme and logic", "Creativity", "Layout and composition", "Space and perspective",
+                   "The sense of order", "Light and shadow", "Color", "Details and texture", "The overall", "Mood")
+APDD_TOTAL = "Total aesthetic score"  # 0–100
+
+
+def attribute_key(column: str) -> str:
+    """The key an attribute goes by in tasks, model outputs and metric names: `Light and shadow` -> light_and_shadow."""
+    return re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_")
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_apdd(task: Task) -> Dataset:
+    """APDDv2's one CSV (filename, Artistic Categories, Total aesthetic score, the ten attributes,
+    Language Comment) and a split list: any CSV with a `filename` column naming the split's images,
+    such as csvfiles/{train,valid,test}.csv in the APDDv2 repository (ArtCLIP's split).
+
+    MOS is the total score as given (0–100); attribute labels keep their 0–10 scale, and only the
+    rated ones are kept (blank cells are attributes not rated for the image's category). The file is
+    read as UTF-8 with undecodable bytes replaced: they occur only in free-text comments, never used.
+    """
+    path, images = task.file("path"), task.file("images")
+    split_list = task.split_file("split_lists")
+    columns = {attribute_key(c): c for c in APDD_ATTRIBUTES}
+    unknown = [a for a in task.protocol.get("attributes", []) if a not in columns]
+    if unknown:
+        raise AesbenchError(f"task {task.name!r}: APDD has no attribute {unknown[0]!r}; its attributes are {', '.join(columns)}")
+    skipped: list[dict] = []
+    layout = f"filename,Artistic Categories,{APDD_TOTAL},{','.join(APDD_ATTRIBUTES)},Language Comment"
+    _, rows = _read_rows(path, ["filename", APDD_TOTAL, *APDD_ATTRIBUTES], layout, skipped, errors="replace")
+    labels: dict[str, dict] = {}
+    rejected = set()  # names whose row is already a recorded skip
+    for where, row in rows:
+        name, total = row["filename"], _finite(row[APDD_TOTAL])
+        bad = [c for c in APDD_ATTRIBUTES if row[c] and _finite(row[c]) is None]
+        if not name:
+            reason = "malformed row: empty filename"
+        elif total is None:
+            reason = f"malformed row {where}: {APDD_TOTAL} {row[APDD_TOTAL]!r} is not a finite number"
+        elif bad:
+            reason = f"malformed row {where}: {bad[0]} {row[bad[0]]!r} is not a finite number"
+        elif name in labels:
+            reason = f"duplicate filename at {where}; the first occurrence was kept"
+        else:
+            labels[name] = {"mos": total, "attributes": {key: _finite(row[c]) for key, c in columns.items() if row[c]}}
+            continue
+        skipped.append({"id": name or where, "reason": reason})
+        rejected.add(name)
+    _, listed = _read_rows(split_list, ["filename"], "filename[,...] (the images of the split)", skipped)
+    items = []
+    for where, row in listed:
+        name = row["filename"]
+        if name in labels:
+            items.append(Item(name, images / name, labels[name]))
+        elif name not in rejected:
+            skipped.append({"id": name or where, "reason": f"listed in {split_list.name} but has no valid row in {path.name}"})
+    return Dataset(_dedupe(items, skipped, split_list.name), [path, split_list], skipped)
+
+
+def read_artimuse(task: Task) -> Dataset:
+    """ArtiMuse-10K's score file (score/test.json in the release): a JSON list, or JSON lines, of
+    {"image": name, "gt_score": holistic score}; the id is the image name. Only the test set is released.
+    """
+    path, images = task.file("path"), task.file("images")
+    if task.dataset.get("split", "test") != "test":
+        raise AesbenchError(f"task {task.name!r}: ArtiMuse-10K releases only its test set, not split {task.dataset['split']!r}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AesbenchError(f"{path} is not UTF-8 text (byte {e.start})") from None
+    skipped: list[dict] = []
+    if text.lstrip().startswith("["):
+        try:
+            records = [(f"{path.name}[{n}]", rec) for n, rec in enumerate(json.loads(text))]
+        except json.JSONDecodeError as e:
+            raise AesbenchError(f"{path}: not valid JSON ({e})") from None
+    else:
+        records = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append((f"{path.name}:{n}", json.loads(line)))
+                except json.JSONDecodeError:
+                    skipped.append({"id": f"{path.name}:{n}", "reason": "malformed line: not a JSON object"})
+    items = []
+    for where, rec in records:
+        name = rec.get("image") if isinstance(rec, dict) else None
+        score = rec.get("gt_score") if isinstance(rec, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            skipped.append({"id": where, "reason": "malformed record: needs a non-empty 'image'"})
+        elif isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            skipped.append({"id": name, "reason": f"malformed record {where}: gt_score {score!r} is not a finite number"})
+        else:
+            items.append(Item(name, images / name, {"mos": float(score)}))
+    return Dataset(_dedupe(items, skipped, path.name), [path], skipped)
+
+
 READERS = {
     "csv": read_csv,
     "ava": read_ava,
     "ava-captions": read_ava_captions,
     "pccd": read_pccd,
     "flickr-aes": read_flickr_aes,
+    "baid": read_baid,
+    "apdd": read_apdd,
+    "artimuse": read_artimuse,
 }
 
 

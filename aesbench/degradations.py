@@ -111,6 +111,46 @@ def bad_crop(img, severity, rng):
     return img.crop((round(x0), round(y0), round(x0) + cw, round(y0) + ch))
 
 
+def saliency_box(img: Image.Image) -> tuple[int, int, int, int]:
+    """The salient region's bounding box by spectral residual (Hou & Zhang, CVPR 2007) at 64 px.
+
+    The box is the saliency-weighted centroid plus or minus one weighted standard deviation per
+    axis (at least a fifth of each side), so scattered responses do not stretch it to the frame.
+    """
+    w, h = img.size
+    small = np.asarray(img.convert("L").resize((64, 64), Image.BILINEAR), dtype=np.float64)
+    spectrum = np.fft.fft2(small)
+    log_amp, phase = np.log1p(np.abs(spectrum)), np.angle(spectrum)
+    residual = log_amp - ndimage.uniform_filter(log_amp, size=3, mode="wrap")
+    sal = ndimage.gaussian_filter(np.abs(np.fft.ifft2(np.exp(residual + 1j * phase))) ** 2, sigma=3)
+    sal = sal / sal.sum()
+    ys, xs = (np.arange(64) + 0.5) / 64, (np.arange(64) + 0.5) / 64
+    py, px = sal.sum(axis=1), sal.sum(axis=0)
+    cy, cx = py @ ys, px @ xs
+    sy, sx = max(np.sqrt(py @ (ys - cy) ** 2), 0.1), max(np.sqrt(px @ (xs - cx) ** 2), 0.1)
+    x0, x1 = max(0.0, cx - sx), min(1.0, cx + sx)
+    y0, y1 = max(0.0, cy - sy), min(1.0, cy + sy)
+    return round(x0 * w), round(y0 * h), max(round(x1 * w), round(x0 * w) + 1), max(round(y1 * h), round(y0 * h) + 1)
+
+
+def subject_blur(img, severity, rng):
+    """Defocus blur on the salient region only (the subject group of CALM's augmentations)."""
+    box = saliency_box(img)
+    out = img.copy()
+    out.paste(defocus_blur(img.crop(box), severity, rng), box[:2])
+    return out
+
+
+def subject_mask(img, severity, rng):
+    """The centre of the salient region covered by a grey block, up to the whole region."""
+    x0, y0, x1, y1 = saliency_box(img)
+    shrink = 0.5 * (1 - severity)
+    dx, dy = round((x1 - x0) * shrink / 2), round((y1 - y0) * shrink / 2)
+    out = img.copy()
+    out.paste((128, 128, 128), (x0 + dx, y0 + dy, max(x0 + dx + 1, x1 - dx), max(y0 + dy + 1, y1 - dy)))
+    return out
+
+
 def noise(img, severity, rng):
     """Gaussian or salt-and-pepper noise, chosen at random (CALM: 'Gaussian or salt-and-pepper')."""
     return (gaussian_noise if rng.random() < 0.5 else salt_pepper_noise)(img, severity, rng)
@@ -135,6 +175,8 @@ DEGRADATIONS = {
     "low_contrast": low_contrast,
     "jpeg": jpeg_damage,
     "pixelate": pixelate,
+    "subject_blur": subject_blur,
+    "subject_mask": subject_mask,
 }
 
 # The suggest protocol's six kinds, in CALM's reporting order.

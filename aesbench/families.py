@@ -6,8 +6,11 @@ checked again and an unusable line is a recorded skip.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
 import numbers
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
 
 import numpy as np
@@ -17,12 +20,13 @@ from .captions import CaptionScorer
 from .datasets import Dataset, Item
 from .degradations import SUGGEST_KINDS, degrade, item_rng
 from .errors import AesbenchError
-from .images import ImageError, load_image
+from .images import ImageError, cpu_cores, load_image
 from .judges import make_judge
-from .metrics import SCORE_FUNCTIONS, acc, bootstrap_ci, emd, srcc
+from .metrics import ATTRIBUTE_METRICS, SCORE_FUNCTIONS, acc, bootstrap_ci, emd, srcc
 from .task import Task
 
 Track = Callable[[Iterable, int, str], Iterable]
+MAX_DECODE_THREADS = 8  # decoding a batch gains little past this; more threads only hold more images
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -31,36 +35,75 @@ def chunks(items: list, size: int) -> list[list]:
 
 def _request(task: Task) -> Request:
     lo, hi = task.protocol.get("score_range", (1.0, 10.0))
-    return Request(prompt=task.prompt, score_range=(float(lo), float(hi)))
+    return Request(prompt=task.prompt, score_range=(float(lo), float(hi)), attributes=tuple(task.protocol.get("attributes", ())))
+
+
+def _decode_one(item: Item, task: Task, transform) -> tuple[Item, object, str | None]:
+    """(item, image, None), or (item, None, reason) for an image that cannot be used."""
+    try:
+        img = load_image(item.image, task.preprocessing)
+        return item, (transform(item, img) if transform else img), None
+    except ImageError as e:
+        return item, None, str(e)
+
+
+@contextlib.contextmanager
+def _decoder(items: int):
+    """Threads that decode images: Pillow releases the GIL while it decodes, converts and resizes."""
+    pool = ThreadPoolExecutor(max(1, min(cpu_cores(), items, MAX_DECODE_THREADS)), thread_name_prefix="aesbench-decode")
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # an interrupted run does not decode the rest of a batch
+
+
+def _submit(pool: ThreadPoolExecutor, items: list[Item], task: Task, transform) -> list[Future]:
+    return [pool.submit(_decode_one, item, task, transform) for item in items]
+
+
+def _collect(futures: list[Future]) -> tuple[list[Item], list, list[tuple[Item, str]]]:
+    ok, images, failed = [], [], []
+    for future in futures:
+        item, img, reason = future.result()
+        if reason is None:
+            ok.append(item)
+            images.append(img)
+        else:
+            failed.append((item, reason))
+    return ok, images, failed
 
 
 def decode(items: list[Item], task: Task, transform=None) -> tuple[list[Item], list, list[tuple[Item, str]]]:
-    """Decode a batch with the task's preprocessing; unreadable images come back as (item, reason)."""
-    ok, images, failed = [], [], []
-    for item in items:
-        try:
-            img = load_image(item.image, task.preprocessing)
-            images.append(transform(item, img) if transform else img)
-            ok.append(item)
-        except ImageError as e:
-            failed.append((item, str(e)))
-    return ok, images, failed
+    """Decode a batch with the task's preprocessing, in parallel threads, in order; unreadable images
+    come back as (item, reason). The pixels are those of load_image called one image at a time."""
+    with _decoder(len(items)) as pool:
+        return _collect(_submit(pool, items, task, transform))
+
+
+def _skip_lines(failed: list[tuple[Item, str]]) -> list[dict]:
+    return [{"id": item.id, "skipped": reason} for item, reason in failed]
 
 
 def _load(items: list[Item], task: Task, store, transform=None) -> tuple[list[Item], list]:
     """Decode a batch; an unreadable image becomes a skip line and never stops the run."""
     ok, images, failed = decode(items, task, transform)
-    store.write([{"id": item.id, "skipped": reason} for item, reason in failed])
+    store.write(_skip_lines(failed))
     return ok, images
 
 
 def _predict_items(task: Task, data: Dataset, store, batch_size: int, track: Track, verb: str, ask, transform=None) -> None:
-    """The loop every per-image family shares: pending items in batches, decoded, asked, appended."""
+    """The loop every per-image family shares: pending items in batches, decoded, asked, appended.
+    The next batch decodes on the threads while the model works on this one."""
     pending = [it for it in data.items if it.id not in store]
-    for batch in track(chunks(pending, batch_size), math.ceil(len(pending) / batch_size), f"{task.name}: {verb}"):
-        items, images = _load(batch, task, store, transform)
-        if items:
-            store.write(ask(items, images))
+    batches = chunks(pending, batch_size)
+    with _decoder(batch_size) as pool:
+        ahead = _submit(pool, batches[0], task, transform) if batches else []
+        for n, _ in enumerate(track(batches, len(batches), f"{task.name}: {verb}")):
+            current, ahead = ahead, (_submit(pool, batches[n + 1], task, transform) if n + 1 < len(batches) else [])
+            items, images, failed = _collect(current)
+            store.write(_skip_lines(failed))
+            if items:
+                store.write(ask(items, images))
 
 
 def _check_count(model: Model, outputs: list, expected: int) -> None:
@@ -84,6 +127,18 @@ def check_score(line: dict) -> str | None:
         if arr is None or arr.shape != (10,) or not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1) > 1e-3:
             return "distribution must be 10 finite non-negative probabilities summing to 1"
     return None
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _attribute_values(values) -> dict:
+    """A model's per-attribute scores as JSON numbers; a value that is no finite number is kept as null,
+    so evaluate reports it rather than it vanishing."""
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): float(v) if _finite_number(v) else None for k, v in values.items()}
 
 
 def check_text(line: dict, key: str) -> str | None:
@@ -141,6 +196,8 @@ class ScoreFamily:
                     line["score"] = float(line["score"])
                     if "distribution" in line:
                         line["distribution"] = [float(p) for p in line["distribution"]]
+                    if out.get("attributes") is not None:
+                        line["attributes"] = _attribute_values(out["attributes"])
                 lines.append(line)
             return lines
 
@@ -173,7 +230,41 @@ class ScoreFamily:
             else:
                 fn = functions[name]
                 metrics[name], ci95[name] = fn(pred, mos), ci(fn, pred, mos)
-        return _summary(metrics, ci95, undefined, len(pairs), skipped)
+        details = {}
+        if task.protocol.get("attributes"):
+            details["attributes"] = self._attributes(task, pairs, ci, metrics, ci95, undefined)
+        return _summary(metrics, ci95, undefined, len(pairs), skipped, details)
+
+    def _attributes(self, task: Task, pairs: list, ci, metrics: dict, ci95: dict, undefined: dict) -> dict:
+        """SRCC and PLCC per attribute over the items with both a label and a predicted value for it;
+        every item left out is counted under its reason, and an attribute the model never scores is undefined."""
+        details = {}
+        for key in task.protocol["attributes"]:
+            labels, preds, left_out = [], [], collections.Counter()
+            for item, line in pairs:
+                label = item.label.get("attributes", {}).get(key)
+                given = line.get("attributes") if isinstance(line.get("attributes"), dict) else {}
+                if label is None:
+                    left_out["no label for this attribute"] += 1
+                elif key not in given:
+                    left_out["no prediction for this attribute"] += 1
+                elif not _finite_number(given[key]):
+                    left_out["predicted value is not a finite number"] += 1
+                else:
+                    labels.append(label)
+                    preds.append(given[key])
+            names = [f"{m}@{key}" for m in ATTRIBUTE_METRICS]
+            if not any(isinstance(line.get("attributes"), dict) and key in line["attributes"] for _, line in pairs):
+                undefined.update({name: f"the model gives no score for attribute {key!r}" for name in names})
+            elif len(labels) < 2:
+                undefined.update({name: f"needs at least 2 items with a label and a prediction for {key!r}, got {len(labels)}" for name in names})
+            else:
+                y, p = np.array(labels, dtype=np.float64), np.array(preds, dtype=np.float64)
+                for metric, name in zip(ATTRIBUTE_METRICS, names):
+                    fn = SCORE_FUNCTIONS[metric]
+                    metrics[name], ci95[name] = fn(p, y), ci(fn, p, y)
+            details[key] = {"n": len(labels), "left_out": dict(left_out)}
+        return details
 
 
 class TextFamily:

@@ -8,6 +8,7 @@ from importlib import resources
 
 import yaml
 
+from .metrics import ATTRIBUTE_METRICS
 from .task import builtin_tasks, load_task
 
 
@@ -16,10 +17,14 @@ def reported_rows() -> list[dict]:
 
 
 def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
-    """task -> {"metrics": ordered names, "rows": [...]}, measured rows first (best first)."""
+    """task -> {"metrics": ordered names, "attributes": keys scored per attribute, "rows": [...]},
+    measured rows first (best first)."""
     tables: dict[str, dict] = {}
     for rec in records:
-        table = tables.setdefault(rec["task"], {"metrics": [], "rows": []})
+        table = tables.setdefault(rec["task"], {"metrics": [], "attributes": [], "rows": []})
+        for key in rec.get("protocol", {}).get("protocol", {}).get("attributes", []):
+            if key not in table["attributes"] and any(f"{m}@{key}" in rec["metrics"] for m in ATTRIBUTE_METRICS):
+                table["attributes"].append(key)
         for name in rec.get("protocol", {}).get("metrics", []):
             expanded = [m for m in rec["metrics"] if m == name or m.startswith(name + "_k")] or [name]
             table["metrics"] += [m for m in expanded if m not in table["metrics"]]
@@ -35,7 +40,7 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
     if include_reported:
         builtin = builtin_tasks()
         for row in reported_rows():
-            table = tables.setdefault(row["task"], {"metrics": [], "rows": []})
+            table = tables.setdefault(row["task"], {"metrics": [], "attributes": [], "rows": []})
             if not table["metrics"] and row["task"] in builtin:  # the task's own metric order
                 table["metrics"] = list(load_task(row["task"]).metrics)
             table["metrics"] += [m for m in row["metrics"] if m not in table["metrics"]]
@@ -64,6 +69,15 @@ def render_markdown(records: list[dict], include_reported: bool = True) -> str:
             n = "" if row["n"] is None else str(row["n"])
             out.append(f"| {row['model']} | {row['type']} | {n} | " + " | ".join(_cell(row, m) for m in metrics) + f" | {row['source']} |")
         out.append("")
+        if table["attributes"]:
+            out += [f"Per attribute ({' / '.join(ATTRIBUTE_METRICS)}):", "",
+                    "| model | " + " | ".join(table["attributes"]) + " |", "|" + "---|" * (len(table["attributes"]) + 1)]
+            for row in table["rows"]:
+                if row["type"] == "measured":
+                    cells = [" / ".join(f"{row['metrics'][f'{m}@{key}']:.3f}" if f"{m}@{key}" in row["metrics"] else "–"
+                                        for m in ATTRIBUTE_METRICS) for key in table["attributes"]]
+                    out.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+            out.append("")
     return "\n".join(out)
 
 
@@ -72,8 +86,9 @@ def render_csv(records: list[dict], include_reported: bool = True) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["task", "model", "type", "n", "metric", "value", "ci_low", "ci_high", "source"])
     for task, table in _rows(records, include_reported).items():
+        per_attribute = [f"{m}@{key}" for key in table["attributes"] for m in ATTRIBUTE_METRICS]
         for row in table["rows"]:
-            for metric in table["metrics"]:
+            for metric in table["metrics"] + per_attribute:
                 if metric in row["metrics"]:
                     ci = row["ci95"].get(metric) or ["", ""]
                     writer.writerow([task, row["model"], row["type"], row["n"] if row["n"] is not None else "",

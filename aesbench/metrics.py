@@ -79,6 +79,9 @@ def plcc_logistic(pred: np.ndarray, mos: np.ndarray) -> float:
 
 SCORE_FUNCTIONS = {"srcc": srcc, "plcc": plcc, "krcc": krcc, "mse": mse, "plcc_logistic": plcc_logistic}
 
+# Reported per attribute as `srcc@<key>`: scale-free, so an attribute's scale need not match the total's.
+ATTRIBUTE_METRICS = ("srcc", "plcc")
+
 
 def bootstrap_ci(fn, arrays: list[np.ndarray], resamples: int, seed: int, level: float = 0.95) -> list[float] | None:
     """Percentile interval of fn over `resamples` seeded resamples of the items (rows of every array)."""

@@ -31,11 +31,17 @@ PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
 
 
 class PredictionStore:
-    def __init__(self, path: Path):
+    """Records by id, appended and fsync'ed. With a `header`, the file's first line is that object and a
+    file whose first line differs holds another run: it is refused, never mixed."""
+
+    def __init__(self, path: Path, header: dict | None = None):
         self.path = Path(path)
+        self.header = None if header is None else json.loads(json.dumps(header))  # as it reads back from the file
         self.lines: dict[str, dict] = {}
         if self.path.exists():
             self._recover()
+        if header is not None and (not self.path.exists() or self.path.stat().st_size == 0):
+            self._append(json.dumps(header) + "\n")
 
     def _recover(self) -> None:
         raw = self.path.read_bytes()
@@ -43,7 +49,12 @@ class PredictionStore:
         if good < len(raw):
             with open(self.path, "r+b") as f:
                 f.truncate(good)
-        for n, line in enumerate(raw[:good].splitlines(), start=1):
+        lines = raw[:good].splitlines()
+        if self.header is not None and lines:
+            self._check_header(lines[0])
+        for n, line in enumerate(lines, start=1):
+            if n == 1 and self.header is not None:
+                continue
             if line.strip():
                 try:
                     record = json.loads(line)
@@ -51,18 +62,32 @@ class PredictionStore:
                 except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
                     raise AesbenchError(f"{self.path} line {n} is not a prediction record; move the file away to start over") from None
 
+    def _check_header(self, first: bytes) -> None:
+        try:
+            found = json.loads(first)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            found = None
+        if found != self.header:
+            if not isinstance(found, dict):
+                raise AesbenchError(f"{self.path} does not start with a header line; choose another output or move the file away")
+            diff = next(k for k in sorted(set(found) | set(self.header)) if found.get(k) != self.header.get(k))
+            raise AesbenchError(f"{self.path} holds a different run ({diff}: {found.get(diff)!r}, now {self.header.get(diff)!r});"
+                                " choose another output or move the file away")
+
     def __contains__(self, item_id: str) -> bool:
         return item_id in self.lines
+
+    def _append(self, text: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
 
     def write(self, lines: list[dict]) -> None:
         lines = [line for line in lines if line["id"] not in self.lines]
         if not lines:
             return
-        text = "".join(json.dumps(line, allow_nan=True) + "\n" for line in lines)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        self._append("".join(json.dumps(line, allow_nan=True) + "\n" for line in lines))
         for line in lines:
             self.lines[line["id"]] = line
 

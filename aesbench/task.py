@@ -39,9 +39,12 @@ DEFAULT_PROMPTS = {
 
 DEFAULT_BOOTSTRAP = {"resamples": 1000, "seed": 0, "level": 0.95}
 
+# Dataset keys that map each split to its own file (BAID's label files, APDD's split lists).
+SPLIT_MAPS = ("split_files", "split_lists")
+
 # Protocol keys the code reads, per family; anything else is a typo and is refused.
 PROTOCOL_KEYS = {
-    "score": {"score_range", "acc_threshold", "bootstrap"},
+    "score": {"score_range", "acc_threshold", "attributes", "bootstrap"},
     "comment": {"bootstrap"},
     "suggest": {"top", "kinds", "severity", "seed", "judge", "bootstrap"},
     "piaa": {"shots", "repeats", "seed", "min_query", "score_range", "bootstrap"},
@@ -110,17 +113,35 @@ class Task:
 
     def expected_files(self) -> str:
         keys = ("path", "split_list", "test_workers", "images")
-        return ", ".join(str(self.dataset[k]) for k in keys if k in self.dataset)
+        named = [str(self.dataset[k]) for k in keys if k in self.dataset]
+        for key in SPLIT_MAPS:  # one file per split: name the one this task reads
+            if isinstance(self.dataset.get(key), dict):
+                named.append(str(self.dataset[key].get(self.split, self.dataset[key])))
+        return ", ".join(named)
 
-    def file(self, key: str) -> Path:
+    @property
+    def split(self) -> str:
+        return str(self.dataset.get("split", "test"))
+
+    def split_file(self, key: str) -> Path:
+        """The file for this task's split from a {split: file} mapping in the dataset block (BAID, APDD)."""
+        files = self.dataset.get(key)
+        if not isinstance(files, dict) or not files:
+            raise AesbenchError(f"task {self.name!r}: dataset.{key} must map each split to its file, e.g. {{train: train.csv, test: test.csv}}")
+        if self.split not in files:
+            raise AesbenchError(f"task {self.name!r}: split {self.split!r} is not in dataset.{key} (it has {', '.join(map(str, files))})")
+        return self.file(key, self.split)
+
+    def file(self, key: str, split: str | None = None) -> Path:
         """A dataset path from the task, resolved under the dataset root, with a clear error if absent."""
         if self.data_root is None:
             self.resolve_root()
         if key not in self.dataset:
             raise AesbenchError(f"task {self.name!r}: dataset.{key} is not set")
-        path = self.data_root / str(self.dataset[key])
+        value, where = (self.dataset[key], key) if split is None else (self.dataset[key][split], f"{key}.{split}")
+        path = self.data_root / str(value)
         if not path.exists():
-            raise AesbenchError(f"task {self.name!r}: {path} not found (dataset.{key}; root {self.data_root})")
+            raise AesbenchError(f"task {self.name!r}: {path} not found (dataset.{where}; root {self.data_root})")
         return path
 
 
@@ -173,6 +194,8 @@ def _protocol_checks() -> dict:
     positive = (lambda v: _is_int(v) and v > 0, "a positive whole number")
     return {
         "score_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] < v[1], "[low, high]"),
+        "attributes": (lambda v: isinstance(v, list) and v and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9_]+", a) for a in v)
+                       and len(set(v)) == len(v), "a list of distinct attribute keys (lower case, digits, _), e.g. [color, mood]"),
         "acc_threshold": (_is_number, "a number"),
         "bootstrap": (_check_bootstrap, "{resamples: whole number, seed: whole number, level: between 0 and 1}"),
         "top": positive, "repeats": positive, "min_query": positive,
@@ -201,7 +224,7 @@ def parse_task(path: Path) -> Task:
         raise AesbenchError(f"{path}: family {family!r} is not one of {', '.join(FAMILIES)}")
     dataset = data["dataset"]
     if not isinstance(dataset, dict) or "format" not in dataset:
-        raise AesbenchError(f"{path}: dataset must be a mapping with a format (csv, ava, ava-captions, pccd, flickr-aes)")
+        raise AesbenchError(f"{path}: dataset must be a mapping with a format (csv, ava, ava-captions, pccd, flickr-aes, baid, apdd, artimuse)")
     known = {"name", "version", "family", "description", "dataset", "preprocessing", "prompt", "metrics", "protocol", "notes"}
     unknown = set(data) - known
     if unknown:

@@ -20,19 +20,13 @@ from pathlib import Path
 from PIL import Image
 
 from aesbench.adapter import Model, Request, register
-from aesbench.errors import AesbenchError
+from aesbench.errors import AesbenchError, first_line
 from aesbench.weights import local_only, optional_import, require_files, weight_hashes
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEFAULT_PROMPTS = [["Good photo.", "Bad photo."]]
 PREPROCESSING_KEYS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
                       "do_normalize", "image_mean", "image_std")
-
-
-def first_line(error: Exception) -> str:
-    """An exception as one line, for messages that must stay one line."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 class LocalClip:

@@ -23,8 +23,8 @@ from pathlib import Path
 from PIL import Image
 
 from aesbench.adapter import Model, Request, register, sha256_file
-from aesbench.baselines.clip_iqa import LocalClip, first_line
-from aesbench.errors import AesbenchError
+from aesbench.baselines.clip_iqa import LocalClip
+from aesbench.errors import AesbenchError, first_line
 from aesbench.weights import optional_import
 
 NATIVE_RANGE = (1.0, 10.0)

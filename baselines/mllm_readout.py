@@ -18,11 +18,8 @@ words right after a fixed answer prefix. One forward pass per batch:
 what readouts that take the full softmax do, and one reason published numbers disagree. With it a
 score can fall below lo when min w > 0.
 
-Token ids: each word's id is the first token past the prompt when `text + sep + word` is tokenized
-against `text` alone, special tokens off, so BOS is never taken and "▁good", "Ġgood" and "good"
-conventions all come out right; sep is " " unless the text ends in whitespace (a chat template's
-"assistant\\n"). Two words sharing their first token are refused: the readout could not tell them
-apart.
+Token ids: `aesbench.models.readout.first_token_ids` (BOS never taken, "▁good", "Ġgood" and "good"
+conventions alike; two words sharing a first token are refused).
 
 Batches are padded on the LEFT with their attention mask, and the logits come from `generate` with
 one new token, so each model's own generation path builds position ids from the mask; the score
@@ -59,32 +56,15 @@ from PIL import Image
 
 from aesbench.adapter import Model, Request, register
 from aesbench.errors import AesbenchError
+from aesbench.models.readout import LEVEL_WORDS, first_token_ids
 from aesbench.weights import local_only, optional_import, pad_to_square, require_files, weight_hashes
 
-LEVEL_WORDS = ("excellent", "good", "fair", "poor", "bad")
 QALIGN_PROMPT = "How would you rate the aesthetics of this image?"
 QALIGN_PREFIX = "The aesthetics of the image is"
 PLAIN_TEMPLATE = "USER: {image}\n{prompt} ASSISTANT:"
 SOFTMAX_MODES = ("levels", "vocab")
 DTYPES = ("float32", "bfloat16", "float16")
 CHECKPOINT = "a Hugging Face vision-language checkpoint folder (config.json, *.safetensors or *.bin, tokenizer and processor files)"
-
-
-def first_token_ids(tokenizer, text: str, words) -> list[int]:
-    """The id of each word's first token where it would follow `text`; see the module docstring."""
-    sep = "" if not text or text[-1].isspace() else " "
-    context = tokenizer(text, add_special_tokens=False)["input_ids"]
-    ids = []
-    for word in words:
-        full = tokenizer(text + sep + word, add_special_tokens=False)["input_ids"]
-        if len(full) <= len(context) or full[:len(context)] != context:
-            raise AesbenchError(f"level word {word!r} merges with the end of the prompt when tokenized, so it has no token of its own there; change answer_prefix or level_words")
-        ids.append(full[len(context)])
-    for i, token in enumerate(ids):
-        if token in ids[:i]:
-            other = words[ids.index(token)]
-            raise AesbenchError(f"level words {other!r} and {words[i]!r} share their first token {tokenizer.convert_ids_to_tokens(token)!r}, so the readout cannot tell them apart; choose other level_words")
-    return ids
 
 
 def _size(value):

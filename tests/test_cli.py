@@ -26,7 +26,7 @@ def suite_run(tmp_path_factory):
 
 def test_golden_records_exist():
     tasks = {p.parent.parent.name for p in GOLDEN}
-    assert tasks == {"tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa"}
+    assert tasks == {"tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa", "tiny-art-score"}
     assert {p.parent.name for p in GOLDEN} == set(SUITE_MODELS)
 
 
@@ -61,7 +61,8 @@ def test_committed_leaderboard_is_rendered_from_committed_results():
 def test_listing_commands():
     tasks = run_cli("tasks")
     assert tasks.returncode == 0
-    for name in ("ava-score", "ava-comment", "pccd-suggest", "flickr-aes-piaa", "tiny-ava-score"):
+    for name in ("ava-score", "ava-comment", "pccd-suggest", "flickr-aes-piaa", "tiny-ava-score", "baid-score", "apdd-score",
+                 "artimuse10k-score", "tiny-art-score"):
         assert name in tasks.stdout
     one = run_cli("tasks", "tiny-pccd-suggest")
     assert "kinds:" in one.stdout and "judge: keyword" in one.stdout
@@ -98,6 +99,8 @@ def test_wheel_ships_tasks_and_baselines_inside_the_package(tmp_path):
     assert "aesbench/tasks/data/tiny-ava/AVA.txt" in names
     assert "aesbench/tasks/data/SOURCES.csv" in names
     assert sum(n.startswith("aesbench/tasks/data/tiny-flickr-aes/images/") for n in names) == 135
+    assert sum(n.startswith("aesbench/tasks/data/tiny-art/images/") for n in names) == 93
+    assert {"aesbench/tasks/data/tiny-art/csvfiles/test.csv", "aesbench/tasks/data/tiny-art/descriptions.jsonl"} <= set(names)
     assert "aesbench/baselines/handcrafted.py" in names
     assert "aesbench/baselines/niqe_pris_params.npz" in names  # NIQE's pristine model
     assert "aesbench/reported.yaml" in names

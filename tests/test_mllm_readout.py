@@ -24,7 +24,8 @@ transformers = pytest.importorskip("transformers")
 
 from aesbench.adapter import Request, load_model  # noqa: E402
 # Imported by module so the readouts are registered whatever the session imported first.
-from aesbench.baselines.mllm_readout import LEVEL_WORDS, QALIGN_PREFIX, QALIGN_PROMPT, first_token_ids  # noqa: E402
+from aesbench.baselines.mllm_readout import QALIGN_PREFIX, QALIGN_PROMPT  # noqa: E402
+from aesbench.models.readout import LEVEL_WORDS, first_token_ids  # noqa: E402
 from aesbench.baselines.token_score import ARTIMUSE_PROMPT, SCORE_TOKENS  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
 from aesbench.runs import RESULTS, evaluate  # noqa: E402

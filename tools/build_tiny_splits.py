@@ -30,7 +30,9 @@ import numpy as np
 from PIL import Image, ImageEnhance
 from scipy import ndimage, stats
 
+from aesbench.datasets import APDD_ATTRIBUTES, APDD_TOTAL, attribute_key
 from aesbench.degradations import DEGRADATIONS, degrade, item_rng
+from aesbench.descriptions import FORMAT_KEY, FORMAT_VERSION, LEVELS, score_sentence
 
 # ---------------------------------------------------------------------------------------------
 # Shared settings
@@ -39,7 +41,7 @@ SEED = 2025                 # the one seed; every generator is item_rng(SEED, "<
 LONG_SIDE = 256             # every source photo is resized (LANCZOS) so its long side is this
 JPEG_QUALITY = 92           # every output JPEG: this quality, 4:2:0 chroma subsampling, no EXIF
 SEVERITY_DECIMALS = 3       # drawn edit parameters are rounded before use, so the records are exact
-SUBDIRS = ("tiny-ava", "tiny-pccd", "tiny-flickr-aes")  # the folders this script owns under --out
+SUBDIRS = ("tiny-ava", "tiny-pccd", "tiny-flickr-aes", "tiny-art")  # the folders this script owns under --out
 
 # ---------------------------------------------------------------------------------------------
 # tiny-ava (AVA scores + AVA-Captions comments)
@@ -349,6 +351,69 @@ WORKERS = (
 
 
 # ---------------------------------------------------------------------------------------------
+# tiny-art (APDDv2 twin: artworks with a total score, ten attribute scores and descriptions)
+# ---------------------------------------------------------------------------------------------
+ART_EDITED_VARIANTS = 2            # variant 0 is the clean artwork; variants 1..2 get AVA-style edits
+ART_SPLIT_PAINTINGS = {"abstract": (5, 2), "figurative": (7, 2)}   # (test, val) artworks per style; the rest train
+ART_BASE_RANGE = (6.2, 7.8)        # base(artwork) ~ U[...] on the attributes' 0–10 scale
+ART_OFFSET_RANGE = (-0.6, 0.6)     # each attribute's own offset for an artwork ~ U[...]
+ART_GENERAL_PENALTY = 0.6          # per unit severity, on every attribute an edit kind does not name below
+ART_PENALTIES = {                  # per unit severity, on the attributes an edit kind hurts most
+    "defocus_blur": {"details_and_texture": 4.0, "space_and_perspective": 2.5, "the_sense_of_order": 2.0, "the_overall": 2.0},
+    "motion_blur": {"details_and_texture": 3.5, "the_sense_of_order": 3.0, "layout_and_composition": 2.0, "the_overall": 2.0},
+    "gaussian_noise": {"details_and_texture": 3.0, "color": 2.5, "mood": 2.0, "the_overall": 2.0},
+    "dark": {"light_and_shadow": 4.0, "color": 2.5, "mood": 3.0, "the_overall": 2.0},
+    "bright": {"light_and_shadow": 4.0, "color": 3.0, "mood": 2.0, "the_overall": 2.0},
+    "desaturated": {"color": 4.5, "mood": 3.0, "the_overall": 2.0},
+    "jpeg": {"details_and_texture": 3.5, "color": 2.0, "the_overall": 2.0},
+    "low_contrast": {"light_and_shadow": 3.0, "space_and_perspective": 3.0, "mood": 2.0, "the_overall": 2.0},
+    "pixelate": {"details_and_texture": 4.0, "the_sense_of_order": 2.5, "layout_and_composition": 2.0, "the_overall": 2.0},
+}
+ART_MEASURED = {"color": ("saturation", 0.4), "light_and_shadow": ("contrast", 0.4)}  # attribute += weight * z(property)
+ART_ATTRIBUTE_CLIP = (1.0, 10.0)   # attributes are clipped to this, then rounded to 2 decimals
+ART_UNRATED = {"abstract": ("Space and perspective", "Light and shadow"), "figurative": ("Creativity",)}  # blank cells
+ART_Z_CUT = 0.5                    # sharpness z-score beyond which the perception text calls detail crisp / soft
+# Each artwork's category (APDD's "medium*style*subject") and what it shows, looked up by eye once.
+ART_WORKS = {
+    "lomiri_Fossa_by_Jasper_Roks.jpg": ("digital art*abstract*patterns", "folded ribbons of violet and rose light"),
+    "lomiri_Painting-Colors_by__herobrine7gamer.jpg": ("digital art*abstract*patterns", "broad diagonal bands of pink, red and blue"),
+    "lomiri_Picture_0B_by_freespace.jpg": ("photographic art*figurative*still life", "a halved fig in a red bowl"),
+    "lomiri_Picture_1A_by_freespace.jpg": ("photographic art*figurative*still life", "a bunch of paint-stained brushes"),
+    "lomiri_analogpattern_by_Peter_Nerlich.jpg": ("digital art*abstract*textures", "a speckled field of green and violet"),
+    "lomiri_greentock_by_Peter_Nerlich.jpg": ("digital art*figurative*still life", "a grey clock face seen at a slant"),
+    "lxqt_Valendas.jpg": ("photographic art*figurative*landscapes", "mountain ridges under heavy cloud"),
+    "mate_YellowFlower.jpg": ("photographic art*figurative*flowers", "a yellow flower in close-up"),
+    "opencv_HappyFish.jpg": ("illustration*figurative*animals", "a smiling cartoon fish blowing bubbles"),
+    "opencv_starry_night.jpg": ("oil painting*figurative*landscapes", "a swirling night sky over a village"),
+    "plasma_Autumn.jpg": ("illustration*figurative*landscapes", "a figure beneath an autumn tree"),
+    "plasma_Cascade.jpg": ("digital art*abstract*patterns", "stepped terraces of pale blue and green"),
+    "plasma_Cluster.jpg": ("digital art*abstract*patterns", "a hexagon mosaic dissolving into rose light"),
+    "plasma_DarkestHour.jpg": ("digital art*figurative*landscapes", "a misty blue lake before dawn"),
+    "plasma_FlyingKonqui.jpg": ("illustration*figurative*animals", "a green dragon flying over waves"),
+    "plasma_IceCold.jpg": ("digital art*abstract*patterns", "ice floes on a blue ground"),
+    "plasma_Kay.jpg": ("digital art*abstract*patterns", "crossing bands of turquoise and yellow"),
+    "plasma_Kokkini.jpg": ("digital art*abstract*patterns", "a curved horizon of red and blue"),
+    "plasma_Opal.jpg": ("digital art*abstract*patterns", "a faceted surface of blue and gold"),
+    "plasma_PastelHills.jpg": ("digital art*abstract*landscapes", "low-polygon hills in pastel colours"),
+    "plasma_SafeLanding.jpg": ("illustration*figurative*landscapes", "a rocket landed in a bright meadow"),
+    "plasma_Volna.jpg": ("digital art*figurative*landscapes", "a wave breaking on sand, seen from above"),
+    "plasma_summer_1am.jpg": ("digital art*figurative*landscapes", "a still lake under a violet sky"),
+    "ukui_calla.jpg": ("illustration*figurative*flowers", "a calla lily before soft gradients"),
+    "ukui_city.jpg": ("digital art*abstract*patterns", "two flat planes of teal and mint"),
+    "ukui_firstgeneration.jpg": ("illustration*figurative*animals", "a masked dragon head on deep blue"),
+    "ukui_fluent-color.jpg": ("digital art*abstract*patterns", "soft flowing folds of pink and blue"),
+    "ukui_goldfish.jpg": ("illustration*figurative*animals", "a goldfish on a violet ground"),
+    "ukui_rhythm.jpg": ("digital art*abstract*patterns", "a sweeping ribbon of red and teal"),
+    "ukui_string.jpg": ("digital art*abstract*patterns", "a vortex of coloured strands"),
+    "ukui_the-mouse.jpg": ("illustration*figurative*animals", "a glowing mouse face in the dark"),
+}
+# Words for the description templates.
+ART_DAMAGE = {"defocus_blur": "blur", "motion_blur": "smearing", "gaussian_noise": "grain", "dark": "darkness",
+              "bright": "glare", "desaturated": "loss of colour", "jpeg": "compression blocks",
+              "low_contrast": "flatness", "pixelate": "pixelation"}
+
+
+# ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -357,10 +422,10 @@ class Photo:
     image: Image.Image   # RGB, long side LONG_SIDE
 
 
-def load_photos(corpus: Path) -> list[Photo]:
-    """The corpus rows with kind=photo, sorted by file name, resized to LONG_SIDE."""
+def load_photos(corpus: Path, kind: str = "photo") -> list[Photo]:
+    """The corpus rows of this kind (photo or art), sorted by file name, resized to LONG_SIDE."""
     with open(corpus / "SOURCES.csv", newline="") as f:
-        files = sorted(row["file"] for row in csv.DictReader(f) if row["kind"] == "photo")
+        files = sorted(row["file"] for row in csv.DictReader(f) if row["kind"] == kind)
     return [Photo(name, resize_long_side(Image.open(corpus / name).convert("RGB"))) for name in files]
 
 
@@ -690,6 +755,152 @@ def build_flickr(photos: list[Photo], out: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# tiny-art
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArtItem:
+    name: str
+    source: str
+    split: str
+    edits: tuple[tuple[str, float], ...]
+    props: dict                          # measured on the decoded output JPEG
+    attributes: dict                     # attribute key -> score (0–10, 2 decimals); unrated ones absent
+    total: float                         # 10 x mean of the rated attributes, 2 decimals
+    comment: str
+
+    @property
+    def damage(self) -> float:
+        return sum(severity for _, severity in self.edits)
+
+
+def art_style(source: str) -> str:
+    """abstract or figurative: the middle part of the artwork's category."""
+    return ART_WORKS[source][0].split("*")[1]
+
+
+def art_splits(works: list[Photo]) -> dict[str, str]:
+    """Per style, a seeded shuffle of its artworks: the first ones test, the next val, the rest train."""
+    split = {}
+    for style, (n_test, n_val) in ART_SPLIT_PAINTINGS.items():
+        files = [w.file for w in works if art_style(w.file) == style]
+        for rank, index in enumerate(item_rng(SEED, f"art/split/{style}").permutation(len(files))):
+            split[files[index]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    return split
+
+
+def art_attributes(source: str, edits, z: dict[str, float]) -> dict[str, float]:
+    """base + own offset − edit penalties + measured terms, clipped and rounded; unrated attributes left out."""
+    rng = item_rng(SEED, f"art/base/{source}")
+    base = float(rng.uniform(*ART_BASE_RANGE))
+    offsets = rng.uniform(*ART_OFFSET_RANGE, size=len(APDD_ATTRIBUTES))
+    unrated = ART_UNRATED[art_style(source)]
+    values = {}
+    for column, offset in zip(APDD_ATTRIBUTES, offsets):
+        key = attribute_key(column)
+        value = base + offset - sum(severity * ART_PENALTIES[kind].get(key, ART_GENERAL_PENALTY) for kind, severity in edits)
+        if key in ART_MEASURED:
+            prop, weight = ART_MEASURED[key]
+            value += weight * z[prop]
+        if column not in unrated:
+            values[key] = round(float(np.clip(value, *ART_ATTRIBUTE_CLIP)), 2)
+    return values
+
+
+def build_art(works: list[Photo], out: Path) -> list[ArtItem]:
+    split = art_splits(works)
+    drafts = []  # (name, source, edits, props) before the labels, which need z-scores over all images
+    for p, work in enumerate(works):
+        for v in range(1 + ART_EDITED_VARIANTS):
+            name, img, edits = f"art_{p + 1:02d}_{v}.jpg", work.image, ()
+            if v > 0:
+                rng = item_rng(SEED, f"art/edit/{work.file}/{v}")
+                edits = draw_ava_edits(rng)
+                for kind, severity in edits:
+                    img = degrade(img, kind, severity, rng)
+            data = encode_jpeg(img)
+            write_bytes(out / "images" / name, data)
+            drafts.append((name, work.file, edits, measure(Image.open(io.BytesIO(data)).convert("RGB"))))
+    z = zscores([props for *_, props in drafts])
+    items = []
+    for (name, source, edits, props), zrow in zip(drafts, z):
+        attributes = art_attributes(source, edits, dict(zip(PROPERTIES, zrow)))
+        total = round(10.0 * float(np.mean([round(v, 2) for v in attributes.values()])), 2)
+        text = comment(item_rng(SEED, f"art/comment/{name}"), edits) if edits else ""
+        items.append(ArtItem(name, source, split[source], edits, props, attributes, total, text))
+    write_art_labels(items, out)
+    write_art_descriptions(items, dict(zip((it.name for it in items), z[:, PROPERTIES.index("sharpness")])), out)
+    return items
+
+
+def number(x: float, decimals: int) -> str:
+    """As APDD writes numbers: at most `decimals` decimals, no trailing zeros (65.83, 6.2, 7)."""
+    return f"{x:.{decimals}f}".rstrip("0").rstrip(".")
+
+
+def write_art_labels(items: list[ArtItem], out: Path) -> None:
+    keys = [attribute_key(c) for c in APDD_ATTRIBUTES]
+    cells = lambda it: [number(it.attributes[k], 2) if k in it.attributes else "" for k in keys]  # noqa: E731
+    write_csv(out / "APDDv2-tiny.csv", ["filename", "Artistic Categories", APDD_TOTAL, *APDD_ATTRIBUTES, "Language Comment"],
+              [[it.name, ART_WORKS[it.source][0], number(it.total, 2), *cells(it), it.comment] for it in items])
+    for split, file in (("train", "train.csv"), ("val", "valid.csv"), ("test", "test.csv")):  # ArtCLIP's split files
+        write_csv(out / "csvfiles" / file, ["filename", "Artistic Categories", "Score", *APDD_ATTRIBUTES],
+                  [[it.name, ART_WORKS[it.source][0], number(it.total / 10, 3), *cells(it)] for it in items if it.split == split])
+    write_csv(out / "edits.csv", ["filename", "source", "split", "edits", "damage", *(f"measured_{k}" for k in PROPERTIES)],
+              [[it.name, it.source, it.split, ";".join(f"{k}:{s:.3f}" for k, s in it.edits), f"{it.damage:.3f}",
+                *(f"{it.props[k]:.5f}" for k in PROPERTIES)] for it in items])
+
+
+def art_perception(it: ArtItem, sharpness_z: float, rng: np.random.Generator) -> str:
+    lum, sat, contrast = it.props["luminance"], it.props["saturation"], it.props["contrast"]
+    tone = "dark overall" if lum < 0.35 else "light overall" if lum > 0.6 else "evenly mid-toned"
+    colour = "vivid, saturated colour" if sat > 0.5 else "muted, nearly grey colour" if sat < 0.2 else "moderate colour"
+    strength = "strong" if contrast > 0.25 else "soft and flat" if contrast < 0.12 else "moderate"
+    detail = ("edges and fine detail are crisp" if sharpness_z > ART_Z_CUT else
+              "edges and fine detail are soft" if sharpness_z < -ART_Z_CUT else "detail is moderately sharp")
+    text = (f"The image is {tone} (mean luminance {lum:.2f}) with {colour} (mean saturation {sat:.2f}). "
+            f"Contrast is {strength} (RMS {contrast:.2f}), and {detail}.")
+    if not it.edits:
+        return text + " No damage is visible."
+    states = [pick(rng, EDIT_PHRASES[kind]["states"]) for kind, _ in it.edits]
+    return text + f" The picture is {' and '.join(states)}."
+
+
+def art_cognition(it: ArtItem) -> str:
+    medium, style, _ = ART_WORKS[it.source][0].split("*")
+    text = f"A work of {medium} in {'an' if style[0] in 'aeiou' else 'a'} {style} manner, showing {ART_WORKS[it.source][1]}."
+    if not it.edits:
+        return text + " The forms read clearly, so the intent of the design comes across."
+    damage = " and ".join(ART_DAMAGE[kind] for kind, _ in it.edits)
+    verbs = "obscures the design and makes" if len(it.edits) == 1 else "obscure the design and make"
+    return text + f" The {damage} {verbs} its intent harder to read."
+
+
+def art_emotion(it: ArtItem) -> str:
+    lum, sat = it.props["luminance"], it.props["saturation"]
+    mood_word = ("sombre and quiet" if lum < 0.35 else "calm and wistful" if sat < 0.2 else
+                 "cheerful and lively" if lum > 0.5 and sat > 0.35 else "calm and pleasant")
+    mood = it.attributes["mood"]
+    if mood >= 7:
+        return f"It feels {mood_word} and draws the viewer in."
+    if mood >= 5:
+        return f"It feels {mood_word}, though the effect is muted."
+    return f"It leaves the viewer cold; whatever {mood_word} mood it aimed for is lost."
+
+
+def write_art_descriptions(items: list[ArtItem], sharpness_z: dict[str, float], out: Path) -> None:
+    header = {FORMAT_KEY: FORMAT_VERSION, "source": "tiny-art (every image, all splits)", "levels": list(LEVELS),
+              "rounds": 0, "prompts": None, "seed": SEED, "score_range": [0, 100],
+              "model": {"name": "template", "made_by": "tools/build_tiny_splits.py", "rules": "tasks/data/README.md, tiny-art"}}
+    lines = [header]
+    for it in items:
+        rng = item_rng(SEED, f"art/describe/{it.name}")
+        lines.append({"id": it.name, "perception": art_perception(it, float(sharpness_z[it.name]), rng),
+                      "cognition": art_cognition(it), "emotion": art_emotion(it), "score": it.total,
+                      "score_sentence": score_sentence(it.total, (0.0, 100.0))})
+    write_text(out / "descriptions.jsonl", "".join(json.dumps(line, ensure_ascii=True) + "\n" for line in lines))
+
+
+# ---------------------------------------------------------------------------------------------
 # Sanity figures (written into the README)
 # ---------------------------------------------------------------------------------------------
 def ava_sanity(items: list[AvaItem]) -> str:
@@ -727,6 +938,25 @@ def flickr_sanity(flickr: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # README
 # ---------------------------------------------------------------------------------------------
+def art_sanity(items: list[ArtItem]) -> str:
+    test = [it for it in items if it.split == "test"]
+    lines = [f"- Spearman(−damage, total), test images (n={len(test)}): "
+             f"{spearman([-it.damage for it in test], [it.total for it in test]):.3f}; "
+             f"all images (n={len(items)}): {spearman([-it.damage for it in items], [it.total for it in items]):.3f}",
+             "", "| damage (Σ severity) | images | mean total | min total | max total |", "|---|---|---|---|---|"]
+    for lo, hi in ((0, 0), (0, 0.5), (0.5, 1), (1, 1.5), (1.5, 99)):
+        sel = [it.total for it in items if (it.damage == 0 if hi == 0 else lo < it.damage <= hi)]
+        label = "0 (clean)" if hi == 0 else f"({lo}, {hi}]" if hi < 99 else f"> {lo}"
+        if sel:
+            lines.append(f"| {label} | {len(sel)} | {np.mean(sel):.2f} | {min(sel):.2f} | {max(sel):.2f} |")
+    lines += ["", "| attribute | rated images | mean | Spearman with total |", "|---|---|---|---|"]
+    for column in APDD_ATTRIBUTES:
+        rated = [it for it in items if attribute_key(column) in it.attributes]
+        values = [it.attributes[attribute_key(column)] for it in rated]
+        lines.append(f"| {column} | {len(rated)} | {np.mean(values):.2f} | {spearman(values, [it.total for it in rated]):.3f} |")
+    return "\n".join(lines)
+
+
 def pccd_sanity(records: list[dict]) -> str:
     overall = sorted((r["overall"] for r in records), reverse=True)
     keep = PCCD_IMAGES - PCCD_LOW
@@ -734,12 +964,16 @@ def pccd_sanity(records: list[dict]) -> str:
             f"{PCCD_LOW} is {overall[keep]:.2f}.")
 
 
-def write_readme(out: Path, n_photos: int, ava: list[AvaItem], pccd: list[dict], flickr: dict) -> None:
+def write_readme(out: Path, n_photos: int, ava: list[AvaItem], pccd: list[dict], flickr: dict, art: list[ArtItem]) -> None:
     tastes = worker_tastes()
     worker_rows = "\n".join(
         f"| {wid} | {name} | {'test' if test else 'train'} | " + " | ".join(f"{x:+.3f}" for x in tastes[w]) + " |"
         for w, (wid, name, test, _) in enumerate(WORKERS))
     splits = {s: sum(it.split == s for it in ava) for s in ("test", "val", "train")}
+    art_counts = {s: sum(it.split == s for it in art) for s in ("test", "val", "train")}
+    n_art = len(art) // (1 + ART_EDITED_VARIANTS)
+    penalty_rows = "\n".join(f"| {kind} | " + ", ".join(f"{k} {w}" for k, w in hits.items()) + " |"
+                             for kind, hits in ART_PENALTIES.items())
     text = f"""# Tiny dataset twins (generated — do not edit by hand)
 
 Generated by `tools/build_tiny_splits.py --corpus <shared corpus> --out tasks/data`, deterministically
@@ -749,10 +983,10 @@ say nothing about a model's real aesthetic ability.
 
 ## Source images
 
-The {n_photos} corpus rows with `kind=photo` (art rows are not used here), sorted by file name.
-`SOURCES.csv` is the corpus file copied unchanged (it lists the art rows too); it gives each image's
-origin and licence. Each photo is converted to RGB and resized with `Image.LANCZOS` so its long side
-is {LONG_SIDE} px, then edited. Every output JPEG is saved with Pillow at quality {JPEG_QUALITY},
+The {n_photos} corpus rows with `kind=photo` for tiny-ava, tiny-pccd and tiny-flickr-aes, and the
+{n_art} rows with `kind=art` for tiny-art, each sorted by file name. `SOURCES.csv` is the corpus file
+copied unchanged; it gives each image's origin and licence. Each image is converted to RGB and
+resized with `Image.LANCZOS` so its long side is {LONG_SIDE} px, then edited. Every output JPEG is saved with Pillow at quality {JPEG_QUALITY},
 4:2:0 subsampling, no EXIF, no comment or other metadata (JPEG comments of the corpus files,
 some of them credits, are dropped; SOURCES.csv carries the attribution).
 
@@ -845,6 +1079,53 @@ Sanity figures, test workers (SRCC of a worker's scores against: the FLICKR-AES 
 includes their own score; the mean of the other workers only; their own noise-free taste t_w · z):
 
 {flickr_sanity(flickr)}
+
+## tiny-art (APDDv2 twin: artworks with attribute scores and hierarchical descriptions)
+
+Files, in APDDv2's own layouts: `images/art_PP_V.jpg`, `APDDv2-tiny.csv` (the header of
+`APDDv2-10023.csv`: filename, Artistic Categories, Total aesthetic score, the ten attributes,
+Language Comment), `csvfiles/train.csv`, `valid.csv`, `test.csv` (ArtCLIP's split files: filename,
+Artistic Categories, Score = total / 10, the ten attributes), `descriptions.jsonl` (the
+descriptions format of `aesbench/descriptions.py`), and `edits.csv` (provenance: source, split,
+edits, damage, measured properties). Numbers are written as APDD writes them (no trailing zeros).
+
+- Artwork number p (1-based, sorted order) and variant v give `art_PP_V.jpg`; variant 0 is the clean
+  resized artwork, variants 1 and 2 get edits drawn exactly as tiny-ava's (same kinds, probabilities
+  and severities, generator key `art/edit/<file>/<v>`), {len(art)} images in all.
+- Category: APDD's "medium*style*subject", written for each artwork by looking at it once
+  (`ART_WORKS`); the style is abstract or figurative. As in APDD, some attributes are not rated for
+  some categories and their cells are blank: {'; '.join(f"{style}: {', '.join(cols)}" for style, cols in ART_UNRATED.items())}.
+- Attributes (0–10): from generator `art/base/<file>`, base ~ U[{ART_BASE_RANGE[0]}, {ART_BASE_RANGE[1]}] then one offset per
+  attribute ~ U[{ART_OFFSET_RANGE[0]}, {ART_OFFSET_RANGE[1]}] (in APDD's column order), shared by the artwork's 3 images;
+  attribute = base + offset − Σ over edits of severity × w(kind, attribute) + measured term, clipped to
+  [{ART_ATTRIBUTE_CLIP[0]}, {ART_ATTRIBUTE_CLIP[1]}] and rounded to 2 decimals. w is {ART_GENERAL_PENALTY} except where the table says; the
+  measured terms are {', '.join(f"{k} += {w} × z({prop})" for k, (prop, w) in ART_MEASURED.items())}, with the
+  properties of tiny-flickr-aes (luminance, saturation, contrast, sharpness) measured on each decoded
+  output JPEG and z-scored over the {len(art)} images.
+
+| edit kind | w for the attributes it hurts most |
+|---|---|
+{penalty_rows}
+
+- Total aesthetic score (0–100) = 10 × the mean of the image's rated attributes, rounded to 2 decimals.
+- Language Comment: empty for clean images; for edited ones one comment naming the edits, made as
+  tiny-ava's captions are (generator `art/comment/<name>`).
+- Split by artwork, per style (generator `art/split/<style>`, a permutation of that style's artworks):
+  {', '.join(f"{style} {t} test, {v} val" for style, (t, v) in ART_SPLIT_PAINTINGS.items())}, the rest train, so test has
+  {art_counts['test']} images, val {art_counts['val']} and train {art_counts['train']}.
+- `descriptions.jsonl`: a header, then for every image (all splits) three template-made levels and the
+  score (generator `art/describe/<name>` picks the edit phrases). Perception: luminance, saturation
+  and contrast named by fixed cuts (luminance < 0.35 dark, > 0.6 light; saturation > 0.5 vivid, < 0.2
+  muted; contrast > 0.25 strong, < 0.12 soft) with their values, sharpness z-score beyond ±{ART_Z_CUT}
+  as crisp or soft detail, then the edits' "the picture is ___" phrases (or "No damage is visible.").
+  Cognition: medium, style and subject from the category, and whether damage (named per edit kind)
+  obscures the design. Emotion: a mood word from luminance and saturation, and the Mood attribute
+  (≥ 7 draws the viewer in, ≥ 5 muted, else cold). score_sentence: ArtQuant's level word for
+  total / 10 (`aesbench.descriptions.score_sentence`).
+
+Sanity figures (total against edit damage, and the attributes):
+
+{art_sanity(art)}
 """
     write_text(out / "README.md", text)
 
@@ -863,10 +1144,13 @@ def main() -> None:
     ava = build_ava(photos, args.out / "tiny-ava")
     pccd = build_pccd(photos, args.out / "tiny-pccd")
     flickr = build_flickr(photos, args.out / "tiny-flickr-aes")
+    works = load_photos(args.corpus, "art")
+    assert {w.file for w in works} == set(ART_WORKS) and {art_style(w.file) for w in works} == set(ART_UNRATED)
+    art = build_art(works, args.out / "tiny-art")
     shutil.copyfile(args.corpus / "SOURCES.csv", args.out / "SOURCES.csv")
-    write_readme(args.out, len(photos), ava, pccd, flickr)
-    print(f"{len(photos)} photos -> {len(ava)} AVA, {len(pccd)} PCCD, {len(flickr['items'])} FLICKR-AES images "
-          f"in {args.out} ({time.perf_counter() - start:.1f} s)")
+    write_readme(args.out, len(photos), ava, pccd, flickr, art)
+    print(f"{len(photos)} photos -> {len(ava)} AVA, {len(pccd)} PCCD, {len(flickr['items'])} FLICKR-AES images; "
+          f"{len(works)} artworks -> {len(art)} APDD images in {args.out} ({time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":

