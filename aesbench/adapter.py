@@ -93,7 +93,7 @@ def register(name: str):
 
 # The trainable reference models: their modules build torch networks at import, so without torch
 # they are listed by a stand-in that says what to install.
-REFERENCE_MODELS = {"calm": "aesbench.models.calm"}
+REFERENCE_MODELS = {"calm": "aesbench.models.calm", "artquant": "aesbench.models.artquant"}
 
 
 def _discover() -> None:

@@ -1,16 +1,23 @@
-"""Caption metrics the COCO way, through pycocoevalcap itself: PTB tokenizer, BLEU-1..4, METEOR 1.5,
-ROUGE-L and CIDEr-D (document frequencies from the evaluated references).
+"""Caption metrics the COCO way, with pycocoevalcap 1.2's numbers exactly: PTB tokenizer, BLEU-1..4,
+METEOR 1.5, ROUGE-L and CIDEr-D (document frequencies from the evaluated references).
 
-Where the time goes (5,000 images x 5 references, 2 cores): METEOR's JVM spends about 8 s loading its
-paraphrase table before it scores anything, scoring takes about 2 ms of CPU per segment, and the
-Python metrics take about 7 s. So a CaptionScorer starts METEOR's JVMs first and tokenizes and
-computes BLEU, ROUGE-L and CIDEr while they load; the per-segment statistics (pycocoevalcap's SCORE
-lines, unchanged) are split over `workers` JVMs when the machine has cores to spare; and the corpus
-score and per-segment scores come from one EVAL line on one JVM, the exact line pycocoevalcap's
-Meteor.compute_score sends. Lines go to and from the JVMs through non-blocking pipes, never one
-round trip per segment.
+pycocoevalcap's Java parts run as they are (its PTB tokenizer; its METEOR jar, fed the very SCORE
+and EVAL lines its Meteor class sends). Its pure-Python metrics are computed here with the same
+arithmetic, operation for operation, minus the overhead: n-grams counted once for BLEU and CIDEr-D,
+integer counts and LCS lengths found by faster means, CIDEr-D's logs taken once per distinct value.
+Every number, corpus and per item, is tested equal to pycocoevalcap's own pipeline.
 
-Bootstrap intervals reuse pycocoevalcap's per-item statistics: BLEU from its cooked n-gram counts,
+Where the time goes (5,000 images x 5 references, 2 cores, measured): METEOR's JVM spends 7-8 s (9 s
+of CPU) loading its paraphrase table before it scores anything, then 1-3 ms of CPU per segment; the
+EVAL line costs 0.1-0.8 ms per segment (Java's Scanner parses each number); pycocoevalcap's Python
+metrics take about 6.5 s (3 s here). So a CaptionScorer starts METEOR's JVMs first and tokenizes
+and computes BLEU, ROUGE-L and CIDEr-D while they load; the per-segment statistics are split over
+several JVMs only when the machine has cores to spare, since each further JVM costs another 9 s of
+CPU to load; and the corpus score and per-segment scores come from one EVAL line on one JVM, the
+exact line pycocoevalcap's Meteor.compute_score sends. Lines go to and from the JVMs through
+non-blocking pipes, never one round trip per segment.
+
+Bootstrap intervals reuse the per-item statistics: BLEU from its cooked n-gram counts,
 ROUGE-L and CIDEr-D (corpus scores that are means of per-image scores, document frequencies held
 fixed) from their per-image scores, and METEOR by EVAL on the same JVM. METEOR's EVAL scores the sum
 of its segments' statistics (word counts, added as MeteorStats.addStats adds them); so each resample
@@ -19,6 +26,7 @@ gives (tested) while the JVM parses one segment instead of n.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
@@ -30,9 +38,10 @@ import tempfile
 import numpy as np
 
 from .errors import AesbenchError
+from .images import cpu_cores
 from .metrics import CAPTION_METRICS
 
-SEGMENTS_PER_WORKER = 1000  # a further JVM costs ~8 s of CPU to load; it pays only on this many segments
+SEGMENTS_PER_WORKER = 1000  # each further JVM takes ~9 s of CPU and ~1 GB to load: worth it only on many segments
 
 
 @contextlib.contextmanager
@@ -56,14 +65,10 @@ def require_java() -> None:
         raise AesbenchError(f"java not found: caption metrics (PTB tokenizer, METEOR) run on Java; {JAVA_HINT}")
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def default_workers(segments: int) -> int:
     """METEOR JVMs for this many segments: one per SEGMENTS_PER_WORKER, at most half the cores (each
     JVM's garbage collector and compiler threads need some), at most 8 (each holds ~1 GB)."""
-    return max(1, min(usable_cores() // 2, 8, math.ceil(segments / SEGMENTS_PER_WORKER)))
+    return max(1, min(cpu_cores() // 2, 8, math.ceil(segments / SEGMENTS_PER_WORKER)))
 
 
 def _exchange(jobs: list[tuple[object, bytes, int]]) -> list[list[str]]:
@@ -126,10 +131,13 @@ def _meteor_addends(stats: list[str]) -> np.ndarray:
     and reference word matches. addStats adds every field except the chunks of a perfect segment
     (every word matched, in one chunk), which count 0. All are word counts, so sums are exact.
     """
-    values = np.array([line.split() for line in stats], dtype=np.float64).reshape(len(stats), -1)
-    counts = values.astype(np.int64)
-    if counts.shape[1] != 23 or not np.array_equal(counts, values):
+    try:
+        values = np.array([line.split() for line in stats], dtype=np.float64).reshape(len(stats), 23)
+    except ValueError:
+        values = None
+    if values is None or not np.array_equal(values, np.round(values)):
         raise AesbenchError("METEOR returned per-segment statistics that are not 23 whole-number counts")
+    counts = values.astype(np.int64)
     matches = counts[:, 4:20].reshape(-1, 4, 4)
     perfect = ((matches[:, :, 0] + matches[:, :, 2]).sum(axis=1) == counts[:, 0]) \
         & ((matches[:, :, 1] + matches[:, :, 3]).sum(axis=1) == counts[:, 1]) & (counts[:, 20] == 1)
@@ -187,33 +195,23 @@ class CaptionScorer:
 
     def score(self, references: dict[str, list[str]], candidates: dict[str, str]) -> dict:
         """Corpus metrics and the per-item statistics the bootstrap needs; keys in `references` order."""
-        from pycocoevalcap.bleu.bleu_scorer import BleuScorer
-        from pycocoevalcap.cider.cider import Cider
-        from pycocoevalcap.rouge.rouge import Rouge
-
         if references.keys() != candidates.keys():
             raise ValueError("references and candidates must cover the same ids")
         self._start(self.workers or default_workers(len(references)))  # they load while Python works below
         try:
             gts, res = self.tokenize(references, candidates)
-            bleu_scorer = BleuScorer(n=4)
-            for k in gts:  # exactly pycocoevalcap.bleu.Bleu.compute_score, keeping the scorer for its counts
-                bleu_scorer += (res[k][0], gts[k])
-            bleu, _ = bleu_scorer.compute_score(option="closest", verbose=0)
-            rouge, rouge_items = Rouge().compute_score(gts, res)
-            cider, cider_items = Cider().compute_score(gts, res)
+            cooked = cook(gts, res)
+            counts = bleu_counts(cooked)
+            rouge, rouge_items = rouge_l(gts, res)
+            cider, cider_items = cider_d(cooked)
             meteor_stats = self.meteor_stats([(res[k][0], gts[k]) for k in gts])
         finally:
             self._stop_extra()
         meteor, meteor_items = self.meteor_eval(meteor_stats)
-        metrics = {f"bleu{n + 1}": float(bleu[n]) for n in range(4)}
-        metrics.update(meteor=float(meteor), rouge_l=float(rouge), cider=float(cider))
-        per_item = {
-            "meteor": list(meteor_items),
-            "rouge_l": [float(x) for x in rouge_items],
-            "cider": [float(x) for x in cider_items],
-        }
-        return {"metrics": metrics, "per_item": per_item, "bleu_counts": bleu_counts(bleu_scorer), "meteor_stats": meteor_stats}
+        metrics = {f"bleu{n + 1}": b for n, b in enumerate(bleu_from_counts(counts))}
+        metrics.update(meteor=float(meteor), rouge_l=rouge, cider=cider)
+        per_item = {"meteor": list(meteor_items), "rouge_l": rouge_items, "cider": cider_items}
+        return {"metrics": metrics, "per_item": per_item, "bleu_counts": counts, "meteor_stats": meteor_stats}
 
     def meteor_stats(self, pairs: list[tuple[str, list[str]]]) -> list[str]:
         """Per-segment statistics for (hypothesis, references) pairs: Meteor._stat's SCORE lines, in
@@ -255,19 +253,128 @@ class CaptionScorer:
         samples["meteor"] = self.meteor_resampled(scored["meteor_stats"], draws)
         alpha = (1.0 - level) / 2.0
         return {name: [float(np.quantile(v, alpha)), float(np.quantile(v, 1.0 - alpha))] for name, v in samples.items()}
-def bleu_counts(scorer) -> dict[str, np.ndarray]:
-    """Per-item sufficient statistics from pycocoevalcap's BleuScorer ('closest' reference length)."""
-    tests = scorer.ctest
-    return {
-        "testlen": np.array([c["testlen"] for c in tests], dtype=np.int64),
-        "reflen": np.array([scorer._single_reflen(c["reflen"], "closest", c["testlen"]) for c in tests], dtype=np.int64),
-        "guess": np.array([c["guess"] for c in tests], dtype=np.int64),
-        "correct": np.array([c["correct"] for c in tests], dtype=np.int64),
-    }
+
+
+def _ngram_counts(sentence: str, n: int = 4) -> collections.Counter:
+    """pycocoevalcap's precook (BLEU's and CIDEr's alike): counts of 1..n-grams of the whitespace-split
+    sentence, in its order (by length, then first occurrence); counted in C."""
+    words = sentence.split()
+    counts = collections.Counter()
+    for k in range(1, n + 1):
+        counts.update(zip(*[words[i:] for i in range(k)]))
+    return counts
+
+
+def cook(gts: dict[str, list[str]], res: dict[str, list[str]]) -> list[tuple[list[collections.Counter], collections.Counter]]:
+    """Each image's n-gram counts, (references, candidate), computed once for BLEU and CIDEr-D."""
+    return [([_ngram_counts(ref) for ref in gts[k]], _ngram_counts(res[k][0])) for k in gts]
+
+
+def bleu_counts(cooked: list) -> dict[str, np.ndarray]:
+    """Per-item BLEU statistics as pycocoevalcap's BleuScorer cooks them (cook_refs, cook_test, the
+    'closest' reference length): all whole numbers, so computed any way they are the same."""
+    testlen, reflen, guess, correct = [], [], [], []
+    for refs, test in cooked:
+        length = sum(c for g, c in test.items() if len(g) == 1)
+        lengths = [sum(c for g, c in ref.items() if len(g) == 1) for ref in refs]
+        maxcounts = {}
+        for ref in refs:
+            for ngram, count in ref.items():
+                if count > maxcounts.get(ngram, 0):
+                    maxcounts[ngram] = count
+        right = [0, 0, 0, 0]
+        for ngram, count in test.items():
+            right[len(ngram) - 1] += min(maxcounts.get(ngram, 0), count)
+        testlen.append(length)
+        reflen.append(min((abs(l - length), l) for l in lengths)[1])
+        guess.append([max(0, length - k + 1) for k in range(1, 5)])
+        correct.append(right)
+    return {key: np.array(values, dtype=np.int64) for key, values in
+            (("testlen", testlen), ("reflen", reflen), ("guess", guess), ("correct", correct))}
+
+
+def _lcs_length(candidate: list[str], reference: list[str]) -> int:
+    """Length of the longest common subsequence of two token lists (rouge.my_lcs's number), by the
+    bit-parallel algorithm of Crochemore et al. (2001): one big-integer step per reference token."""
+    masks = {}
+    for i, token in enumerate(candidate):
+        masks[token] = masks.get(token, 0) | (1 << i)
+    full = (1 << len(candidate)) - 1
+    row = full
+    for token in reference:
+        hit = row & masks.get(token, 0)
+        row = ((row + hit) | (row - hit)) & full
+    return len(candidate) - bin(row).count("1")
+
+
+def rouge_l(gts: dict[str, list[str]], res: dict[str, list[str]], beta: float = 1.2) -> tuple[float, list[float]]:
+    """pycocoevalcap's Rouge().compute_score(gts, res): the same LCS lengths (whole numbers, found
+    faster) and the same floating-point formula (equality tested)."""
+    scores = []
+    for k in gts:
+        token_c = res[k][0].split(" ")
+        prec, rec = [], []
+        for reference in gts[k]:
+            token_r = reference.split(" ")
+            lcs = _lcs_length(token_c, token_r)
+            prec.append(lcs / float(len(token_c)))
+            rec.append(lcs / float(len(token_r)))
+        prec_max, rec_max = max(prec), max(rec)
+        if prec_max != 0 and rec_max != 0:
+            scores.append(((1 + beta ** 2) * prec_max * rec_max) / float(rec_max + beta ** 2 * prec_max))
+        else:
+            scores.append(0.0)
+    return float(np.mean(np.array(scores))), [float(x) for x in scores]
+
+
+def cider_d(cooked: list, n: int = 4, sigma: float = 6.0) -> tuple[float, list[float]]:
+    """pycocoevalcap's Cider().compute_score(gts, res), the same floating-point operations in the same
+    order (equality tested), several times faster: the log of each document frequency is taken once
+    per distinct frequency instead of once per n-gram occurrence, and per-n-gram arithmetic is on
+    Python floats instead of numpy scalars (both IEEE doubles; pow(x, 2) is C pow either way)."""
+    frequency = collections.Counter()
+    for refs, _ in cooked:
+        frequency.update({ngram for ref in refs for ngram in ref})
+    ref_len = float(np.log(float(len(cooked))))
+    logs = {}  # document frequency -> CiderScorer's np.log(max(1.0, df))
+
+    def counts2vec(counts):
+        vec, norm, length = [{} for _ in range(n)], [0.0] * n, 0
+        for ngram, term_freq in counts.items():
+            df = frequency.get(ngram, 0)
+            if df not in logs:
+                logs[df] = float(np.log(max(1.0, float(df))))
+            k = len(ngram) - 1
+            value = vec[k][ngram] = float(term_freq) * (ref_len - logs[df])
+            norm[k] += pow(value, 2)
+            if k == 1:
+                length += term_freq
+        return vec, [np.sqrt(x) for x in norm], length
+
+    scores = []
+    for refs, test in cooked:
+        vec, norm, length = counts2vec(test)
+        score = np.array([0.0] * n)
+        for ref in refs:
+            vec_ref, norm_ref, length_ref = counts2vec(ref)
+            delta = float(length - length_ref)
+            val = [0.0] * n
+            for k in range(n):
+                theirs = vec_ref[k]
+                for ngram, mine in vec[k].items():
+                    if ngram in theirs:  # an n-gram the reference lacks adds exactly 0.0
+                        val[k] += min(mine, theirs[ngram]) * theirs[ngram]
+                if norm[k] != 0 and norm_ref[k] != 0:
+                    val[k] /= norm[k] * norm_ref[k]
+                val[k] *= np.e ** (-(delta ** 2) / (2 * sigma ** 2))
+            score += np.array(val)
+        scores.append(np.mean(score) / len(refs) * 10.0)
+    return float(np.mean(np.array(scores))), [float(x) for x in scores]
 
 
 def bleu_from_counts(counts: dict[str, np.ndarray], idx: np.ndarray | None = None) -> list[float]:
-    """Corpus BLEU-1..4 over the items `idx`, with BleuScorer.compute_score's arithmetic and smoothing."""
+    """Corpus BLEU-1..4 over the items `idx` (all by default), with BleuScorer.compute_score's
+    arithmetic and smoothing, operation for operation (equality tested)."""
     if idx is None:
         idx = np.arange(len(counts["testlen"]))
     small, tiny = 1e-9, 1e-15

@@ -245,24 +245,55 @@ def train_nima_cmd(task_name, output, backbone, epochs, lr, batch_size, seed, ma
                       f" final loss {record['final_loss']:.4f}; checkpoint: {output} (use --model {output})", highlight=False, soft_wrap=True)
 
 
+def _recipe_options(default: str, stages: str):
+    """The options `train calm` and `train artquant` share."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path), help=f"Training config YAML (model: and train:) or a shipped config's name; default: {default}."),
+        click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder (resumed if it holds a stopped run)."),
+        click.option("--stage", "stages", multiple=True, help=f"Run only these stages ({stages}; repeatable); default: the config's."),
+        click.option("--seed", type=int, help="Overrides the config's seed."),
+        click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long; run again to resume."),
+        click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks."),
+        click.option("--quiet", is_flag=True, help="No progress bars or summary."),
+    ]
+
+    def wrap(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return wrap
+
+
 @train.command("calm")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Training config YAML (model: and train:); default: the small config on the tiny tasks.")
-@click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder (resumed if it holds a stopped run).")
-@click.option("--stage", "stages", multiple=True, help="Run only these stages (lm, pretrain, comment, score; repeatable); default: the config's.")
-@click.option("--seed", type=int, help="Overrides the config's seed.")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long; run again to resume.")
-@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
-@click.option("--quiet", is_flag=True, help="No progress bars or summary.")
+@_recipe_options("the small config on the tiny tasks", "lm, pretrain, comment, score")
 def train_calm_cmd(config_file, output, stages, seed, max_minutes, data_root, quiet):
     """CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py)."""
     from .models.calm_train import CalmTrainConfig, train_calm
 
     config = CalmTrainConfig.load(config_file)
+    _train_reference(lambda on_step: train_calm(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
+                     config, seed, max_minutes, output, quiet)
+
+
+@train.command("artquant")
+@_recipe_options("the small config on tiny-art-score", "lm, instruct")
+def train_artquant_cmd(config_file, output, stages, seed, max_minutes, data_root, quiet):
+    """ArtQuant: joint three-level descriptions and level-readout scores (see aesbench/models/artquant_train.py)."""
+    from .models.artquant_train import ArtQuantTrainConfig, train_artquant
+
+    config = ArtQuantTrainConfig.load(config_file)
+    _train_reference(lambda on_step: train_artquant(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
+                     config, seed, max_minutes, output, quiet)
+
+
+def _train_reference(run, config, seed, max_minutes, output, quiet):
+    """Progress bars per stage and a summary line per stage, for the reference models' recipes."""
     if seed is not None:
         config.seed = seed
     if max_minutes is not None:
         config.max_minutes = max_minutes
-    progress, track = _progress(quiet)
+    progress, _ = _progress(quiet)
     bars = {}
 
     def on_step(stage, done, total, loss):
@@ -271,7 +302,7 @@ def train_calm_cmd(config_file, output, stages, seed, max_minutes, data_root, qu
         progress.update(bars[stage], completed=done, description=f"{stage} · loss {loss:.4f}")
 
     with progress:
-        _, record = train_calm(config, output, data_root=data_root, stages=list(stages) or None, track=track, on_step=on_step)
+        _, record = run(on_step)
     if not quiet:
         for s in record["stages"]:
             line = f"{s['stage']}: skipped ({s['skipped']})" if "skipped" in s else \

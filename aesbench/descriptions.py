@@ -8,8 +8,10 @@ one object per image:
     {"id": str, "perception": str, "cognition": str, "emotion": str,
      "score": number or null, "score_sentence": str or null, "trace": {...}}      (trace optional)
 
-or {"id": str, "skipped": reason} for an image that could not be described. Reading a file made
-elsewhere never stops on a bad line: it becomes a recorded skip with its reason.
+or {"id": str, "skipped": reason} for an image that could not be described. `score` is the label from
+the task (null for a plain folder), `score_sentence` ArtQuant's answer sentence for it, and `trace`
+per level the rounds as [{"draft", "critique"}, ...] (the level's text is the last refinement).
+Reading a file made elsewhere never stops on a bad line: it becomes a recorded skip with its reason.
 
 `describe` writes such a file from images with any local generator (a model with the `comment`
 capability that writes from Request.prompt), level by level: a draft, then `rounds` times a critique
@@ -185,7 +187,8 @@ def describe_image(model: Model, item: Item, source: Source, rounds: int) -> dic
 
 def describe(images: str, model: Model, output: Path, rounds: int = 1, seed: int = 0, limit: int | None = None,
              data_root: Path | None = None, track=identity_track) -> dict:
-    """Describe a folder's images, or a score task's, into `output`; resume what is there. Returns counts."""
+    """Describe a folder's images, or a score task's, into `output`; resume what is there. Returns counts.
+    `seed` is the one the model was made with, recorded in the header."""
     if "comment" not in model.capabilities:
         raise AesbenchError(f"model {model.name!r} cannot write text (capability comment), which describe needs")
     source = open_source(images, data_root)

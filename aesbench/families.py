@@ -99,8 +99,8 @@ def _predict_items(task: Task, data: Dataset, store, batch_size: int, track: Tra
     with _decoder(batch_size) as pool:
         ahead = _submit(pool, batches[0], task, transform) if batches else []
         for n, _ in enumerate(track(batches, len(batches), f"{task.name}: {verb}")):
-            current, ahead = ahead, (_submit(pool, batches[n + 1], task, transform) if n + 1 < len(batches) else [])
-            items, images, failed = _collect(current)
+            items, images, failed = _collect(ahead)  # drops the previous batch: two batches in memory at most
+            ahead = _submit(pool, batches[n + 1], task, transform) if n + 1 < len(batches) else []
             store.write(_skip_lines(failed))
             if items:
                 store.write(ask(items, images))

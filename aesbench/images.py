@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageColor, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from .errors import AesbenchError
 
@@ -32,9 +32,9 @@ class Preprocessing:
     exif_transpose: bool = True  # apply the EXIF orientation tag, as viewers do
     alpha: str = "white"  # flatten transparency onto this background colour
     max_pixels: int = 89_478_485  # Pillow's default decompression-bomb limit (width x height)
-    # 0: JPEGs decode at full size. N: a JPEG decodes at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling,
-    # Pillow's Image.draft), the smallest that keeps both sides at least N px; set it to the side the
-    # model resizes to. Other formats and smaller JPEGs are unaffected.
+    # 0: JPEGs decode at full size. N: a JPEG (or a camera's MPO) decodes at 1/2, 1/4 or 1/8 scale
+    # (libjpeg's DCT scaling, Pillow's Image.draft), the smallest that keeps both sides at least N px;
+    # set it to the side the model resizes to. Other formats and smaller JPEGs are unaffected.
     draft_size: int = 0
 
     @classmethod
@@ -120,7 +120,7 @@ def load_image(path: str | Path, prep: Preprocessing = Preprocessing()) -> Image
                     f"image has {pixels} pixels, over the decompression-bomb limit {prep.max_pixels}"
                     " (raise preprocessing.max_pixels in the task if the file is trusted)"
                 )
-            if prep.draft_size and img.format == "JPEG":
+            if prep.draft_size and isinstance(img, JpegImagePlugin.JpegImageFile):  # JPEG and MPO (cameras)
                 img.draft(img.mode, (prep.draft_size, prep.draft_size))
             img.load()
             if prep.exif_transpose:

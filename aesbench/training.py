@@ -60,11 +60,12 @@ def make_accelerator(mixed_precision: str = "auto"):
 
 def run_stage(stage: str, module, params: list, n_samples: int, build: Callable, loss_fn: Callable, schedule: Schedule,
               seed: int, output: Path, mixed_precision: str = "auto", on_step: Callable | None = None, save_every: int = 50,
-              deadline: float | None = None) -> dict:
+              deadline: float | None = None, on_epoch: Callable | None = None) -> dict:
     """Train `params` of `module` for one stage; return a summary (steps, final loss, stopped why).
 
     build(epoch, index) -> one sample; loss_fn(module, samples) -> dict of named loss tensors whose
-    sum is minimised. on_step(stage, step, total, loss) feeds a progress bar.
+    sum is minimised. on_step(stage, step, total, loss) feeds a progress bar; on_epoch(stage, epoch)
+    runs after each whole epoch (learning curves), with the module in eval mode.
     """
     torch = optional_import("torch", "train", "training")
     schedule.check(stage)
@@ -122,6 +123,10 @@ def run_stage(stage: str, module, params: list, n_samples: int, build: Callable,
                 on_step(stage, step, total, value)
             if step % save_every == 0 and step < total:
                 _save_state(accelerator, state_dir, stage, step)
+            if on_epoch and step % steps_per_epoch == 0:
+                wrapped.eval()
+                on_epoch(stage, step // steps_per_epoch)
+                wrapped.train()
             if deadline and time.monotonic() > deadline:
                 stopped = "time budget"
                 break

@@ -1,20 +1,20 @@
 """Side-by-side timings in one run.
 
-    python benchmarks/bench.py [--repeats 3] [--captions-n 5000] [--large-jpegs 24]
+    python benchmarks/bench.py [--repeats 3] [--captions-n 5000] [--large-jpegs 24] [--photos DIR]
 
 Prints, each against the plain way of doing the same work on the same input:
   - handcrafted on tiny-ava-score's test images: the harness's predict phase (decode, batch, model,
     append + fsync to predictions.jsonl) against a plain loop (decode, model), as a throughput ratio
     (1.0 = no overhead);
-  - large JPEGs (corpus photos upscaled to 4000 px, made once in the temp folder) to a 224x224 model
+  - large JPEGs (real photos bicubic-upscaled to 4000 px, made once in the temp folder) to a 224x224 model
     input: a naive loop (PIL open, convert, bicubic resize, one image after the other) against the
     harness (threaded decode, next batch decoded while the model runs), with full decoding and with
     preprocessing.draft_size 224 (JPEG DCT scaling, never below 224 px a side; other pixels, so a
     recorded protocol choice); peak RSS of each;
   - caption metrics on a synthetic corpus (n images x 5 references): pycocoevalcap called directly
     (PTB tokenizer, Bleu, Meteor, Rouge, Cider, one after the other) against CaptionScorer.score,
-    whose numbers must be identical; then CaptionScorer's 1000-resample bootstrap; peak RSS of the
-    Python process and of its largest JVM;
+    whose numbers must be identical; then CaptionScorer's 1000-resample bootstrap; CPU seconds (which
+    a busy machine inflates less than wall time), peak RSS of the Python process and of its largest JVM;
 and the wall time of each tiny task's whole evaluation (predict + metrics + bootstrap) per model.
 Each measurement builds a fresh model, so the handcrafted feature cache never carries over; the
 image and caption measurements each run in a fresh process, so peak memory is theirs alone.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -45,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import caption_corpus, large_jpegs  # noqa: E402
 
 TINY = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa")
-CORPUS = Path("/work/shared/corpus")
+REPO = Path(__file__).resolve().parent.parent
+PHOTOS = next(p for p in (Path("/work/shared/corpus"), REPO / "tasks/data/tiny-ava/images") if p.is_dir())  # upscaled to 4000 px
 SIDE = 224
 
 
@@ -75,14 +77,34 @@ class Resize224(Model):
         return [{"score": float(np.asarray(img.resize((SIDE, SIDE), Image.BICUBIC)).mean())} for img in images]
 
 
-def peak_rss_mb() -> tuple[float, float]:
-    """Peak resident memory (MB) of this process and of its largest finished child (Linux reports KB)."""
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (VmRSS) or at its peak since exec (VmHWM), in MB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the JVMs): what a busy machine cannot inflate."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def live_cpu_seconds(pid: int) -> float:
+    """CPU time so far of a child still running (the METEOR JVM kept for the bootstrap), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory(before: float) -> tuple[float, float]:
+    """Peak resident memory (MB) this process reached above `before`, and that of its largest finished
+    child (a JVM; Linux reports ru_maxrss in KB)."""
+    return rss_mb("VmHWM") - before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def time_images(way: str, paths: list[str], batch_size: int) -> tuple[float, float, float]:
-    """One way of turning the large JPEGs into 224x224 inputs: wall time and peak RSS."""
+    """One way of turning the large JPEGs into 224x224 inputs: wall time and peak RSS growth."""
+    before = rss_mb()
     if way == "naive":
         start = time.perf_counter()
         for path in paths:
@@ -94,12 +116,13 @@ def time_images(way: str, paths: list[str], batch_size: int) -> tuple[float, flo
         task = Task(name="large-jpegs", family="score", dataset={"format": "csv"}, path=Path(paths[0]), preprocessing=prep)
         data = Dataset(items=[Item(Path(p).name, Path(p), {"mos": 5.0}) for p in paths], label_files=[])
         elapsed = harness(task, data, batch_size, Resize224())
-    return (elapsed, *peak_rss_mb())
+    return (elapsed, *memory(before))
 
 
 def time_captions(way: str, n: int) -> dict:
     """pycocoevalcap called directly, or CaptionScorer (score, then a 1000-resample bootstrap)."""
     refs, cands = caption_corpus(n)
+    before, cpu = rss_mb(), cpu_seconds()
     start = time.perf_counter()
     if way == "direct":
         from pycocoevalcap.bleu.bleu import Bleu
@@ -118,18 +141,19 @@ def time_captions(way: str, n: int) -> dict:
         metrics["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
         metrics["cider"] = float(Cider().compute_score(gts, res)[0])
         meteor.__del__()
-        out = {"score": time.perf_counter() - start, "metrics": metrics}
+        out = {"score": time.perf_counter() - start, "metrics": metrics, "cpu": cpu_seconds() - cpu}
     else:
         from aesbench.captions import CaptionScorer, default_workers
 
         scorer = CaptionScorer()
         scored = scorer.score(refs, cands)
-        out = {"score": time.perf_counter() - start, "metrics": scored["metrics"], "workers": default_workers(n)}
+        out = {"score": time.perf_counter() - start, "metrics": scored["metrics"], "workers": default_workers(n),
+               "cpu": cpu_seconds() + live_cpu_seconds(scorer.meteor.meteor_p.pid) - cpu}
         start = time.perf_counter()
         scorer.bootstrap(scored, 1000, 0)
         out["bootstrap"] = time.perf_counter() - start
         scorer.close()
-    out["rss"] = peak_rss_mb()
+    out["rss"] = memory(before)
     return out
 
 
@@ -142,10 +166,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--large-jpegs", type=int, default=24, help="how many corpus photos to upscale to 4000 px")
+    parser.add_argument("--large-jpegs", type=int, default=24, help="how many photos to upscale to 4000 px")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help=f"where the photos come from (default {PHOTOS})")
     parser.add_argument("--captions-n", type=int, default=5000, help="images in the synthetic caption corpus")
     args = parser.parse_args()
-    print(f"{cpu_cores()} cores")
+    print(f"{cpu_cores()} cores, load average {os.getloadavg()[0]:.1f} (other work on the machine slows every row)")
 
     task = load_task("tiny-ava-score")
     task.resolve_root()
@@ -159,8 +184,8 @@ def main() -> None:
     print(f"handcrafted on {task.name} ({n} images, batch {args.batch_size}, median of {args.repeats}):")
     print(f"  bare loop  {n / b:8.1f} img/s   harness {n / h:8.1f} img/s   harness/bare throughput {b / h:.3f}")
 
-    folder = Path(tempfile.gettempdir()) / "aesbench-bench-jpegs-4000"
-    paths = [str(p) for p in large_jpegs(CORPUS, folder, side=4000, count=args.large_jpegs)]
+    folder = Path(tempfile.gettempdir()) / f"aesbench-bench-jpegs-4000-{args.photos.name}"
+    paths = [str(p) for p in large_jpegs(args.photos, folder, side=4000, count=args.large_jpegs)]
     with Image.open(paths[0]) as img:
         size = img.size
     times = {way: [] for way in ("naive", "harness", "draft")}
@@ -171,17 +196,20 @@ def main() -> None:
             times[way].append(elapsed)
     t = {way: statistics.median(v) for way, v in times.items()}
     k = len(paths)
-    print(f"\n{k} JPEGs of about {size[0]}x{size[1]} (quality 90) to 224x224 inputs (median of {args.repeats}, peak RSS):")
-    print(f"  naive PIL loop                  {k / t['naive']:6.2f} img/s  {rss['naive']:6.0f} MB")
-    print(f"  harness, full decode            {k / t['harness']:6.2f} img/s  {rss['harness']:6.0f} MB   {t['naive'] / t['harness']:.2f}x naive")
-    print(f"  harness, draft_size {SIDE}        {k / t['draft']:6.2f} img/s  {rss['draft']:6.0f} MB   {t['naive'] / t['draft']:.2f}x naive")
+    print(f"\n{k} JPEGs of about {size[0]}x{size[1]} (quality 90) to 224x224 inputs, batch {args.batch_size}"
+          f" (median of {args.repeats}; peak RSS above the process's start):")
+    print(f"  naive PIL loop                  {k / t['naive']:6.2f} img/s  +{rss['naive']:5.0f} MB")
+    print(f"  harness, full decode            {k / t['harness']:6.2f} img/s  +{rss['harness']:5.0f} MB   {t['naive'] / t['harness']:.2f}x naive")
+    print(f"  harness, draft_size {SIDE}        {k / t['draft']:6.2f} img/s  +{rss['draft']:5.0f} MB   {t['naive'] / t['draft']:.2f}x naive")
 
     direct = in_fresh_process(time_captions, "direct", args.captions_n)
     mine = in_fresh_process(time_captions, "scorer", args.captions_n)
     same = direct["metrics"] == mine["metrics"]
     print(f"\ncaption metrics, {args.captions_n} images x 5 references (synthetic), numbers identical: {same}")
-    print(f"  pycocoevalcap direct   {direct['score']:6.1f} s   peak RSS python {direct['rss'][0]:5.0f} MB, JVM {direct['rss'][1]:5.0f} MB")
-    print(f"  CaptionScorer.score    {mine['score']:6.1f} s   peak RSS python {mine['rss'][0]:5.0f} MB, JVM {mine['rss'][1]:5.0f} MB"
+    print(f"  pycocoevalcap direct   {direct['score']:6.1f} s (CPU {direct['cpu']:5.1f} s)   peak RSS: python +{direct['rss'][0]:5.0f} MB,"
+          f" largest JVM {direct['rss'][1]:5.0f} MB")
+    print(f"  CaptionScorer.score    {mine['score']:6.1f} s (CPU {mine['cpu']:5.1f} s)   peak RSS: python +{mine['rss'][0]:5.0f} MB,"
+          f" largest JVM {mine['rss'][1]:5.0f} MB"
           f"   {mine['score'] / direct['score']:.2f}x the time ({mine['workers']} METEOR JVM(s))")
     print(f"  + bootstrap, 1000 resamples   {mine['bootstrap']:5.1f} s")
     if not same:
@@ -198,7 +226,7 @@ def main() -> None:
                 row.append(time.perf_counter() - start)
             total += sum(row)
             print(f"  {name:22s} handcrafted {row[0]:6.2f}  constant {row[1]:6.2f}  random {row[2]:6.2f}")
-    print(f"  total {total:.1f} s")
+    print(f"  total {total:.1f} s\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -45,11 +45,15 @@ def main() -> None:
         results = evaluate(task, folder / "eval", model=load_model(str(folder / "ckpt")))
         m = results["metrics"]
         rows.append((label, m.get("srcc"), m.get("plcc"), sum(s.get("seconds", 0) for s in record["stages"])))
+        write_table(rows, results["n"], args)  # after every variant, so a stopped run keeps what it measured
+
+
+def write_table(rows: list, n: int, args) -> None:
     lines = ["| variant | SRCC | PLCC | training s |", "|---|---|---|---|"]
     lines += [f"| {label} | {s:.3f} | {p:.3f} | {t:.0f} |" for label, s, p, t in rows]
-    text = (f"CALM ablation on tiny-ava-score (n = {results['n']} test images), small config, stages lm, pretrain, score,"
-            f" epochs x {args.epochs_scale:g}, seed 0. Synthetic labels: this checks the machinery, not aesthetic skill.\n\n"
-            + "\n".join(lines) + "\n")
+    text = (f"CALM ablation on tiny-ava-score (n = {n} test images), small config, stages lm, pretrain, score,"
+            f" epochs x {args.epochs_scale:g}, seed 0; {len(rows)} of {len(VARIANTS)} variants measured."
+            " Synthetic labels: this checks the machinery, not aesthetic skill.\n\n" + "\n".join(lines) + "\n")
     print(text)
     args.table.write_text(text)
     (args.output / "ablation.json").write_text(json.dumps(rows, indent=2))

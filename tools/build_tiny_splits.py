@@ -1,11 +1,11 @@
-"""Build the tiny twins of AVA, AVA-Captions, PCCD and FLICKR-AES from the real corpus photos.
+"""Build the tiny twins of AVA, AVA-Captions, PCCD, FLICKR-AES (corpus photos) and APDDv2 (corpus art).
 
 Usage (from the repository root):
 
     python tools/build_tiny_splits.py --corpus ../shared/corpus --out tasks/data
 
-Every image comes from a corpus row with kind=photo (art is reserved for another split), resized so
-its long side is 256 px, then edited only through `aesbench.degradations` (plus PIL ImageEnhance
+Every image comes from a corpus row with kind=photo (kind=art for tiny-art), resized so its long
+side is 256 px, then edited only through `aesbench.degradations` (plus PIL ImageEnhance
 for the FLICKR-AES colour edits that can also *increase* brightness, saturation or contrast).
 Labels are computed from the edits and from properties measured on the edited images; they test
 the benchmark machinery and are NOT human ratings.
@@ -764,6 +764,7 @@ class ArtItem:
     split: str
     edits: tuple[tuple[str, float], ...]
     props: dict                          # measured on the decoded output JPEG
+    z: dict                              # those properties' z-scores over the tiny-art images
     attributes: dict                     # attribute key -> score (0–10, 2 decimals); unrated ones absent
     total: float                         # 10 x mean of the rated attributes, 2 decimals
     comment: str
@@ -823,12 +824,13 @@ def build_art(works: list[Photo], out: Path) -> list[ArtItem]:
     z = zscores([props for *_, props in drafts])
     items = []
     for (name, source, edits, props), zrow in zip(drafts, z):
-        attributes = art_attributes(source, edits, dict(zip(PROPERTIES, zrow)))
-        total = round(10.0 * float(np.mean([round(v, 2) for v in attributes.values()])), 2)
+        zs = dict(zip(PROPERTIES, (float(x) for x in zrow)))
+        attributes = art_attributes(source, edits, zs)
+        total = round(10.0 * float(np.mean(list(attributes.values()))), 2)
         text = comment(item_rng(SEED, f"art/comment/{name}"), edits) if edits else ""
-        items.append(ArtItem(name, source, split[source], edits, props, attributes, total, text))
+        items.append(ArtItem(name, source, split[source], edits, props, zs, attributes, total, text))
     write_art_labels(items, out)
-    write_art_descriptions(items, dict(zip((it.name for it in items), z[:, PROPERTIES.index("sharpness")])), out)
+    write_art_descriptions(items, out)
     return items
 
 
@@ -839,7 +841,10 @@ def number(x: float, decimals: int) -> str:
 
 def write_art_labels(items: list[ArtItem], out: Path) -> None:
     keys = [attribute_key(c) for c in APDD_ATTRIBUTES]
-    cells = lambda it: [number(it.attributes[k], 2) if k in it.attributes else "" for k in keys]  # noqa: E731
+
+    def cells(it: ArtItem) -> list[str]:
+        return [number(it.attributes[k], 2) if k in it.attributes else "" for k in keys]
+
     write_csv(out / "APDDv2-tiny.csv", ["filename", "Artistic Categories", APDD_TOTAL, *APDD_ATTRIBUTES, "Language Comment"],
               [[it.name, ART_WORKS[it.source][0], number(it.total, 2), *cells(it), it.comment] for it in items])
     for split, file in (("train", "train.csv"), ("val", "valid.csv"), ("test", "test.csv")):  # ArtCLIP's split files
@@ -850,13 +855,13 @@ def write_art_labels(items: list[ArtItem], out: Path) -> None:
                 *(f"{it.props[k]:.5f}" for k in PROPERTIES)] for it in items])
 
 
-def art_perception(it: ArtItem, sharpness_z: float, rng: np.random.Generator) -> str:
+def art_perception(it: ArtItem, rng: np.random.Generator) -> str:
     lum, sat, contrast = it.props["luminance"], it.props["saturation"], it.props["contrast"]
     tone = "dark overall" if lum < 0.35 else "light overall" if lum > 0.6 else "evenly mid-toned"
     colour = "vivid, saturated colour" if sat > 0.5 else "muted, nearly grey colour" if sat < 0.2 else "moderate colour"
     strength = "strong" if contrast > 0.25 else "soft and flat" if contrast < 0.12 else "moderate"
-    detail = ("edges and fine detail are crisp" if sharpness_z > ART_Z_CUT else
-              "edges and fine detail are soft" if sharpness_z < -ART_Z_CUT else "detail is moderately sharp")
+    detail = ("edges and fine detail are crisp" if it.z["sharpness"] > ART_Z_CUT else
+              "edges and fine detail are soft" if it.z["sharpness"] < -ART_Z_CUT else "detail is moderately sharp")
     text = (f"The image is {tone} (mean luminance {lum:.2f}) with {colour} (mean saturation {sat:.2f}). "
             f"Contrast is {strength} (RMS {contrast:.2f}), and {detail}.")
     if not it.edits:
@@ -887,14 +892,14 @@ def art_emotion(it: ArtItem) -> str:
     return f"It leaves the viewer cold; whatever {mood_word} mood it aimed for is lost."
 
 
-def write_art_descriptions(items: list[ArtItem], sharpness_z: dict[str, float], out: Path) -> None:
+def write_art_descriptions(items: list[ArtItem], out: Path) -> None:
     header = {FORMAT_KEY: FORMAT_VERSION, "source": "tiny-art (every image, all splits)", "levels": list(LEVELS),
               "rounds": 0, "prompts": None, "seed": SEED, "score_range": [0, 100],
               "model": {"name": "template", "made_by": "tools/build_tiny_splits.py", "rules": "tasks/data/README.md, tiny-art"}}
     lines = [header]
     for it in items:
         rng = item_rng(SEED, f"art/describe/{it.name}")
-        lines.append({"id": it.name, "perception": art_perception(it, float(sharpness_z[it.name]), rng),
+        lines.append({"id": it.name, "perception": art_perception(it, rng),
                       "cognition": art_cognition(it), "emotion": art_emotion(it), "score": it.total,
                       "score_sentence": score_sentence(it.total, (0.0, 100.0))})
     write_text(out / "descriptions.jsonl", "".join(json.dumps(line, ensure_ascii=True) + "\n" for line in lines))
@@ -1081,6 +1086,9 @@ includes their own score; the mean of the other workers only; their own noise-fr
 {flickr_sanity(flickr)}
 
 ## tiny-art (APDDv2 twin: artworks with attribute scores and hierarchical descriptions)
+
+The scores, attribute scores, comments and descriptions below are synthetic: rules of the edits and
+of measured image properties, not judgements of these artworks by anyone.
 
 Files, in APDDv2's own layouts: `images/art_PP_V.jpg`, `APDDv2-tiny.csv` (the header of
 `APDDv2-10023.csv`: filename, Artistic Categories, Total aesthetic score, the ten attributes,

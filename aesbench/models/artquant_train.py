@@ -1,0 +1,150 @@
+"""`aesbench train artquant`: ArtQuant's recipe on an art score task and its description file.
+
+    lm        (small config only: its LLM starts from random weights) the decoder learns the language
+              of the descriptions and score sentences; nothing else is trained.
+    instruct  joint training on the task's training split: for each image a description sample
+              (the three levels, LM loss, weight description_weight) and a score sample (the answer
+              prefix as the score sentence without its level token, LM loss, plus KL between the
+              Gaussian soft label and the level readout; both weighted score_weight). The aligner
+              and the LLM are trained (LoRA when lora_rank > 0); the encoder is frozen.
+              descriptions: false drops the description samples (the "scores alone" baseline).
+
+Shares the training loop (aesbench/training.py), the network (vlm.py), the stage bookkeeping and
+the parameter selection with CALM's recipe (calm_train.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..adapter import sha256_file
+from ..descriptions import LEVELS, read_descriptions
+from ..errors import AesbenchError
+from ..images import load_image
+from ..training import Schedule
+from .artquant import ArtQuant, artquant_config
+from .recipe import load_recipe, readable, run_recipe, train_split, write_provenance
+from .vlm import BIN_WORDS, Sample, VLMConfig, VLMNetwork, score_sample
+
+STAGES = ("lm", "instruct")
+
+
+def _schedules() -> dict:
+    return {"lm": Schedule(epochs=8, batch_size=32, lr=2e-3), "instruct": Schedule(epochs=6, batch_size=16, lr=5e-4)}
+
+
+@dataclass
+class ArtQuantTrainConfig:
+    """The recipe; a YAML file with `model:` (VLMConfig keys over ArtQuant's preset) and `train:` overrides it."""
+
+    model: VLMConfig = field(default_factory=artquant_config)
+    task: str = "tiny-art-score"
+    descriptions_file: str = "descriptions.jsonl"  # relative to the task's data root, or absolute
+    descriptions: bool = True
+    description_weight: float = 1.0
+    score_weight: float = 0.05
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    schedules: dict = field(default_factory=_schedules)
+    seed: int = 0
+    mixed_precision: str = "auto"
+    save_every: int = 50
+    max_minutes: float | None = None
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "ArtQuantTrainConfig":
+        return load_recipe(cls, path, artquant_config, _schedules)
+
+
+@dataclass
+class ArtData:
+    items: list
+    descriptions: dict
+    score_range: tuple
+    preprocessing: object
+    sources: dict
+    skipped: list
+
+
+def collect(config: ArtQuantTrainConfig, data_root: Path | None) -> ArtData:
+    task, ds = train_split(config.task, "score", data_root)
+    skipped = [{**s, "source": task.name} for s in ds.skipped]
+    items = readable(ds.items, task, skipped, task.name)
+    path = Path(config.descriptions_file)
+    path = path if path.is_absolute() else task.data_root / path
+    found = read_descriptions(path) if config.descriptions else None
+    descriptions = {}
+    if found is not None:
+        skipped += [{**s, "source": path.name} for s in found.skipped]
+        descriptions = {it.id: found.records[it.id] for it in items if it.id in found.records}
+        skipped += [{"id": it.id, "source": path.name, "reason": "no description (score sample only)"} for it in items if it.id not in descriptions]
+    sources = {"task": task.name, "task_sha256": task.sha256(), "split": "train", "n": len(items),
+               "label_files": {str(p): sha256_file(p) for p in ds.label_files}}
+    if found is not None:
+        sources["descriptions"] = {"file": str(path.resolve()), "sha256": sha256_file(path), "n": len(descriptions)}
+    return ArtData(items, descriptions, tuple(float(v) for v in task.protocol.get("score_range", (0, 10))),
+                   task.preprocessing, sources, skipped)
+
+
+def description_text(record: dict) -> str:
+    return " ".join(f"{level.capitalize()}: {record[level].strip()}" for level in LEVELS)
+
+
+def specs_for(stage: str, config: ArtQuantTrainConfig, data: ArtData) -> tuple[list, Callable]:
+    m = config.model
+    levels = m.levels
+    if stage == "lm":
+        texts = [VLMNetwork.template(m.comment_prompt, description_text(r)) for r in data.descriptions.values()]
+        texts += [VLMNetwork.template(m.score_prompt, f"{m.answer_prefix} {w}.") for w in m.level_words]
+        return texts, lambda epoch, index: Sample([], [(texts[index], "lm")])
+    specs = [("score", i) for i in range(len(data.items))]
+    specs += [("describe", i) for i, it in enumerate(data.items) if it.id in data.descriptions]
+
+    def build(epoch, index):
+        kind, i = specs[index]
+        item = data.items[i]
+        img = load_image(item.image, data.preprocessing)
+        if kind == "describe":
+            return Sample([img], [0, (VLMNetwork.template(m.comment_prompt), None), (description_text(data.descriptions[item.id]), "lm")])
+        parts = score_sample(levels)[:1] + [(VLMNetwork.template(m.score_prompt), None), (m.answer_prefix, "score_lm")]
+        return Sample([img], parts, ("levels", levels.soft_label(item.label["mos"], data.score_range)))
+
+    return specs, build
+
+
+def weighted_loss(config: ArtQuantTrainConfig) -> Callable:
+    """ArtQuant's objective from the network's named losses."""
+    weights = {"lm": config.description_weight, "score_lm": config.score_weight, "kl": config.score_weight}
+
+    def loss_fn(module, samples):
+        return {name: weights[name] * value for name, value in module(samples).items()}
+
+    return loss_fn
+
+
+def train_artquant(config: ArtQuantTrainConfig, output: str | Path, data_root: Path | None = None, stages: list[str] | None = None,
+                   on_step: Callable | None = None, on_epoch: Callable | None = None) -> tuple[ArtQuant, dict]:
+    """Run the recipe's stages into the checkpoint folder `output` (resuming what is there).
+
+    on_epoch(stage, epoch, model) is called after every whole epoch (learning curves)."""
+    data = collect(config, data_root)
+    if not data.items:
+        raise AesbenchError(f"task {config.task!r} has no readable training images")
+    m = config.model
+
+    def texts():
+        return [description_text(r) for r in data.descriptions.values()] + [
+            m.score_prompt, m.answer_prefix, m.comment_prompt, VLMNetwork.template(""), " ".join(m.level_words), " ".join(BIN_WORDS)]
+
+    def plan(stage):
+        specs, build = specs_for(stage, config, data)
+        return specs, build, "llm" if stage == "lm" else "aligner+llm", weighted_loss(config)
+
+    loss = f"{config.description_weight} x LM(descriptions) + {config.score_weight} x (LM(score sentence without level) + KL)"
+    network, provenance = run_recipe(config, output, list(stages or config.stages), STAGES, texts, plan,
+                                     {"sources": data.sources, "skipped": data.skipped}, on_step,
+                                     on_epoch and (lambda stage, epoch, net: on_epoch(stage, epoch, ArtQuant(net))), {"loss": loss})
+    model = ArtQuant(network)
+    model.checkpoint = Path(output)
+    write_provenance(output, provenance, model)
+    return model, provenance

@@ -1,0 +1,174 @@
+"""What CALM's and ArtQuant's training recipes share: reading a recipe YAML, running stages into a
+checkpoint folder with resume, choosing the parameters a stage trains, and the provenance record.
+
+A recipe is a dataclass with `model` (a VLMConfig), `stages`, `schedules` (stage -> Schedule), `seed`,
+`mixed_precision`, `save_every` and `max_minutes`. A stage's plan is (specs, build, part, loss_fn):
+the samples, how to build one, which parameters it trains ("llm", "aligner" or "aligner+llm") and
+its objective. Each finished stage saves the checkpoint folder and is listed in stages_done.json,
+so a rerun skips it; an unfinished stage resumes from its saved state (aesbench/training.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .. import __version__
+from ..datasets import read_dataset
+from ..errors import AesbenchError
+from ..families import decode
+from ..runs import git_state, package_version
+from ..task import Task, load_task
+from ..training import LOG_FILE, PLOT_FILE, plot_losses, run_stage
+from ..weights import optional_import
+from .vlm import CONFIG_FILE, VLMNetwork, build_network, load_network, save_network
+
+PROGRESS_FILE, PROVENANCE_FILE = "stages_done.json", "training.json"
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def load_recipe(cls, path: str | Path | None, make_model, schedules: Callable[[], dict]):
+    """A recipe from YAML (model: over the model preset, train: over the recipe's defaults); a shipped
+    config can be named without its path (e.g. calm-paper)."""
+    if path is None:
+        return cls()
+    shipped = CONFIG_DIR / f"{path}.yaml"
+    if not Path(path).is_file() and shipped.is_file():
+        path = shipped
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise AesbenchError(f"cannot read the training config {path}: {e}") from None
+    if not isinstance(data, dict) or set(data) - {"model", "train"}:
+        raise AesbenchError(f"{path}: a training config has two sections, model: and train:")
+    train = dict(data.get("train") or {})
+    known = {f.name for f in dataclasses.fields(cls)} - {"model"}
+    unknown = sorted(set(train) - known)
+    if unknown:
+        raise AesbenchError(f"{path}: unknown train key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    merged = schedules()
+    for stage, values in (train.pop("schedules", None) or {}).items():
+        if stage not in merged:
+            raise AesbenchError(f"{path}: unknown stage {stage!r} in schedules (stages: {', '.join(merged)})")
+        merged[stage] = dataclasses.replace(merged[stage], **values)
+    return cls(model=make_model(**dict(data.get("model") or {})), schedules=merged, **train)
+
+
+def train_split(name: str, family: str, data_root) -> tuple[Task, object]:
+    """A task reading its training split (AVA: every id not in the test list; CSV/APDD: the train rows; PIAA: the other workers)."""
+    task = load_task(name)
+    if task.family != family:
+        raise AesbenchError(f"training needs a {family} task here; {task.name!r} is a {task.family} task")
+    task = dataclasses.replace(task, dataset={**task.dataset, "split": "train"})
+    task.resolve_root(data_root)
+    return task, read_dataset(task)
+
+
+def readable(items, task: Task, skipped: list, what: str) -> list:
+    """Items whose image decodes; the others are recorded skips."""
+    ok, _, failed = decode(items, task)
+    skipped += [{"id": item.id, "source": what, "reason": reason} for item, reason in failed]
+    return ok
+
+
+def trainable(network: VLMNetwork, part: str) -> list:
+    """Freeze everything but `part`; with LoRA the LLM trains through its adapters only."""
+    network.requires_grad_(False)
+    if part in ("aligner", "aligner+llm"):
+        network.aligner.requires_grad_(True)
+    if part in ("llm", "aligner+llm"):
+        lora = part == "aligner+llm" and network.config.lora_rank
+        for name, p in network.llm.named_parameters():
+            p.requires_grad_("lora_" in name if lora else True)
+    return [p for p in network.parameters() if p.requires_grad]
+
+
+def with_lora(network: VLMNetwork) -> None:
+    peft = optional_import("peft", "lora", network.config.model_type)
+    if not hasattr(network.llm, "peft_config"):
+        lora = peft.LoraConfig(r=network.config.lora_rank, lora_alpha=2 * network.config.lora_rank, lora_dropout=0.0,
+                               target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
+        network.llm = peft.get_peft_model(network.llm, lora)
+
+
+def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[str, ...], texts: Callable[[], list[str]],
+               plan: Callable, data_record: dict, on_step: Callable | None = None, on_epoch: Callable | None = None,
+               extra: dict | None = None) -> tuple[VLMNetwork, dict]:
+    """Run `stages` of a recipe into `output` (resuming what is there); return the network and its provenance.
+
+    texts() gives the small config's tokenizer its training texts; plan(stage) gives the stage's
+    (specs, build, part, loss_fn), or a string saying why the stage is skipped.
+    """
+    torch = optional_import("torch", "train", config.model.model_type)
+    from ..models.text import train_tokenizer
+
+    started = time.time()
+    output = Path(output)
+    bad = [s for s in stages if s not in all_stages]
+    if bad:
+        raise AesbenchError(f"unknown stage {bad[0]!r}; stages: {', '.join(all_stages)}")
+    progress_file = output / PROGRESS_FILE
+    if output.exists() and not progress_file.is_file() and any(output.iterdir()):
+        raise AesbenchError(f"output {output} exists and is not a training folder of aesbench; choose another --output or delete it")
+    output.mkdir(parents=True, exist_ok=True)
+    config_dict = json.loads(json.dumps(asdict(config), default=str))
+    recipe = {k: v for k, v in config_dict.items() if k not in ("max_minutes", "stages")}  # these may change on resume
+    progress = json.loads(progress_file.read_text()) if progress_file.is_file() else {"config": None, "done": [], "summaries": []}
+    if progress["config"] not in (None, recipe):
+        raise AesbenchError(f"{output} was trained with another config; resume with the same config or choose another --output")
+    torch.manual_seed(config.seed)
+    if (output / CONFIG_FILE).is_file():
+        network = load_network(output, config.model.model_type)
+    else:
+        new_small = config.model.llm == "small" and not config.model.llm_tokenizer
+        network = build_network(config.model, train_tokenizer(texts(), owner=config.model.model_type) if new_small else None)
+    summaries = progress["summaries"]
+    deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else None
+    for stage in stages:
+        if stage in progress["done"]:
+            continue
+        if stage == "lm" and (config.model.llm != "small" or config.model.llm_config is not None):
+            summaries.append({"stage": "lm", "skipped": "the LLM is pretrained; lm is for the small config's new decoder"})
+            continue
+        stage_plan = plan(stage)
+        if isinstance(stage_plan, str):
+            summaries.append({"stage": stage, "skipped": stage_plan})
+            continue
+        specs, build, part, loss_fn = stage_plan
+        if part == "aligner+llm" and config.model.lora_rank:
+            with_lora(network)
+        summary = run_stage(stage, network, trainable(network, part), len(specs), build, loss_fn, config.schedules[stage],
+                            config.seed, output, config.mixed_precision, on_step, config.save_every, deadline,
+                            on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)))
+        summaries.append(summary)
+        network.requires_grad_(False)
+        save_network(network, output)
+        if summary["stopped"] != "finished":
+            break
+        progress = {"config": recipe, "done": progress["done"] + [stage], "summaries": summaries}
+        progress_file.write_text(json.dumps(progress, indent=2) + "\n")
+    if (output / LOG_FILE).is_file():
+        plot_losses(output / LOG_FILE, output / PLOT_FILE)
+    ended = time.time()
+    provenance = {
+        "aesbench": __version__, "git": git_state(), "torch": package_version("torch"),
+        "transformers": package_version("transformers"), "accelerate": package_version("accelerate"),
+        "device": str(network.device), "config": config_dict, **(extra or {}), "data": data_record["sources"],
+        "skipped": data_record["skipped"], "stages": summaries, "stages_done": progress["done"], "seed": config.seed,
+        "start": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "end": dt.datetime.fromtimestamp(ended, dt.timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(ended - started, 3), "command": " ".join(sys.argv),
+    }
+    return network, provenance
+
+
+def write_provenance(output: str | Path, provenance: dict, model) -> None:
+    provenance["model"] = model.describe()
+    (Path(output) / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
