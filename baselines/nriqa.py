@@ -3,9 +3,12 @@
 They measure technical distortion (noise, blur, compression), not aesthetics; they show how far
 "looks undistorted" goes towards predicting aesthetic scores. No training happens here.
 
-Direction and mapping. Both raw values are lower-is-better. The adapters return score = −raw,
-exactly: higher means better, SRCC/PLCC/KRCC read as usual, and the raw value stays in the
-predictions file (raw = −score). The request's score range is ignored, so threshold and distance
+Direction and mapping. Both raw values are lower-is-better. The adapters return score = −raw
+rounded to 10 significant digits: higher means better, SRCC/PLCC/KRCC read as usual, and the raw
+value stays in the predictions file (raw = −score to 10 digits). The rounding is there because
+recomputations of raw differ by about 1e-12 from run to run (floating-point summation order), which
+would otherwise break exact ties at random: tiny-art's colour-only edits leave the grey image, and
+so the true BRISQUE value, unchanged. The request's score range is ignored, so threshold and distance
 metrics (acc, mse, emd) say nothing for these models.
 
 BRISQUE (Mittal, Moorthy & Bovik, IEEE TIP 2012) with the trained model of the `brisque` package
@@ -67,6 +70,11 @@ NIQE_BLOCK = 96
 MATLAB_GREY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 # cv2.resize INTER_CUBIC (a = −0.75) at scale 1/2 samples halfway between two pixels.
 HALF_CUBIC_TAPS = np.array([-0.09375, 0.59375, 0.59375, -0.09375])
+
+
+def significant(x: float, digits: int = 10) -> float:
+    """x rounded to `digits` significant digits (see the module docstring)."""
+    return float(f"{x:.{digits - 1}e}")
 
 
 def _gaussian_window(size: int, sigma: float, peak: float = 1.0) -> np.ndarray:
@@ -171,7 +179,7 @@ class Brisque(Model):
         return {
             "name": self.name,
             "config": self.config(),
-            "direction": "lower raw BRISQUE is better; score = -raw",
+            "direction": "lower raw BRISQUE is better; score = -raw to 10 significant digits",
             "model": f"brisque {version('brisque')} package, models/svm.txt and models/normalize.pickle",
             "weights": {name: sha256_file(path) for name, path in self.files.items()},
         }
@@ -184,7 +192,7 @@ class Brisque(Model):
         return float(self._svm.libsvm.svm_predict(self.model, nodes))
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
-        return [{"score": -self.raw(img)} for img in images]
+        return [{"score": -significant(self.raw(img))} for img in images]
 
 
 # --- NIQE, as the official MATLAB release computes it -------------------------------------------
@@ -291,7 +299,7 @@ class Niqe(Model):
         return {
             "name": self.name,
             "config": self.config(),
-            "direction": "lower raw NIQE is better; score = -raw",
+            "direction": "lower raw NIQE is better; score = -raw to 10 significant digits",
             "model": "standard NIQE pristine model (mu_prisparam, cov_prisparam of the LIVE release's modelparameters.mat)",
             "block_size": NIQE_BLOCK,
             "weights": {NIQE_PARAMS.name: sha256_file(NIQE_PARAMS)},
@@ -305,4 +313,4 @@ class Niqe(Model):
         return niqe_distance(niqe_features(gray), self.mu_pris, self.cov_pris)
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
-        return [{"score": -self.raw(img)} for img in images]
+        return [{"score": -significant(self.raw(img))} for img in images]

@@ -55,7 +55,7 @@ def test_runs_on_tiny_ava(name, tmp_path):
     assert len(lines) == 15 and all(math.isfinite(line["score"]) and set(line) == {"id", "score"} for line in lines)
     assert math.isfinite(results["metrics"]["srcc"])
     described = results["provenance"]["model"]
-    assert described["direction"].endswith("score = -raw") and described["weights"]
+    assert described["direction"].endswith("score = -raw to 10 significant digits") and described["weights"]
 
 
 def test_heavy_noise_and_blur_lower_the_scores(brisque, niqe):
@@ -133,3 +133,15 @@ def test_brisque_equals_the_package(brisque, package_brisque):
         assert ours == pytest.approx(package_brisque(photo(image_id)), abs=1e-8)
     noisy = damaged(100004, "gaussian_noise")
     assert brisque.raw(noisy) == pytest.approx(package_brisque(noisy), abs=1e-8)
+
+
+def test_scores_are_rounded_so_equal_grey_images_tie(brisque, niqe):
+    """Colour-only edits leave the grey image unchanged: the scores must tie exactly, run after run."""
+    from PIL import ImageEnhance
+
+    clean = photo(100001)
+    recoloured = ImageEnhance.Color(clean).enhance(0.0).convert("L").convert("RGB")
+    grey = clean.convert("L").convert("RGB")
+    for model in (brisque, niqe):
+        a, b = model.score([grey, recoloured], Request())
+        assert a["score"] == b["score"] and a["score"] == float(f"{a['score']:.9e}")
