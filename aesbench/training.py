@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .degradations import item_rng
 from .errors import AesbenchError
 from .weights import optional_import
 
@@ -144,8 +145,6 @@ def run_stage(stage: str, module, params: list, n_samples: int, build: Callable,
 
 
 def _seed(seed: int, stage: str, epoch: int) -> int:
-    from .degradations import item_rng
-
     return int(item_rng(seed, f"{stage}/order/{epoch}").integers(2 ** 62))
 
 

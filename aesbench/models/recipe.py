@@ -28,6 +28,7 @@ from ..runs import git_state, package_version
 from ..task import Task, load_task
 from ..training import LOG_FILE, PLOT_FILE, plot_losses, run_stage
 from ..weights import optional_import
+from .text import train_tokenizer
 from .vlm import CONFIG_FILE, VLMNetwork, build_network, load_network, save_network
 
 PROGRESS_FILE, PROVENANCE_FILE = "stages_done.json", "training.json"
@@ -107,8 +108,6 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
     (specs, build, part, loss_fn), or a string saying why the stage is skipped.
     """
     torch = optional_import("torch", "train", config.model.model_type)
-    from ..models.text import train_tokenizer
-
     started = time.time()
     output = Path(output)
     bad = [s for s in stages if s not in all_stages]
