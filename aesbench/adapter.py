@@ -43,6 +43,7 @@ class Model:
     name: str = ""
     capabilities: frozenset[str] = frozenset()
     on_task_scale: bool = True  # False: scores rank images but are not on the task's scale (acc, MSE undefined)
+    feature_cache = None  # a features.FeatureCache once use_feature_cache has set one up
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
         raise NotImplementedError
@@ -55,6 +56,11 @@ class Model:
 
     def personalize(self, images: list[Image.Image], scores: list[float], request: Request) -> "Model":
         raise NotImplementedError
+
+    def use_feature_cache(self, root: Path) -> bool:
+        """Keep the frozen backbone's outputs in an on-disk FeatureCache under root; False when the
+        model has no frozen backbone whose outputs could be reused."""
+        return False
 
     def config(self) -> dict:
         """Constructor arguments; saved as config.json by save_pretrained."""

