@@ -21,6 +21,7 @@ from PIL import Image
 
 from aesbench.adapter import Model, Request, register
 from aesbench.errors import AesbenchError, first_line
+from aesbench.features import FeatureCache, module_sha256
 from aesbench.weights import local_only, optional_import, require_files, weight_hashes
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -62,6 +63,18 @@ class LocalClip:
         self.model.to(self.device, getattr(torch, dtype)).eval()  # cast after loading: any transformers version
         self.embedding_dim = self.model.visual_projection.out_features
         self._hashes = None
+        self.feature_cache = None
+
+    def use_feature_cache(self, root) -> FeatureCache:
+        """Image embeddings on disk, shared by every head on this CLIP (LAION's heads, CLIP-IQA's prompts)."""
+        import torch
+
+        tower = torch.nn.ModuleDict({"vision_model": self.model.vision_model, "visual_projection": self.model.visual_projection})
+        self.feature_cache = FeatureCache(root, {
+            "backbone": "CLIP vision tower + projection", "backbone_sha256": module_sha256(tower),
+            "preprocessing": self.describe()["preprocessing"], "output": "image embedding, L2-normalised, float32",
+            "dtype": self.dtype, "device": torch.device(self.device).type})
+        return self.feature_cache
 
     def _load_model(self, transformers, text: bool, offline: bool):
         """The model, refusing any weight the checkpoint lacks: transformers would only warn and leave it random."""
@@ -85,6 +98,13 @@ class LocalClip:
         return model
 
     def embed_images(self, images: list[Image.Image]):
+        import torch
+
+        if self.feature_cache is not None:
+            return torch.from_numpy(self.feature_cache.get(images, lambda batch: self._embed(batch).cpu().numpy())).to(self.device)
+        return self._embed(images)
+
+    def _embed(self, images: list[Image.Image]):
         import torch
 
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
@@ -155,6 +175,10 @@ class ClipIqa(Model):
     def describe(self) -> dict:
         return {"name": self.name, "config": self.config(), "device": self.clip.device, "clip": self.clip.describe(),
                 "prompts": self.prompts, "logit_scale": self.clip.logit_scale}
+
+    def use_feature_cache(self, root) -> bool:
+        self.feature_cache = self.clip.use_feature_cache(root)
+        return True
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
         import torch

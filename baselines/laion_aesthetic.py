@@ -110,6 +110,10 @@ class LaionAesthetic(Model):
                 "head": {"path": str(self.head_path), "sha256": self.head_sha256, "kind": self.head_kind},
                 "native_range": list(NATIVE_RANGE)}
 
+    def use_feature_cache(self, root) -> bool:
+        self.feature_cache = self.clip.use_feature_cache(root)
+        return True
+
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
         import torch
 

@@ -223,7 +223,8 @@ class Nima(Model):
         self.checkpoint = path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, personal_steps: int = PERSONAL_STEPS, personal_lr: float = PERSONAL_LR) -> "Nima":
+    def from_pretrained(cls, path: str | Path, personal_steps: int | None = None, personal_lr: float | None = None) -> "Nima":
+        """The checkpoint's model; personal_steps and personal_lr override its saved settings."""
         safetensors = optional_import("safetensors.torch", "nima", "nima")
         path = require_files(path, ["config.json", WEIGHTS_FILE], "nima", "a checkpoint folder written by `aesbench train nima`")
         config = json.loads((path / "config.json").read_text())
@@ -234,7 +235,8 @@ class Nima(Model):
         except (OSError, RuntimeError) as e:  # missing or mis-shaped tensors: a different or damaged checkpoint
             raise AesbenchError(f"model 'nima': cannot load {path / WEIGHTS_FILE}: {first_line(e)}") from None
         network.backbone.source = config.get("backbone_source", network.backbone.source)
-        model = cls(network, personal_steps, personal_lr)
+        model = cls(network, config.get("personal_steps", PERSONAL_STEPS) if personal_steps is None else personal_steps,
+                    config.get("personal_lr", PERSONAL_LR) if personal_lr is None else personal_lr)
         model.checkpoint = path
         return model
 

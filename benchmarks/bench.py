@@ -1,11 +1,16 @@
 """Side-by-side timings in one run.
 
     python benchmarks/bench.py [--repeats 3] [--captions-n 5000] [--large-jpegs 24] [--photos DIR]
+                               [--piaa-people 2] [--parts models,piaa,images,captions,suite]
 
 Prints, each against the plain way of doing the same work on the same input:
-  - handcrafted on tiny-ava-score's test images: the harness's predict phase (decode, batch, model,
-    append + fsync to predictions.jsonl) against a plain loop (decode, model), as a throughput ratio
-    (1.0 = no overhead);
+  - handcrafted and NIMA (EfficientNet-Lite0, trained here for a few seconds on tiny-ava-score) on
+    tiny-ava-score's test images: the harness's predict phase (decode, batch, model, append + fsync
+    to predictions.jsonl) against a plain loop (decode, model), as a throughput ratio (1.0 = no
+    overhead);
+  - NIMA on tiny-flickr-aes-piaa (the first --piaa-people people; 10 and 50 shots x 10 repeats, each
+    repeat tunes the head and scores the person's other images): without the feature cache, with a
+    cold one and with a warm one, with the largest score difference from the uncached run and peak RSS;
   - large JPEGs (real photos bicubic-upscaled to 4000 px, made once in the temp folder) to a 224x224 model
     input: a naive loop (PIL open, convert, bicubic resize, one image after the other) against the
     harness (threaded decode, next batch decoded while the model runs), with full decoding and with
@@ -36,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from aesbench.adapter import Model, load_model
+from aesbench.baselines.nima import TrainConfig, train_nima
 from aesbench.datasets import Dataset, Item, read_dataset
 from aesbench.families import ScoreFamily, _request, chunks
 from aesbench.images import Preprocessing, cpu_cores, load_image
@@ -46,21 +52,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import caption_corpus, large_jpegs  # noqa: E402
 
 TINY = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa")
+PIAA = "tiny-flickr-aes-piaa"
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = next(p for p in (Path("/work/shared/corpus"), REPO / "tasks/data/tiny-ava/images") if p.is_dir())  # upscaled to 4000 px
 SIDE = 224
 
 
-def bare_loop(task, data, batch_size: int) -> float:
-    model, request = load_model("handcrafted"), _request(task)
+def bare_loop(task, data, batch_size: int, model: Model) -> float:
+    request = _request(task)
     start = time.perf_counter()
     for batch in chunks(data.items, batch_size):
         model.score([load_image(it.image, task.preprocessing) for it in batch], request)
     return time.perf_counter() - start
 
 
-def harness(task, data, batch_size: int, model=None) -> float:
-    model = model or load_model("handcrafted")
+def harness(task, data, batch_size: int, model: Model) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         store = PredictionStore(Path(tmp) / "predictions.jsonl")
         start = time.perf_counter()
@@ -119,6 +125,22 @@ def time_images(way: str, paths: list[str], batch_size: int) -> tuple[float, flo
     return (elapsed, *memory(before))
 
 
+def time_piaa(checkpoint: str, cache: str | None, people: int, batch_size: int) -> dict:
+    """NIMA's whole PIAA evaluation, with the feature cache in `cache` or without one."""
+    before = rss_mb()
+    model = load_model(checkpoint)
+    if cache:
+        model.use_feature_cache(Path(cache))
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        results = evaluate(load_task(PIAA), Path(tmp), model=model, limit=people, batch_size=batch_size)
+        elapsed = time.perf_counter() - start
+        lines = PredictionStore(Path(tmp) / "predictions.jsonl").lines
+    scores = {f"{unit}/{i}": s for unit, line in lines.items() for i, s in line.get("scores", {}).items()}
+    return {"time": elapsed, "metrics": results["metrics"], "scores": scores, "rss": rss_mb("VmHWM") - before,
+            "cache": model.feature_cache.describe() if model.feature_cache else None}
+
+
 def time_captions(way: str, n: int) -> dict:
     """pycocoevalcap called directly, or CaptionScorer (score, then a 1000-resample bootstrap)."""
     refs, cands = caption_corpus(n)
@@ -162,28 +184,39 @@ def in_fresh_process(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--large-jpegs", type=int, default=24, help="how many photos to upscale to 4000 px")
-    parser.add_argument("--photos", type=Path, default=PHOTOS, help=f"where the photos come from (default {PHOTOS})")
-    parser.add_argument("--captions-n", type=int, default=5000, help="images in the synthetic caption corpus")
-    args = parser.parse_args()
-    print(f"{cpu_cores()} cores, load average {os.getloadavg()[0]:.1f} (other work on the machine slows every row)")
-
+def bench_models(args, workdir: Path) -> Path:
+    """Harness vs bare loop for handcrafted and NIMA; returns the NIMA checkpoint for the PIAA rows."""
     task = load_task("tiny-ava-score")
     task.resolve_root()
     data = read_dataset(task)
-    bare, ours = [], []
-    for _ in range(args.repeats):  # interleaved, so drift in machine load hits both alike
-        bare.append(bare_loop(task, data, args.batch_size))
-        ours.append(harness(task, data, args.batch_size))
-    b, h = statistics.median(bare), statistics.median(ours)
     n = len(data.items)
-    print(f"handcrafted on {task.name} ({n} images, batch {args.batch_size}, median of {args.repeats}):")
-    print(f"  bare loop  {n / b:8.1f} img/s   harness {n / h:8.1f} img/s   harness/bare throughput {b / h:.3f}")
+    nima = workdir / "nima"
+    train_nima(task, nima, TrainConfig(seed=0))
+    print(f"\nmodels on {task.name} ({n} images, batch {args.batch_size}, median of {args.repeats}; each model built outside the timing):")
+    for name, make in (("handcrafted", lambda: load_model("handcrafted")), ("nima", lambda: load_model(str(nima)))):
+        bare, ours = [], []
+        for _ in range(args.repeats):  # interleaved, so drift in machine load hits both alike
+            bare.append(bare_loop(task, data, args.batch_size, make()))
+            ours.append(harness(task, data, args.batch_size, make()))
+        b, h = statistics.median(bare), statistics.median(ours)
+        print(f"  {name:12s} bare loop {n / b:7.1f} img/s   harness {n / h:7.1f} img/s   harness/bare throughput {b / h:.3f}")
+    return nima
 
+
+def bench_piaa(args, workdir: Path, nima: Path) -> None:
+    cache = workdir / "features"
+    runs = {way: in_fresh_process(time_piaa, str(nima), str(cache) if way != "no cache" else None, args.piaa_people, args.batch_size)
+            for way in ("no cache", "cold cache", "warm cache")}
+    plain = runs["no cache"]
+    print(f"\nNIMA on {PIAA}, {args.piaa_people} people (whole evaluation; peak RSS above the process's start):")
+    for way, run in runs.items():
+        diff = max(abs(run["scores"][k] - plain["scores"][k]) for k in plain["scores"])
+        stats = f"  cache hits {run['cache']['hits']:5d}, misses {run['cache']['misses']:4d}" if run["cache"] else ""
+        print(f"  {way:10s} {run['time']:7.1f} s  {plain['time'] / run['time']:5.1f}x  +{run['rss']:5.0f} MB"
+              f"  piaa_srcc {run['metrics']['piaa_srcc']:.4f}  max |score - uncached| {diff:.1e}{stats}")
+
+
+def bench_images(args) -> None:
     folder = Path(tempfile.gettempdir()) / f"aesbench-bench-jpegs-4000-{args.photos.name}"
     paths = [str(p) for p in large_jpegs(args.photos, folder, side=4000, count=args.large_jpegs)]
     with Image.open(paths[0]) as img:
@@ -202,6 +235,8 @@ def main() -> None:
     print(f"  harness, full decode            {k / t['harness']:6.2f} img/s  +{rss['harness']:5.0f} MB   {t['naive'] / t['harness']:.2f}x naive")
     print(f"  harness, draft_size {SIDE}        {k / t['draft']:6.2f} img/s  +{rss['draft']:5.0f} MB   {t['naive'] / t['draft']:.2f}x naive")
 
+
+def bench_captions(args) -> None:
     direct = in_fresh_process(time_captions, "direct", args.captions_n)
     mine = in_fresh_process(time_captions, "scorer", args.captions_n)
     same = direct["metrics"] == mine["metrics"]
@@ -215,6 +250,8 @@ def main() -> None:
     if not same:
         raise SystemExit(f"caption metrics differ: {direct['metrics']} vs {mine['metrics']}")
 
+
+def bench_suite(args) -> None:
     print("\ntiny suite, whole evaluation per run (s):")
     total = 0.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,7 +263,36 @@ def main() -> None:
                 row.append(time.perf_counter() - start)
             total += sum(row)
             print(f"  {name:22s} handcrafted {row[0]:6.2f}  constant {row[1]:6.2f}  random {row[2]:6.2f}")
-    print(f"  total {total:.1f} s\nload average at the end {os.getloadavg()[0]:.1f}")
+    print(f"  total {total:.1f} s")
+
+
+PARTS = ("models", "piaa", "images", "captions", "suite")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--large-jpegs", type=int, default=24, help="how many photos to upscale to 4000 px")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help=f"where the photos come from (default {PHOTOS})")
+    parser.add_argument("--captions-n", type=int, default=5000, help="images in the synthetic caption corpus")
+    parser.add_argument("--piaa-people", type=int, default=2, help="people of tiny-flickr-aes-piaa in the PIAA rows")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (piaa needs models)")
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    print(f"{cpu_cores()} cores, load average {os.getloadavg()[0]:.1f} (other work on the machine slows every row)")
+    with tempfile.TemporaryDirectory() as tmp:
+        if "models" in parts or "piaa" in parts:
+            nima = bench_models(args, Path(tmp))
+            if "piaa" in parts:
+                bench_piaa(args, Path(tmp), nima)
+    if "images" in parts:
+        bench_images(args)
+    if "captions" in parts:
+        bench_captions(args)
+    if "suite" in parts:
+        bench_suite(args)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

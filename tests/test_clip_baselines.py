@@ -188,6 +188,22 @@ def test_batch_size_does_not_change_scores(files, images, make):
     assert batched == pytest.approx(one_by_one, abs=1e-5)
 
 
+def test_heads_on_one_clip_share_the_feature_cache(files, images, tmp_path):
+    """The LAION heads and CLIP-IQA read the same cached embeddings and score as without the cache."""
+    plain = {name: make(files).score(images, Request()) for name, make in (("mlp", laion), ("clip-iqa", clip_iqa))}
+    first, second, third = laion(files), laion(files, "linear.pth"), clip_iqa(files)
+    for model in (first, second, third):
+        assert model.use_feature_cache(tmp_path)
+    assert first.score(images, Request()) == plain["mlp"]
+    assert third.score(images, Request()) == plain["clip-iqa"]
+    second.score(images, Request())
+    assert first.feature_cache.folder == second.feature_cache.folder == third.feature_cache.folder
+    assert (first.feature_cache.misses, second.feature_cache.hits, third.feature_cache.hits) == (len(images),) * 3
+    float16 = laion(files, dtype="float16")
+    float16.use_feature_cache(tmp_path)
+    assert float16.feature_cache.folder != first.feature_cache.folder  # another dtype: other numbers, other entries
+
+
 def one_line_error(make) -> str:
     with pytest.raises(AesbenchError) as caught:
         make()

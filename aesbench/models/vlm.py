@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from PIL import Image
 
 from ..adapter import Model, Request
 from ..errors import AesbenchError, first_line
+from ..features import image_key
 from ..weights import local_only, optional_import, require_files, weight_hashes
 from .readout import LEVEL_WORDS, QALIGN_WEIGHTS, LevelReadout, first_token_ids
 from .text import small_decoder
@@ -342,11 +342,6 @@ class VLMNetwork(nn.Module):
                                     max_new_tokens=self.config.max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
                                     pad_token_id=self.tokenizer.pad_token_id)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
-
-
-def image_key(img: Image.Image) -> str:
-    """An image's identity by content: mode, size and pixels."""
-    return hashlib.sha1(f"{img.mode}{img.size}".encode() + img.tobytes()).hexdigest()
 
 
 def score_sample(readout: LevelReadout, image_index: int = 0) -> list:
