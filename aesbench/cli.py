@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import __version__
+from . import __version__, distributed
 from .adapter import load_model, registry
 from .baselines.nima import TrainConfig, train_nima
 from .datasets import read_dataset
@@ -35,13 +35,17 @@ class Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except AesbenchError as e:
             console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            distributed.finish(ok=False)
             sys.exit(2)
         except KeyboardInterrupt:
             console.print("interrupted: what was finished is saved (an eval resumes when run again)")
+            distributed.finish(ok=False)
             sys.exit(130)
+        distributed.finish()  # under a launcher the processes leave together
+        return result
 
 
 def _progress(quiet: bool):
@@ -81,6 +85,17 @@ def _summary(results: dict, output: Path) -> None:
     if results["skipped"]:
         console.print(f"{len(results['skipped'])} skipped (ids and reasons in {output / 'results.json'})")
     console.print(f"results: {output / 'results.json'}", highlight=False)
+
+
+FEATURE_CACHE_OPTION = click.option(
+    "--feature-cache", type=click.Path(path_type=Path), envvar="AESBENCH_FEATURE_CACHE",
+    help="Folder for frozen-backbone features, reused across runs, PIAA repeats and heads (models that have"
+         " a frozen backbone; keyed by image, preprocessing and weights). Env: AESBENCH_FEATURE_CACHE.")
+
+
+def _use_feature_cache(model, folder: Path, quiet: bool) -> None:
+    if not model.use_feature_cache(folder) and not quiet:
+        console.print(f"note: model {model.name!r} has no frozen backbone to cache; --feature-cache has no effect on it", highlight=False, soft_wrap=True)
 
 
 @click.group(cls=Group)
@@ -139,9 +154,13 @@ def models():
 @click.option("--model-arg", multiple=True, help="Model option key=value (repeatable).")
 @click.option("--judge", help="Suggest tasks: the judge to use instead of the task's (recorded with each verdict).")
 @click.option("--judge-arg", multiple=True, help="Judge option key=value (repeatable).")
+@FEATURE_CACHE_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bars or summary table.")
-def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed, data_root, model_arg, judge, judge_arg, quiet):
+def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed, data_root, model_arg, judge, judge_arg,
+             feature_cache, quiet):
     """Evaluate a model (or a predictions file) on a task; re-running resumes."""
+    distributed.start()  # under a launcher: before the model is built, so each process takes its own GPU
+    quiet = quiet or distributed.rank() != 0  # rank 0 reports
     if (model_name is None) == (predictions is None):
         raise AesbenchError("give exactly one of --model and --predictions")
     task = load_task(task_name)
@@ -153,6 +172,8 @@ def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed
         check_judge(task.protocol["judge"])
     progress, track = _progress(quiet)
     model = load_model(model_name, _model_options(model_arg), seed) if model_name else None
+    if model is not None and feature_cache:
+        _use_feature_cache(model, feature_cache, quiet)
     with progress:
         results = evaluate(task, output, model=model, predictions=predictions, seed=seed, batch_size=batch_size,
                            limit=limit, data_root=data_root, track=track)
@@ -166,9 +187,12 @@ def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed
 @click.option("--models", "model_names", default=",".join(BUILTIN_MODELS), show_default=True, help="Comma-separated models.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@FEATURE_CACHE_OPTION
 @click.option("--quiet", is_flag=True)
-def suite(output, task_names, model_names, seed, batch_size, quiet):
+def suite(output, task_names, model_names, seed, batch_size, feature_cache, quiet):
     """Run several models on several tasks (default: the tiny suite with the built-in baselines)."""
+    distributed.start()
+    quiet = quiet or distributed.rank() != 0
     progress, track = _progress(quiet)
     table = Table(title="suite")
     for col in ("task", "model", "n", "headline"):
@@ -180,8 +204,12 @@ def suite(output, task_names, model_names, seed, batch_size, quiet):
                 model = load_model(model_name.strip(), seed=seed)
                 if task.capability not in model.capabilities:
                     continue
+                if feature_cache:
+                    _use_feature_cache(model, feature_cache, quiet)
                 results = evaluate(task, output / task.name / model.name, model=model, seed=seed,
                                    batch_size=batch_size, track=track)
+                if results is None:  # not rank 0
+                    continue
                 head = task.metrics[0]
                 value = results["metrics"].get(head)
                 table.add_row(task.name, model.name, str(results["n"]), f"{head} {value:.4f}" if value is not None else f"{head} undefined")
@@ -208,6 +236,15 @@ def leaderboard(paths, fmt, reported, output):
         click.echo(text)
 
 
+def _int_list(value: str | None, option: str) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 5,11,17, got {value!r}", param_hint=option) from None
+
+
 @cli.group()
 def train():
     """Train a model on a task's training split and save a checkpoint folder for --model."""
@@ -217,6 +254,9 @@ def train():
 @click.option("--task", "task_name", required=True, help="Score task name or YAML; trains on its training split.")
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to create.")
 @click.option("--backbone", default=TrainConfig.backbone, show_default=True, help="efficientnet-lite0, or a local Hugging Face vision model folder.")
+@click.option("--layers", callback=lambda ctx, param, value: _int_list(value, "--layers"),
+              help="Backbone layers averaged and concatenated before the head, e.g. 17 (the paper's last layer);"
+                   " default: 5,11,17 for efficientnet-lite0, the last layer otherwise.")
 @click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=TrainConfig.lr, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Head learning rate (backbone: lr/10).")
 @click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=click.IntRange(min=1))
@@ -226,9 +266,12 @@ def train():
               help="Train the head on cached backbone features (fast), or fine-tune the backbone too.")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
-def train_nima_cmd(task_name, output, backbone, epochs, lr, batch_size, seed, max_minutes, freeze_backbone, data_root, quiet):
+def train_nima_cmd(task_name, output, backbone, layers, epochs, lr, batch_size, seed, max_minutes, freeze_backbone, data_root, quiet):
     """NIMA: EMD loss against vote distributions, ImageNet backbone (see baselines/nima.py)."""
-    settings = TrainConfig(backbone=backbone, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+    if distributed.world_size() > 1:
+        raise AesbenchError("`train nima` runs in one process (its head trains in seconds on cached features):"
+                            " run it without accelerate launch or torchrun")
+    settings = TrainConfig(backbone=backbone, layers=layers, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                            max_minutes=max_minutes, freeze_backbone=freeze_backbone)
     progress, track = _progress(quiet)
     bars = {}
@@ -293,6 +336,7 @@ def _train_reference(run, config, seed, max_minutes, output, quiet):
         config.seed = seed
     if max_minutes is not None:
         config.max_minutes = max_minutes
+    quiet = quiet or distributed.rank() != 0  # under accelerate launch rank 0 reports
     progress, _ = _progress(quiet)
     bars = {}
 
@@ -329,6 +373,8 @@ def describe_cmd(images, model_name, model_arg, output, rounds, limit, seed, dat
     """Write perception / cognition / emotion descriptions (generate, critique, refine); re-running resumes."""
     from .descriptions import describe
 
+    if distributed.world_size() > 1:  # every process would append the same records to one file
+        raise AesbenchError("describe runs in one process: start it without accelerate launch or torchrun")
     progress, track = _progress(quiet)
     model = load_model(model_name, _model_options(model_arg), seed)
     with progress:

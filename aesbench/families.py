@@ -375,13 +375,17 @@ class PiaaFamily:
         p = task.protocol
         return [int(k) for k in p.get("shots", [10, 100])], int(p.get("repeats", 10)), int(p.get("seed", 0))
 
+    def units(self, task: Task, worker: str) -> list[str]:
+        """The ids of a person's lines: the generic scores, then one per (k, repeat)."""
+        shots, repeats, _ = self._protocol(task)
+        return [f"{worker}/generic"] + [f"{worker}/k{k}/r{r}" for k in shots for r in range(repeats)]
+
     def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
         request = _request(task)
         shots, repeats, seed = self._protocol(task)
         min_query = int(task.protocol.get("min_query", 10))
         for worker in track(list(data.groups), len(data.groups), f"{task.name}: personalizing"):
-            units = [f"{worker}/generic"] + [f"{worker}/k{k}/r{r}" for k in shots for r in range(repeats)]
-            if all(u in store for u in units):
+            if all(u in store for u in self.units(task, worker)):
                 continue
             items, images = [], []
             for batch in chunks(data.groups[worker], batch_size):

@@ -4,6 +4,12 @@ predictions.jsonl gets one line per finished item, written and fsync'ed a batch 
 resume a torn last line (the process died mid-write) is cut off, finished ids are not recomputed
 and no id is written twice. run.json pins what the run is (task, model, seed); resuming into a
 folder that holds a different run is refused rather than mixing the two.
+
+Under a launcher (aesbench.distributed) the work not yet recorded is split by position across the
+processes; each appends to its own predictions.rank{R}.jsonl the same way, and at the end rank 0
+folds those lines into predictions.jsonl and alone scores them. Leftover shard files (an
+interrupted multi-process run, any number of processes) are folded in first, so nothing recorded is
+redone or written twice, whatever the number of processes now.
 """
 from __future__ import annotations
 
@@ -15,11 +21,12 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
+from . import __version__, distributed
 from .adapter import Model, require, sha256_file
 from .captions import require_java
 from .datasets import Dataset, read_dataset
@@ -28,25 +35,27 @@ from .families import FAMILIES
 from .task import Task
 
 PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
+SHARD, SHARDS = "predictions.rank{}.jsonl", "predictions.rank*.jsonl"  # one per process of a multi-process run
 
 
 class PredictionStore:
     """Records by id, appended and fsync'ed. With a `header`, the file's first line is that object and a
-    file whose first line differs holds another run: it is refused, never mixed."""
+    file whose first line differs holds another run: it is refused, never mixed. `read_only` reads
+    the complete lines and never touches the file (another process may be reading it too)."""
 
-    def __init__(self, path: Path, header: dict | None = None):
+    def __init__(self, path: Path, header: dict | None = None, read_only: bool = False):
         self.path = Path(path)
         self.header = None if header is None else json.loads(json.dumps(header))  # as it reads back from the file
         self.lines: dict[str, dict] = {}
         if self.path.exists():
-            self._recover()
-        if header is not None and (not self.path.exists() or self.path.stat().st_size == 0):
+            self._recover(repair=not read_only)
+        if not read_only and header is not None and (not self.path.exists() or self.path.stat().st_size == 0):
             self._append(json.dumps(header) + "\n")
 
-    def _recover(self) -> None:
+    def _recover(self, repair: bool) -> None:
         raw = self.path.read_bytes()
         good = raw.rfind(b"\n") + 1  # everything after the last newline is a torn write
-        if good < len(raw):
+        if repair and good < len(raw):
             with open(self.path, "r+b") as f:
                 f.truncate(good)
         lines = raw[:good].splitlines()
@@ -84,12 +93,29 @@ class PredictionStore:
             os.fsync(f.fileno())
 
     def write(self, lines: list[dict]) -> None:
-        lines = [line for line in lines if line["id"] not in self.lines]
-        if not lines:
-            return
-        self._append("".join(json.dumps(line, allow_nan=True) + "\n" for line in lines))
+        fresh: dict[str, dict] = {}
         for line in lines:
-            self.lines[line["id"]] = line
+            if line["id"] not in self.lines:
+                fresh.setdefault(line["id"], line)
+        if not fresh:
+            return
+        self._append("".join(json.dumps(line, allow_nan=True) + "\n" for line in fresh.values()))
+        self.lines.update(fresh)
+
+
+class ShardStore(PredictionStore):
+    """One process's predictions.rank{R}.jsonl: ids already in predictions.jsonl count as recorded, so
+    they are neither redone nor written again."""
+
+    def __init__(self, path: Path, header: dict, recorded: set[str]):
+        super().__init__(path, header)
+        self.recorded = recorded
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.recorded or super().__contains__(item_id)
+
+    def write(self, lines: list[dict]) -> None:
+        super().write([line for line in lines if line["id"] not in self.recorded])
 
 
 def read_predictions(path: Path) -> tuple[dict[str, dict], list[dict]]:
@@ -134,7 +160,8 @@ def package_version(package: str) -> str | None:
         return None
 
 
-def provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_size: int | None, started: float, ended: float) -> dict:
+def provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_size: int | None, started: float, ended: float,
+               processes: int = 1) -> dict:
     return {
         "aesbench": __version__,
         "git": git_state(),
@@ -151,6 +178,7 @@ def provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_siz
         "model": model_desc,
         "seed": seed,
         "batch_size": batch_size,
+        "processes": processes,
         "start": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
         "end": dt.datetime.fromtimestamp(ended, dt.timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(ended - started, 3),
@@ -175,7 +203,8 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _pin_run(output: Path, identity: dict) -> None:
+def _pin_run(output: Path, identity: dict) -> dict:
+    """Write run.json, or check that the folder's is this run's; return the identity."""
     run_file = output / RUN
     if run_file.exists():
         previous = json.loads(run_file.read_text())
@@ -187,17 +216,70 @@ def _pin_run(output: Path, identity: dict) -> None:
             )
     else:
         _write_json(run_file, identity)
+    return identity
 
 
 def identity_track(iterable, total, description):
     return iterable
 
 
+def _fold_shards(output: Path, shards: list[Path], header: dict) -> PredictionStore | None:
+    """Move shard lines into predictions.jsonl; return that store on rank 0. Each rank sends rank 0
+    the lines of the shard files it sees (the folder need not be shared), rank 0 appends those it
+    lacks, and only then do the files go: a kill at any point loses nothing."""
+    lines: dict[str, dict] = {}
+    for path in shards:
+        for item_id, line in PredictionStore(path, header, read_only=True).lines.items():
+            lines.setdefault(item_id, line)
+    gathered = distributed.gather(list(lines.values()))
+    store = None
+    if distributed.rank() == 0:
+        store = PredictionStore(output / PREDICTIONS)
+        store.write([line for part in gathered for line in part])
+    distributed.barrier()
+    for path in shards:
+        path.unlink(missing_ok=True)
+    distributed.barrier()  # no rank starts a new shard file while another may still remove an old one
+    return store
+
+
+def _share(task: Task, data: Dataset, recorded: set[str], rank: int, world: int) -> Dataset:
+    """This process's part of the work not yet recorded: every rank lists the same pending items
+    (PIAA: people) and takes positions rank, rank + world, ..."""
+    if task.family == "piaa":
+        pending = [w for w in data.groups if not all(u in recorded for u in FAMILIES["piaa"].units(task, w))]
+        groups = {w: data.groups[w] for w in pending[rank::world]}
+        return replace(data, groups=groups, items=[it for items in groups.values() for it in items])
+    return replace(data, items=[it for it in data.items if it.id not in recorded][rank::world])
+
+
+def _predict(model: Model, task: Task, data: Dataset, output: Path, identity: dict, batch_size: int,
+             track: Callable) -> tuple[dict[str, dict] | None, int]:
+    """Record what is missing, this process's share of it; return all lines (None off rank 0) and
+    how many were recorded before."""
+    rank, world = distributed.rank(), distributed.world_size()
+    store = _fold_shards(output, sorted(output.glob(SHARDS)), identity)
+    recorded = set(distributed.broadcast(list(store.lines) if store else None))
+    mine = _share(task, data, recorded, rank, world)
+    family = FAMILIES[task.family]
+    if world == 1:
+        family.predict(model, task, mine, store, batch_size, track)
+        return store.lines, len(recorded)
+    shard = output / SHARD.format(rank)
+    family.predict(model, task, mine, ShardStore(shard, identity, recorded), batch_size, track)
+    store = _fold_shards(output, [shard], identity)
+    return (store.lines if store else None), len(recorded)
+
+
 def evaluate(task: Task, output: Path, model: Model | None = None, model_name: str | None = None,
              predictions: Path | None = None, seed: int = 0, batch_size: int = 16, limit: int | None = None,
-             data_root: Path | None = None, track: Callable = identity_track) -> dict:
-    """Run (or resume) a model on a task, or score a predictions file; write results.json; return it."""
+             data_root: Path | None = None, track: Callable = identity_track) -> dict | None:
+    """Run (or resume) a model on a task, or score a predictions file; write results.json; return it.
+    Under a launcher every process predicts its share and rank 0 alone scores: the others get None."""
     started = time.time()
+    distributed.start()  # the CLI has joined already; a script run under a launcher may not have
+    if model is None and distributed.rank() != 0:
+        return None  # scoring a file is one process's work
     if model is not None:
         require(model, task.capability, task.name)
     if task.family == "comment":
@@ -217,11 +299,12 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
     output.mkdir(parents=True, exist_ok=True)
     if model is not None:
         desc = model.describe()
-        _pin_run(output, {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
-        store = PredictionStore(output / PREDICTIONS)
-        resumed = len(store.lines)
-        family.predict(model, task, data, store, batch_size, track)
-        lines, extra_skips = store.lines, []
+        own = {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit}
+        identity = distributed.on_main(lambda: _pin_run(output, own))  # rank 0's everywhere: a device name may differ per rank
+        lines, resumed = _predict(model, task, data, output, identity, batch_size, track)
+        if lines is None:
+            return None
+        extra_skips = []
     else:
         lines, extra_skips = read_predictions(predictions)
         desc = {"name": model_name or Path(predictions).stem, "predictions_file": str(predictions),
@@ -247,9 +330,12 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
         "protocol": task.to_dict(),
         "bootstrap": task.bootstrap,
         "resumed_from": resumed,
-        "provenance": provenance(task, data, desc, seed, batch_size if model else None, started, ended),
+        "provenance": provenance(task, data, desc, seed, batch_size if model else None, started, ended,
+                                 distributed.world_size() if model else 1),
         "details": summary["details"],
     }
+    if model is not None and model.feature_cache is not None:  # this process's hits and misses
+        results["provenance"]["feature_cache"] = model.feature_cache.describe()
     _write_json(output / RESULTS, results)
     return results
 

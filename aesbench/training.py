@@ -2,12 +2,13 @@
 
 The same code runs as is on one CPU and, under `accelerate launch`, on several GPUs or machines:
 each optimiser step's batch is split across processes (process r takes samples r, r + world, ...),
-the module is wrapped for distributed gradients, and only the main process writes. A stage is
-warm-up then cosine decay, gradient accumulation, mixed precision where the hardware has it, and
-seeded: the order of samples in epoch e is a permutation drawn from (seed, stage, e), and each
-sample is built from (seed, stage, e, index), so a resumed run sees exactly the batches an
-uninterrupted one would. State (weights being trained, optimiser, scheduler, step) is saved every
-`save_every` steps into OUTPUT/state and the stage resumes from it.
+the module is wrapped for distributed gradients, each process's loss is weighted so that the mean
+of their gradients is the whole batch's (a step gives the weights one process would), and only the
+main process writes. A stage is warm-up then cosine decay, gradient accumulation, mixed precision
+where the hardware has it, and seeded: the order of samples in epoch e is a permutation drawn from
+(seed, stage, e), and each sample is built from (seed, stage, e, index), so a resumed run sees
+exactly the batches an uninterrupted one would. State (weights being trained, optimiser, scheduler,
+step) is saved every `save_every` steps into OUTPUT/state and the stage resumes from it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import distributed
 from .degradations import item_rng
 from .errors import AesbenchError
 from .weights import optional_import
@@ -56,7 +58,12 @@ def make_accelerator(mixed_precision: str = "auto"):
     torch = optional_import("torch", "train", "training")
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return accelerate.Accelerator(mixed_precision=mixed_precision)
+    # Without cpu=True accelerate treats launched processes on a machine without GPUs as unrelated single ones.
+    cpu = distributed.world_size() > 1 and not torch.cuda.is_available()
+    # split_batches: each step's batch is split across the processes, so the schedule moves once per step
+    # (without it accelerate steps it once per process).
+    return accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu,
+                                  dataloader_config=accelerate.utils.DataLoaderConfiguration(split_batches=True))
 
 
 def run_stage(stage: str, module, params: list, n_samples: int, build: Callable, loss_fn: Callable, schedule: Schedule,
@@ -69,6 +76,7 @@ def run_stage(stage: str, module, params: list, n_samples: int, build: Callable,
     runs after each whole epoch (learning curves), with the module in eval mode.
     """
     torch = optional_import("torch", "train", "training")
+    accelerate_utils = optional_import("accelerate.utils", "train", "training")
     schedule.check(stage)
     accelerator = make_accelerator(mixed_precision)  # one per stage: it saves and restores this stage's state only
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -94,6 +102,11 @@ def run_stage(stage: str, module, params: list, n_samples: int, build: Callable,
             order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(_seed(seed, stage, epoch))).tolist()
             batch = order[position * schedule.batch_size:(position + 1) * schedule.batch_size]
             mine = batch[rank::world]
+            # Each sample counts world / len(batch), so the mean over processes of their gradients is the batch
+            # mean even when shards differ in size; a process with no sample (a short last batch) still joins
+            # the gradient all-reduce, with one sample weighted 0.
+            own = bool(mine)
+            mine = mine or batch[:1]
             micro = [mine[i::schedule.grad_accum] for i in range(schedule.grad_accum)]
             micro = [m for m in micro if m]
             parts_sum: dict[str, float] = {}
@@ -101,18 +114,20 @@ def run_stage(stage: str, module, params: list, n_samples: int, build: Callable,
                 samples = [build(epoch, index) for index in indices]
                 with accelerator.autocast():
                     parts = loss_fn(wrapped, samples)
-                loss = sum(parts.values()) * (len(indices) / max(1, len(mine)))
+                loss = sum(parts.values()) * (len(indices) * world / len(batch) if own else 0.0)
                 if i < len(micro) - 1:
                     with accelerator.no_sync(wrapped):
                         accelerator.backward(loss)
                 else:
                     accelerator.backward(loss)
                 for name, value in parts.items():
-                    parts_sum[name] = parts_sum.get(name, 0.0) + value.item() * len(indices) / len(mine)
+                    parts_sum[name] = parts_sum.get(name, 0.0) + (value.item() * len(indices) / len(batch) if own else 0.0)
             optimiser.step()
             scheduler.step()
             optimiser.zero_grad()
             step += 1
+            if world > 1:  # every process's share of the batch mean, by name (a batch may lack a part)
+                parts_sum = _sum_by_name(accelerate_utils.gather_object([parts_sum]))
             value = sum(parts_sum.values())
             record = {"stage": stage, "step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(value, 6),
                       **{k: round(v, 6) for k, v in parts_sum.items()}, "lr": scheduler.get_last_lr()[0],
@@ -142,6 +157,14 @@ def run_stage(stage: str, module, params: list, n_samples: int, build: Callable,
     return {"stage": stage, "steps": step, "total_steps": total, "samples": n_samples, "final_loss": record and record["loss"],
             "stopped": stopped, "seconds": round(time.monotonic() - started, 3), "processes": world,
             "mixed_precision": str(accelerator.mixed_precision), "schedule": schedule.__dict__}
+
+
+def _sum_by_name(parts: list[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for part in parts:
+        for name, value in part.items():
+            total[name] = total.get(name, 0.0) + value
+    return total
 
 
 def _seed(seed: int, stage: str, epoch: int) -> int:

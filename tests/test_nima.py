@@ -87,6 +87,9 @@ def test_feature_cache_gives_the_plain_paths_predictions(trained, tmp_path):
     expected = plain.score(images, request)
     assert cold.score(images, request) == expected
     assert warm.score(images, request) == expected and (warm.feature_cache.hits, warm.feature_cache.misses) == (12, 0)
+    run = evaluate(load_task(TASK), tmp_path / "run", model=warm, limit=4)
+    assert run["provenance"]["feature_cache"]["folder"] == str(warm.feature_cache.folder.resolve())
+    assert run["provenance"]["feature_cache"]["identity"]["layers"] == [5, 11, 17]
 
     support, scores = images[:8:2], [1.5, 4.0, 2.5, 3.0]
     adapted_plain = plain.personalize(support, scores, request).score(images, request)

@@ -20,7 +20,7 @@ from typing import Callable
 
 import yaml
 
-from .. import __version__
+from .. import __version__, distributed
 from ..datasets import read_dataset
 from ..errors import AesbenchError
 from ..families import decode
@@ -148,12 +148,15 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
                             on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)))
         summaries.append(summary)
         network.requires_grad_(False)
-        save_network(network, output)
+        main = distributed.rank() == 0  # under accelerate launch every process holds the same weights: one writes
+        if main:
+            save_network(network, output)
         if summary["stopped"] != "finished":
             break
         progress = {"config": recipe, "done": progress["done"] + [stage], "summaries": summaries}
-        progress_file.write_text(json.dumps(progress, indent=2) + "\n")
-    if (output / LOG_FILE).is_file():
+        if main:
+            progress_file.write_text(json.dumps(progress, indent=2) + "\n")
+    if distributed.rank() == 0 and (output / LOG_FILE).is_file():
         plot_losses(output / LOG_FILE, output / PLOT_FILE)
     ended = time.time()
     provenance = {
@@ -170,4 +173,5 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
 
 def write_provenance(output: str | Path, provenance: dict, model) -> None:
     provenance["model"] = model.describe()
-    (Path(output) / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+    if distributed.rank() == 0:
+        (Path(output) / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
