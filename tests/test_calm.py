@@ -74,6 +74,24 @@ def test_batch_size_does_not_change_scores(network, images):
         assert np.allclose(a["distribution"], b["distribution"], atol=1e-6) and abs(sum(a["distribution"]) - 1) < 1e-9
 
 
+def test_disk_feature_cache_gives_the_same_scores(network, images, tmp_path):
+    """Scores through the on-disk taps (cold, then read back) equal the plain path's; the memory
+    cache is emptied before each pass so the disk is what is tested."""
+    model, request = Calm(network), Request()
+    network._taps_cache.clear()
+    plain = model.score(images, request)
+    try:
+        assert model.use_feature_cache(tmp_path)
+        for _ in range(2):
+            network._taps_cache.clear()
+            assert model.score(images, request) == plain
+        assert (network.feature_cache.misses, network.feature_cache.hits) == (3, 3)
+        assert network.feature_cache.identity["layers"] == [5, 11, 17]
+    finally:
+        network.feature_cache = None
+        network._taps_cache.clear()
+
+
 def test_soft_label_expectation_equals_mos():
     for weights in ((1.0, 0.75, 0.5, 0.25, 0.0), (10.0, 7.5, 5.0, 3.5, 1.0)):
         readout = LevelReadout("p", "a", weights=weights)

@@ -33,7 +33,7 @@ from PIL import Image
 
 from ..adapter import Model, Request
 from ..errors import AesbenchError, first_line
-from ..features import image_key
+from ..features import FeatureCache, image_key, module_sha256
 from ..weights import local_only, optional_import, require_files, weight_hashes
 from .readout import LEVEL_WORDS, QALIGN_WEIGHTS, LevelReadout, first_token_ids
 from .text import small_decoder
@@ -223,6 +223,8 @@ class VLMNetwork(nn.Module):
         self.readout_ids = {name: first_token_ids(tokenizer, self.template(r.prompt, r.answer_prefix), r.words)
                             for name, r in self.readouts.items()}
         self._taps_cache: dict[str, list] = {}
+        self.feature_cache: FeatureCache | None = None  # on disk, under the memory cache: set by use_feature_cache
+        self._tap_shapes: list[tuple] = []
 
     @staticmethod
     def template(prompt: str, answer: str = "") -> str:
@@ -233,21 +235,43 @@ class VLMNetwork(nn.Module):
     def device(self):
         return next(self.aligner.parameters()).device
 
+    def use_feature_cache(self, root) -> FeatureCache:
+        """Keep the tapped layers on disk too: every checkpoint on the same frozen encoder and taps
+        (CALM's ablation variants, say) and every later run reads them instead of encoding again."""
+        self._tap_shapes = [tuple(t.shape[1:]) for t in self._encode([Image.new("RGB", (32, 32))])]
+        self.feature_cache = FeatureCache(root, {
+            "backbone": self.encoder.name, "backbone_sha256": module_sha256(self.encoder_module),
+            "preprocessing": self.encoder.describe(), "layers": self.taps, "shapes": self._tap_shapes,
+            "output": "each tapped layer's tokens, flattened and concatenated, float32",
+            "dtype": str(next(self.encoder_module.parameters()).dtype), "device": self.device.type})
+        return self.feature_cache
+
+    def _encode(self, images: list[Image.Image]) -> list:
+        self.encoder_module.eval()
+        with torch.no_grad():
+            return self.encoder.tapped(self.encoder.prepare(images).to(self.device), self.taps)
+
+    def _cached_encode(self, images: list[Image.Image]) -> list:
+        """_encode through the disk cache: one flat float32 row per image, split back into the taps."""
+        flat = self.feature_cache.get(images, lambda batch: torch.cat([t.float().flatten(1) for t in self._encode(batch)], 1).cpu().numpy())
+        flat = torch.from_numpy(flat).to(self.device)
+        sizes = [int(np.prod(shape)) for shape in self._tap_shapes]
+        return [part.view(len(images), *shape) for part, shape in zip(flat.split(sizes, dim=1), self._tap_shapes)]
+
     def encode(self, images: list[Image.Image], cache: bool = True) -> dict:
         """The frozen encoder's tapped layers for a batch of images, without gradients.
 
         The encoder never changes inside one network, so its output is cached in memory by image
         content (the PIAA protocol scores the same images for every support draw, and instruct
-        tuning sees the same images every epoch); augmented training images pass cache=False.
+        tuning sees the same images every epoch), and on disk with use_feature_cache; augmented
+        training images pass cache=False.
         """
         keys = [image_key(img) for img in images] if cache else [None] * len(images)
         todo = [i for i, k in enumerate(keys) if k is None or k not in self._taps_cache]
         fresh = {}
         if todo:
-            self.encoder_module.eval()
-            with torch.no_grad():
-                pixels = self.encoder.prepare([images[i] for i in todo]).to(self.device)
-                taps = self.encoder.tapped(pixels, self.taps)
+            todo_images = [images[i] for i in todo]
+            taps = self._cached_encode(todo_images) if cache and self.feature_cache else self._encode(todo_images)
             for j, i in enumerate(todo):
                 fresh[i] = [t[j].float() for t in taps]
                 if keys[i] is not None:
@@ -485,6 +509,10 @@ class AlignedVLM(Model):
                 self._hashes = weight_hashes(self.checkpoint)
             desc.update(checkpoint=str(self.checkpoint.resolve()), weights_sha256=self._hashes)
         return desc
+
+    def use_feature_cache(self, root) -> bool:
+        self.feature_cache = self.network.use_feature_cache(root)
+        return True
 
     def _probs(self, images: list[Image.Image], readout: str) -> np.ndarray:
         net = self.network
