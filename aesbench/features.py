@@ -110,10 +110,13 @@ class FeatureCache:
 
     def _store(self, key: str, value: np.ndarray) -> None:
         path = self._path(key)
-        path.parent.mkdir(exist_ok=True)
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(value), allow_pickle=False)
-        _write_atomic(path, buffer.getvalue())
+        try:
+            path.parent.mkdir(exist_ok=True)
+            _write_atomic(path, buffer.getvalue())
+        except OSError as e:  # a full disk, say: what was predicted so far is already recorded
+            raise AesbenchError(f"feature cache {self.folder}: cannot write an entry ({e}); free space or run without --feature-cache") from None
 
     def describe(self) -> dict:
         return {"folder": str(self.folder.resolve()), "identity": self.identity, "hits": self.hits, "misses": self.misses,
