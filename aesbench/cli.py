@@ -1,6 +1,7 @@
 """The `aesbench` command: tasks, models, eval, suite, leaderboard."""
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -288,46 +289,32 @@ def train_nima_cmd(task_name, output, backbone, layers, epochs, lr, batch_size, 
                       f" final loss {record['final_loss']:.4f}; checkpoint: {output} (use --model {output})", highlight=False, soft_wrap=True)
 
 
-def _recipe_options(default: str, stages: str):
-    """The options `train calm` and `train artquant` share."""
-    options = [
-        click.option("--config", "config_file", type=click.Path(path_type=Path), help=f"Training config YAML (model: and train:) or a shipped config's name; default: {default}."),
-        click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder (resumed if it holds a stopped run)."),
-        click.option("--stage", "stages", multiple=True, help=f"Run only these stages ({stages}; repeatable); default: the config's."),
-        click.option("--seed", type=int, help="Overrides the config's seed."),
-        click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long; run again to resume."),
-        click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks."),
-        click.option("--quiet", is_flag=True, help="No progress bars or summary."),
-    ]
+def _recipe_command(name: str, module: str, config_class: str, train_function: str, default: str, stage_names: str, doc: str):
+    """`train calm` and `train artquant`: a recipe config, its stages, resume; the recipe's module
+    (torch and all) is imported only when the command runs."""
 
-    def wrap(fn):
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
+    @train.command(name, help=doc)
+    @click.option("--config", "config_file", type=click.Path(path_type=Path), help=f"Training config YAML (model: and train:) or a shipped config's name; default: {default}.")
+    @click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder (resumed if it holds a stopped run).")
+    @click.option("--stage", "stages", multiple=True, help=f"Run only these stages ({stage_names}; repeatable); default: the config's.")
+    @click.option("--seed", type=int, help="Overrides the config's seed.")
+    @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long; run again to resume.")
+    @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
+    @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
+    def command(config_file, output, stages, seed, max_minutes, data_root, quiet):
+        recipe = importlib.import_module(module)
+        config = getattr(recipe, config_class).load(config_file)
+        run = getattr(recipe, train_function)
+        _train_reference(lambda on_step: run(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
+                         config, seed, max_minutes, output, quiet)
 
-    return wrap
-
-
-@train.command("calm")
-@_recipe_options("the small config on the tiny tasks", "lm, pretrain, comment, score")
-def train_calm_cmd(config_file, output, stages, seed, max_minutes, data_root, quiet):
-    """CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py)."""
-    from .models.calm_train import CalmTrainConfig, train_calm
-
-    config = CalmTrainConfig.load(config_file)
-    _train_reference(lambda on_step: train_calm(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
-                     config, seed, max_minutes, output, quiet)
+    return command
 
 
-@train.command("artquant")
-@_recipe_options("the small config on tiny-art-score", "lm, instruct")
-def train_artquant_cmd(config_file, output, stages, seed, max_minutes, data_root, quiet):
-    """ArtQuant: joint three-level descriptions and level-readout scores (see aesbench/models/artquant_train.py)."""
-    from .models.artquant_train import ArtQuantTrainConfig, train_artquant
-
-    config = ArtQuantTrainConfig.load(config_file)
-    _train_reference(lambda on_step: train_artquant(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
-                     config, seed, max_minutes, output, quiet)
+_recipe_command("calm", "aesbench.models.calm_train", "CalmTrainConfig", "train_calm", "the small config on the tiny tasks",
+                "lm, pretrain, comment, score", "CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py).")
+_recipe_command("artquant", "aesbench.models.artquant_train", "ArtQuantTrainConfig", "train_artquant", "the small config on tiny-art-score",
+                "lm, instruct", "ArtQuant: joint three-level descriptions and level-readout scores (see aesbench/models/artquant_train.py).")
 
 
 def _train_reference(run, config, seed, max_minutes, output, quiet):

@@ -48,6 +48,14 @@ def module_sha256(module) -> str:
     return h.hexdigest()
 
 
+def module_cache(root: str | Path, module, identity: dict) -> "FeatureCache":
+    """The FeatureCache of a frozen torch module's outputs: the module's weights hash, dtype and
+    device join the caller's identity (name, preprocessing, what is read)."""
+    param = next(module.parameters())
+    return FeatureCache(root, {**identity, "backbone_sha256": module_sha256(module),
+                               "dtype": str(param.dtype).removeprefix("torch."), "device": param.device.type})
+
+
 class FeatureCache:
     """Features per image under root/<identity hash>/<key[:2]>/<key>.npy; hit, miss and repair counts kept."""
 

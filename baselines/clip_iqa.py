@@ -21,7 +21,7 @@ from PIL import Image
 
 from aesbench.adapter import Model, Request, register
 from aesbench.errors import AesbenchError, first_line
-from aesbench.features import FeatureCache, module_sha256
+from aesbench.features import FeatureCache, module_cache
 from aesbench.weights import local_only, optional_import, require_files, weight_hashes
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -70,10 +70,9 @@ class LocalClip:
         import torch
 
         tower = torch.nn.ModuleDict({"vision_model": self.model.vision_model, "visual_projection": self.model.visual_projection})
-        self.feature_cache = FeatureCache(root, {
-            "backbone": "CLIP vision tower + projection", "backbone_sha256": module_sha256(tower),
-            "preprocessing": self.describe()["preprocessing"], "output": "image embedding, L2-normalised, float32",
-            "dtype": self.dtype, "device": torch.device(self.device).type})
+        self.feature_cache = module_cache(root, tower, {
+            "backbone": "CLIP vision tower + projection", "preprocessing": self.describe()["preprocessing"],
+            "output": "image embedding, L2-normalised, float32"})
         return self.feature_cache
 
     def _load_model(self, transformers, text: bool, offline: bool):

@@ -60,7 +60,7 @@ from aesbench.adapter import Model, Request, register, sha256_file
 from aesbench.datasets import read_dataset
 from aesbench.errors import AesbenchError, first_line
 from aesbench.families import chunks, decode
-from aesbench.features import FeatureCache, module_sha256
+from aesbench.features import module_cache
 from aesbench.models.vision import EFFICIENTNET, HFVision, make_encoder, pooled
 from aesbench.runs import git_state, identity_track, package_version
 from aesbench.task import Task
@@ -159,10 +159,9 @@ class Nima(Model):
 
     def use_feature_cache(self, root: Path) -> bool:
         net = self.network
-        self.feature_cache = FeatureCache(root, {
-            "backbone": net.backbone.name, "backbone_sha256": module_sha256(net.backbone.module),
-            "preprocessing": net.backbone.describe(), "layers": net.layers, "pooling": "mean per layer, concatenated",
-            "dtype": "float32", "device": _torch().device(net.device).type})
+        self.feature_cache = module_cache(root, net.backbone.module, {
+            "backbone": net.backbone.name, "preprocessing": net.backbone.describe(), "layers": net.layers,
+            "pooling": "mean per layer, concatenated"})
         return True
 
     def features(self, images: list[Image.Image]):

@@ -33,7 +33,7 @@ from PIL import Image
 
 from ..adapter import Model, Request
 from ..errors import AesbenchError, first_line
-from ..features import FeatureCache, image_key, module_sha256
+from ..features import FeatureCache, image_key, module_cache
 from ..weights import local_only, optional_import, require_files, weight_hashes
 from .readout import LEVEL_WORDS, QALIGN_WEIGHTS, LevelReadout, first_token_ids
 from .text import small_decoder
@@ -239,11 +239,9 @@ class VLMNetwork(nn.Module):
         """Keep the tapped layers on disk too: every checkpoint on the same frozen encoder and taps
         (CALM's ablation variants, say) and every later run reads them instead of encoding again."""
         self._tap_shapes = [tuple(t.shape[1:]) for t in self._encode([Image.new("RGB", (32, 32))])]
-        self.feature_cache = FeatureCache(root, {
-            "backbone": self.encoder.name, "backbone_sha256": module_sha256(self.encoder_module),
-            "preprocessing": self.encoder.describe(), "layers": self.taps, "shapes": self._tap_shapes,
-            "output": "each tapped layer's tokens, flattened and concatenated, float32",
-            "dtype": str(next(self.encoder_module.parameters()).dtype), "device": self.device.type})
+        self.feature_cache = module_cache(root, self.encoder_module, {
+            "backbone": self.encoder.name, "preprocessing": self.encoder.describe(), "layers": self.taps,
+            "shapes": self._tap_shapes, "output": "each tapped layer's tokens, flattened and concatenated, float32"})
         return self.feature_cache
 
     def _encode(self, images: list[Image.Image]) -> list:
