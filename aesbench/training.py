@@ -36,12 +36,14 @@ class Schedule:
     batch_size: int = 8  # samples per optimiser step, over all processes and accumulation steps
     grad_accum: int = 1
     lr: float = 1e-4
+    aligner_lr: float | None = None  # the VLMs' aligner's own rate (None: lr); their LLM takes lr
     warmup: float = 0.05  # fraction of the stage's steps
     weight_decay: float = 0.0
     max_steps: int | None = None
 
     def check(self, stage: str) -> None:
-        if self.epochs <= 0 or self.batch_size < 1 or self.grad_accum < 1 or not self.lr > 0 or not 0 <= self.warmup < 1:
+        if self.epochs <= 0 or self.batch_size < 1 or self.grad_accum < 1 or not self.lr > 0 or not 0 <= self.warmup < 1 or (
+                self.aligner_lr is not None and not self.aligner_lr > 0):
             raise AesbenchError(f"stage {stage!r}: needs epochs > 0, batch_size >= 1, grad_accum >= 1, lr > 0 and 0 <= warmup < 1; got {self}")
 
 
@@ -69,7 +71,7 @@ def make_accelerator(mixed_precision: str = "auto"):
 def run_stage(stage: str, module, params: list, n_samples: int, build: Callable, loss_fn: Callable, schedule: Schedule,
               seed: int, output: Path, mixed_precision: str = "auto", on_step: Callable | None = None, save_every: int = 50,
               deadline: float | None = None, on_epoch: Callable | None = None) -> dict:
-    """Train `params` of `module` for one stage; return a summary (steps, final loss, stopped why).
+    """Train `params` (tensors, or optimiser groups with their own "lr") of `module` for one stage; return a summary (steps, final loss, stopped why).
 
     build(epoch, index) -> one sample; loss_fn(module, samples) -> dict of named loss tensors whose
     sum is minimised. on_step(stage, step, total, loss) feeds a progress bar; on_epoch(stage, epoch)

@@ -25,7 +25,7 @@ from ..images import load_image
 from ..training import Schedule
 from .artquant import ArtQuant, artquant_config
 from .recipe import load_recipe, readable, run_recipe, train_split, write_provenance
-from .vlm import BIN_WORDS, Sample, VLMConfig, VLMNetwork, score_sample
+from .vlm import READOUT, Sample, VLMConfig, score_sample, text_sample
 
 STAGES = ("lm", "instruct")
 
@@ -94,9 +94,9 @@ def specs_for(stage: str, config: ArtQuantTrainConfig, data: ArtData) -> tuple[l
     m = config.model
     levels = m.levels
     if stage == "lm":
-        texts = [VLMNetwork.template(m.comment_prompt, description_text(r)) for r in data.descriptions.values()]
-        texts += [VLMNetwork.template(m.score_prompt, f"{m.answer_prefix} {w}.") for w in m.level_words]
-        return texts, lambda epoch, index: Sample([], [(texts[index], "lm")])
+        texts = [f"USER: {m.comment_prompt} ASSISTANT: {description_text(r)}" for r in data.descriptions.values()]
+        texts += [f"USER: {m.score_prompt} ASSISTANT: {m.answer_prefix} {w}." for w in m.level_words]
+        return texts, lambda epoch, index: Sample([], [], [(texts[index], "lm")])
     specs = [("score", i) for i in range(len(data.items))]
     specs += [("describe", i) for i, it in enumerate(data.items) if it.id in data.descriptions]
 
@@ -105,9 +105,9 @@ def specs_for(stage: str, config: ArtQuantTrainConfig, data: ArtData) -> tuple[l
         item = data.items[i]
         img = load_image(item.image, data.preprocessing)
         if kind == "describe":
-            return Sample([img], [0, (VLMNetwork.template(m.comment_prompt), None), (description_text(data.descriptions[item.id]), "lm")])
-        parts = score_sample(levels)[:1] + [(VLMNetwork.template(m.score_prompt), None), (m.answer_prefix, "score_lm")]
-        return Sample([img], parts, ("levels", levels.soft_label(item.label["mos"], data.score_range)))
+            return text_sample([img], m.comment_prompt, description_text(data.descriptions[item.id]))
+        return Sample([img], score_sample(levels), [(m.answer_prefix, "score_lm"), (READOUT, None)],
+                      ("levels", levels.soft_label(item.label["mos"], data.score_range)))
 
     return specs, build
 
@@ -134,7 +134,7 @@ def train_artquant(config: ArtQuantTrainConfig, output: str | Path, data_root: P
 
     def texts():
         return [description_text(r) for r in data.descriptions.values()] + [
-            m.score_prompt, m.answer_prefix, m.comment_prompt, VLMNetwork.template(""), " ".join(m.level_words), " ".join(BIN_WORDS)]
+            m.score_prompt, m.answer_prefix, m.comment_prompt, "USER: ASSISTANT:", " ".join(m.level_words), " ".join(m.bin_words)]
 
     def plan(stage):
         specs, build = specs_for(stage, config, data)

@@ -31,7 +31,7 @@ from ..task import load_task
 from ..training import Schedule
 from . import ssl
 from .calm import Calm
-from .vlm import BIN_WORDS, Sample, VLMConfig, VLMNetwork, in_context_sample, nearest_word, score_sample
+from .vlm import Sample, VLMConfig, in_context_sample, nearest_word, readout_sample, text_sample
 from .readout import LEVEL_WORDS
 from .recipe import load_recipe, readable, run_recipe, train_split, write_provenance
 
@@ -40,8 +40,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def _schedules() -> dict:
-    return {"lm": Schedule(epochs=6, batch_size=32, lr=2e-3), "pretrain": Schedule(epochs=3, batch_size=16, lr=1e-3),
-            "comment": Schedule(epochs=4, batch_size=16, lr=5e-4), "score": Schedule(epochs=4, batch_size=16, lr=3e-4)}
+    """lm is the from-scratch decoder's; the others are sized for a pretrained LLM on 2 CPU cores: the
+    aligner (new) learns at 1e-3, the LLM's LoRA adapters at 2e-4."""
+    return {"lm": Schedule(epochs=6, batch_size=32, lr=2e-3), "pretrain": Schedule(epochs=2, batch_size=16, lr=1e-3),
+            "comment": Schedule(epochs=2, batch_size=16, lr=2e-4, aligner_lr=1e-3),
+            "score": Schedule(epochs=3, batch_size=16, lr=2e-4, aligner_lr=1e-3)}
 
 
 @dataclass
@@ -60,9 +63,9 @@ class CalmTrainConfig:
     pairwise: float = 0.5  # share of SSL samples that compare two images
     ssl_per_image: int = 2  # SSL samples per pre-training image per epoch
     image_text: bool = True
-    advice_per_image: int = 2  # suggest samples per pre-training image per epoch (score stage)
+    advice_per_image: int = 2  # suggest samples per advice image per epoch (score stage)
     comment_replay: bool = True  # the score stage also sees one caption per comment image (against forgetting)
-    piaa_episodes: int = 150  # in-context episodes per epoch (score stage)
+    piaa_episodes: int = 60  # in-context episodes per epoch (score stage)
     schedules: dict = field(default_factory=_schedules)
     seed: int = 0
     mixed_precision: str = "auto"  # "auto": bf16 on a GPU that has it, else full precision
@@ -94,6 +97,7 @@ class TrainingData:
     score_range: tuple = (1.0, 10.0)
     captions: list = field(default_factory=list)  # (Item, [sentences])
     pretrain: list = field(default_factory=list)  # image paths
+    advice: list = field(default_factory=list)  # image paths: the better-rated half of the score images (or pretrain)
     piaa: dict = field(default_factory=dict)  # worker -> Items with score
     piaa_range: tuple = (1.0, 5.0)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
@@ -148,15 +152,24 @@ def collect(config: CalmTrainConfig, data_root: Path | None) -> TrainingData:
         seen = dict.fromkeys([item.image for item in data.score] + [item.image for item, _ in data.captions])
         data.pretrain = list(seen)
         data.sources["pretrain"] = {"from": "the score and comment tasks' training images", "n": len(data.pretrain)}
+    # Advice is taught on images that have nothing else wrong, as the suggest protocol degrades good
+    # images: the better-rated half of the score task's training images (all pre-training images without one).
+    if data.score:
+        ranked = sorted(data.score, key=lambda item: -item.label["mos"])
+        data.advice = [item.image for item in ranked[:max(1, len(ranked) // 2)]]
+    else:
+        data.advice = list(data.pretrain)
+    data.sources["advice"] = {"from": "the better-rated half of the score images" if data.score else "the pre-training images",
+                              "n": len(data.advice)}
     return data
 
 
 def training_texts(config: CalmTrainConfig, data: TrainingData) -> list[str]:
     """Every text the model is trained on or prompted with, for the small config's tokenizer and its lm stage."""
     m = config.model
-    answers = [f"{m.answer_prefix} {w}." for w in LEVEL_WORDS + tuple(m.level_words)] + [f"{m.bins_prefix} {w}." for w in BIN_WORDS]
+    answers = [f"{m.answer_prefix} {w}." for w in LEVEL_WORDS + tuple(m.level_words)] + [f"{m.bins_prefix} {w}." for w in m.bin_words]
     prompts = [m.score_prompt, m.bins_prompt, m.comment_prompt, m.suggest_prompt, *data.prompts.values(),
-               VLMNetwork.template(""), ssl.SINGLE_PROMPT, ssl.PAIR_PROMPT]
+               "USER: ASSISTANT:", ssl.SINGLE_PROMPT, ssl.PAIR_PROMPT]
     captions = [c for _, refs in data.captions for c in refs]
     return prompts + answers + captions + ssl.all_texts()
 
@@ -168,17 +181,17 @@ def training_texts(config: CalmTrainConfig, data: TrainingData) -> list[str]:
 def lm_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callable]:
     m = config.model
     texts = [c for _, refs in data.captions for c in refs] + [a for kind in SUGGEST_KINDS for a in ssl.ADVICE[kind]]
-    texts += [VLMNetwork.template(m.score_prompt, f"{m.answer_prefix} {w}.") for w in m.level_words]
-    texts += [VLMNetwork.template(m.bins_prompt, f"{m.bins_prefix} {w}.") for w in BIN_WORDS]
+    texts += [f"USER: {m.score_prompt} ASSISTANT: {m.answer_prefix} {w}." for w in m.level_words]
+    texts += [f"USER: {m.bins_prompt} ASSISTANT: {m.bins_prefix} {w}." for w in m.bin_words]
     n_ssl = len(texts)
 
     def build(epoch, index):
         if index < len(texts):
-            return Sample([], [(texts[index], "lm")])
+            return Sample([], [], [(texts[index], "lm")])
         rng = item_rng(config.seed, f"lm/{epoch}/{index}")
         kinds = ssl.draw_kinds(rng, tuple(config.aug_groups))
         text = ssl.pair_text(kinds, bool(rng.random() < 0.5), rng) if rng.random() < config.pairwise else ssl.single_text(kinds, rng)
-        return Sample([], [(text, "lm")])
+        return Sample([], [], [(text, "lm")])
 
     return list(range(n_ssl * 2)), build
 
@@ -196,17 +209,16 @@ def pretrain_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, C
         rng = item_rng(config.seed, f"pretrain/{epoch}/{index}")
         if kind == "caption":
             item, refs = data.captions[i]
-            return Sample([data.image(item.image)], [0, (VLMNetwork.template(m.comment_prompt), None), (str(rng.choice(refs)), "lm")])
+            return text_sample([data.image(item.image)], m.comment_prompt, str(rng.choice(refs)))
         original = data.image(data.pretrain[i])
         kinds = ssl.draw_kinds(rng, tuple(config.aug_groups))
         augmented = ssl.augment(original, kinds, rng)
         if rng.random() < config.pairwise:
             first = bool(rng.random() < 0.5)
             pair = [augmented, original] if first else [original, augmented]
-            parts = [("First image:", None), 0, ("Second image:", None), 1,
-                     (VLMNetwork.template(ssl.PAIR_PROMPT), None), (ssl.pair_text(kinds, first, rng), "lm")]
-            return Sample(pair, parts)
-        return Sample([augmented], [0, (VLMNetwork.template(ssl.SINGLE_PROMPT), None), (ssl.single_text(kinds, rng), "lm")])
+            turns = [(["First image:", 0, "Second image:", 1], ssl.PAIR_PROMPT, None)]
+            return Sample(pair, turns, [(ssl.pair_text(kinds, first, rng), "lm")])
+        return text_sample([augmented], ssl.SINGLE_PROMPT, ssl.single_text(kinds, rng))
 
     return specs, build
 
@@ -218,7 +230,7 @@ def comment_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Ca
     def build(epoch, index):
         i, j = specs[index]
         item, refs = data.captions[i]
-        return Sample([data.image(item.image)], [0, (VLMNetwork.template(prompt), None), (refs[j], "lm")])
+        return text_sample([data.image(item.image)], prompt, refs[j])
 
     return specs, build
 
@@ -228,7 +240,7 @@ def score_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Call
     levels, bins = m.levels, m.bins
     specs = [("score", i) for i in range(len(data.score))]
     specs += [("bins", i) for i, item in enumerate(data.score) if "distribution" in item.label]
-    specs += [("advice", i) for i in range(len(data.pretrain)) for _ in range(config.advice_per_image)]
+    specs += [("advice", i) for i in range(len(data.advice)) for _ in range(config.advice_per_image)]
     specs += [("comment", i) for i in range(len(data.captions))] if config.comment_replay else []
     workers = sorted(data.piaa)
     if workers:
@@ -241,23 +253,23 @@ def score_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Call
         rng = item_rng(config.seed, f"score/{epoch}/{index}")
         if kind == "score":
             item = data.score[i]
-            return Sample([data.image(item.image)], score_sample(levels), ("levels", levels.soft_label(item.label["mos"], data.score_range)))
+            return readout_sample([data.image(item.image)], levels, target=("levels", levels.soft_label(item.label["mos"], data.score_range)))
         if kind == "bins":
             item = data.score[i]
-            return Sample([data.image(item.image)], score_sample(bins), ("bins", item.label["distribution"]))
+            return readout_sample([data.image(item.image)], bins, target=("bins", item.label["distribution"]))
         if kind == "comment":  # one caption per image and epoch, so commenting is not forgotten
             item, refs = data.captions[i]
-            return Sample([data.image(item.image)], [0, (VLMNetwork.template(comment_prompt), None), (str(rng.choice(refs)), "lm")])
+            return text_sample([data.image(item.image)], comment_prompt, str(rng.choice(refs)))
         if kind == "advice":
             problem = str(rng.choice(SUGGEST_KINDS))
-            img = ssl.augment(data.image(data.pretrain[i]), [problem], rng)
-            return Sample([img], [0, (VLMNetwork.template(suggest_prompt), None), (ssl.advice(problem, rng), "lm")])
+            img = ssl.augment(data.image(data.advice[i]), [problem], rng)
+            return text_sample([img], suggest_prompt, ssl.advice(problem, rng))
         items = data.piaa[workers[int(rng.integers(len(workers)))]]
         chosen = rng.choice(len(items), size=m.in_context_examples + 1, replace=False)
         support, query = [items[j] for j in chosen[:-1]], items[chosen[-1]]
         words = [nearest_word(levels, it.label["score"], data.piaa_range) for it in support]
         images = [data.image(it.image) for it in support + [query]]
-        return Sample(images, in_context_sample(levels, words), ("levels", levels.soft_label(query.label["score"], data.piaa_range)))
+        return readout_sample(images, levels, in_context_sample(levels, words), ("levels", levels.soft_label(query.label["score"], data.piaa_range)))
 
     return specs, build
 

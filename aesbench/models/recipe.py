@@ -26,7 +26,7 @@ from ..errors import AesbenchError
 from ..families import decode
 from ..runs import git_state, package_version
 from ..task import Task, load_task
-from ..training import LOG_FILE, PLOT_FILE, plot_losses, run_stage
+from ..training import LOG_FILE, PLOT_FILE, Schedule, plot_losses, run_stage
 from ..weights import optional_import
 from .text import train_tokenizer
 from .vlm import CONFIG_FILE, VLMNetwork, build_network, load_network, save_network
@@ -79,23 +79,29 @@ def readable(items, task: Task, skipped: list, what: str) -> list:
     return ok
 
 
-def trainable(network: VLMNetwork, part: str) -> list:
-    """Freeze everything but `part`; with LoRA the LLM trains through its adapters only."""
+def trainable(network: VLMNetwork, part: str, schedule: Schedule) -> list[dict]:
+    """Freeze everything but `part` and return its optimiser groups: the aligner at schedule.aligner_lr
+    (when set), the LLM as config.llm_tuning says (in instruct stages: LoRA adapters only, every weight,
+    or nothing)."""
     network.requires_grad_(False)
+    groups = []
     if part in ("aligner", "aligner+llm"):
         network.aligner.requires_grad_(True)
-    if part in ("llm", "aligner+llm"):
-        lora = part == "aligner+llm" and network.config.lora_rank
+        groups.append({"params": list(network.aligner.parameters()), "lr": schedule.aligner_lr or schedule.lr})
+    tuning = "full" if part == "llm" else network.config.llm_tuning if part == "aligner+llm" else "frozen"
+    if tuning != "frozen":
         for name, p in network.llm.named_parameters():
-            p.requires_grad_("lora_" in name if lora else True)
-    return [p for p in network.parameters() if p.requires_grad]
+            p.requires_grad_("lora_" in name if tuning == "lora" else True)
+        groups.append({"params": [p for p in network.llm.parameters() if p.requires_grad], "lr": schedule.lr})
+    return groups
 
 
 def with_lora(network: VLMNetwork) -> None:
     peft = optional_import("peft", "lora", network.config.model_type)
     if not hasattr(network.llm, "peft_config"):
-        lora = peft.LoraConfig(r=network.config.lora_rank, lora_alpha=2 * network.config.lora_rank, lora_dropout=0.0,
-                               target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
+        rank = network.config.lora_rank
+        lora = peft.LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(network.config.lora_targets),
+                               task_type="CAUSAL_LM")
         network.llm = peft.get_peft_model(network.llm, lora)
 
 
@@ -141,9 +147,9 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
             summaries.append({"stage": stage, "skipped": stage_plan})
             continue
         specs, build, part, loss_fn = stage_plan
-        if part == "aligner+llm" and config.model.lora_rank:
+        if part == "aligner+llm" and config.model.llm_tuning == "lora":
             with_lora(network)
-        summary = run_stage(stage, network, trainable(network, part), len(specs), build, loss_fn, config.schedules[stage],
+        summary = run_stage(stage, network, trainable(network, part, config.schedules[stage]), len(specs), build, loss_fn, config.schedules[stage],
                             config.seed, output, config.mixed_precision, on_step, config.save_every, deadline,
                             on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)))
         summaries.append(summary)

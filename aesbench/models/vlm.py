@@ -35,6 +35,7 @@ from ..adapter import Model, Request
 from ..errors import AesbenchError, first_line
 from ..features import FeatureCache, image_key, module_cache
 from ..weights import local_only, optional_import, require_files, weight_hashes
+from .packaged_llm import PACKAGED, SMOLLM2, packaged_llm_folder, packaged_source
 from .readout import LEVEL_WORDS, QALIGN_WEIGHTS, LevelReadout, first_token_ids
 from .text import small_decoder
 from .vision import EFFICIENTNET, make_encoder
@@ -46,11 +47,13 @@ SCORE_PROMPT = "How would you rate the aesthetics of this image?"
 SCORE_PREFIX = "The aesthetics of the image is"
 BINS_PROMPT = "Rate the aesthetics of this image from 1 to 10."
 BINS_PREFIX = "The rating is"
-BIN_WORDS = tuple(str(i) for i in range(1, 11))
+BIN_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")  # one token each in common vocabularies
 COMMENT_PROMPT = "Write a short critique of this photograph's aesthetics."
 SUGGEST_PROMPT = "How could this photograph be improved?"
+SYSTEM_PROMPT = "You are an expert in image aesthetics."  # short: SmolLM2's default costs 20 tokens a sequence
 ALIGNER_FILE, CONFIG_FILE, LLM_DIR, VISION_DIR = "aligner.safetensors", "config.json", "llm", "vision"
 PERSONALIZE_MODES = ("finetune", "in_context")
+LLM_TUNING = ("lora", "full", "frozen")
 PERSONALIZE_BATCH = 16
 TAPS_CACHE_SIZE = 1024  # images whose encoder output is kept in memory (about 0.5 MB each in the small config)
 
@@ -71,16 +74,22 @@ class VLMConfig:
     qformer_depth: int = 2
     qformer_dim: int = 128
     qformer_heads: int = 4
-    # LLM: "small" (built from the fields below with a trained word-level tokenizer), a local Hugging
-    # Face causal LM folder, or llm_config (random weights)
-    llm: str = "small"
+    # LLM: a packaged pretrained LLM (packaged_llm.py: "smollm2-135m-instruct"), a local Hugging Face
+    # causal LM folder, "small" (a decoder from scratch built from the fields below with a word-level
+    # tokenizer trained on the texts), or llm_config (random weights)
+    llm: str = SMOLLM2
     llm_config: dict | None = None
     llm_tokenizer: str | None = None  # a local tokenizer folder for llm_config; else one is trained on the texts
     llm_hidden: int = 192
     llm_layers: int = 4
     llm_heads: int = 4
     max_positions: int = 1024
-    lora_rank: int = 0  # > 0: the LLM is tuned through LoRA adapters (peft), merged when saved
+    # what instruct tuning trains in the LLM: "lora" (adapters of rank lora_rank on lora_targets, merged
+    # when saved), "full" (every weight) or "frozen" (the aligner alone carries the image)
+    llm_tuning: str = "lora"
+    lora_rank: int = 8
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    system_prompt: str | None = SYSTEM_PROMPT  # the chat's system message; None: the chat template's own default
     # readout and prompts
     score_prompt: str = SCORE_PROMPT
     answer_prefix: str = SCORE_PREFIX
@@ -89,6 +98,7 @@ class VLMConfig:
     label_sigma: float = 0.1  # soft level labels' width, fraction of the weights' span
     bins_prompt: str = BINS_PROMPT
     bins_prefix: str = BINS_PREFIX
+    bin_words: list[str] = field(default_factory=lambda: list(BIN_WORDS))
     comment_prompt: str = COMMENT_PROMPT
     suggest_prompt: str = SUGGEST_PROMPT
     max_new_tokens: int = 48
@@ -113,6 +123,12 @@ class VLMConfig:
         layers = list(self.qformer_layers) + ([self.thematic_layer] if self.thematic_layer is not None else [])
         if not layers:
             raise AesbenchError("model config: give at least one of qformer_layers and thematic_layer")
+        if self.llm_tuning not in LLM_TUNING:
+            raise AesbenchError(f"model config: llm_tuning must be one of {', '.join(LLM_TUNING)}, not {self.llm_tuning!r}")
+        if self.llm_tuning == "lora" and self.lora_rank < 1:
+            raise AesbenchError("model config: llm_tuning lora needs lora_rank >= 1")
+        if len(self.bin_words) != 10:
+            raise AesbenchError("model config: bin_words must be ten words (the 10-bin distribution)")
         if self.personalize not in PERSONALIZE_MODES:
             raise AesbenchError(f"model config: personalize must be one of {', '.join(PERSONALIZE_MODES)}, not {self.personalize!r}")
         if self.queries < 1 or self.qformer_depth < 1 or self.qformer_dim % self.qformer_heads:
@@ -124,7 +140,7 @@ class VLMConfig:
 
     @property
     def bins(self) -> LevelReadout:
-        return LevelReadout(self.bins_prompt, self.bins_prefix, BIN_WORDS, tuple(float(w) for w in range(1, 11)), self.label_sigma)
+        return LevelReadout(self.bins_prompt, self.bins_prefix, tuple(self.bin_words), tuple(float(w) for w in range(1, 11)), self.label_sigma)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,12 +167,12 @@ class QFormerLayer(nn.Module):
 class QFormer(nn.Module):
     """Learnable queries that read one layer of the encoder and come out in the LLM's width."""
 
-    def __init__(self, in_dim: int, dim: int, out_dim: int, queries: int, depth: int, heads: int):
+    def __init__(self, in_dim: int, dim: int, out_dim: int, queries: int, depth: int, heads: int, out_std: float):
         super().__init__()
         self.queries = nn.Parameter(torch.randn(queries, dim) * 0.02)
         self.image_proj = nn.Sequential(nn.Linear(in_dim, dim), nn.LayerNorm(dim))
         self.layers = nn.ModuleList(QFormerLayer(dim, heads) for _ in range(depth))
-        self.out_proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, out_dim))
+        self.out_proj = nn.Sequential(nn.LayerNorm(dim), token_projection(dim, out_dim, out_std))
 
     def forward(self, image_tokens):
         image = self.image_proj(image_tokens)
@@ -166,16 +182,30 @@ class QFormer(nn.Module):
         return self.out_proj(q)
 
 
-class Aligner(nn.Module):
-    """The FC projection of the thematic layer and one Q-Former per tapped layer; tokens concatenated."""
+def token_projection(in_dim: int, out_dim: int, out_std: float):
+    """The last layer into the LLM's width, initialised so that tokens start at the scale of the LLM's
+    own word embeddings (per-dimension std `out_std`) for unit-variance input: a default-initialised
+    Linear writes tokens about four times larger than SmolLM2's embeddings, which the LLM then reads as
+    noise it has never seen."""
+    linear = nn.Linear(in_dim, out_dim)
+    nn.init.normal_(linear.weight, std=out_std / in_dim ** 0.5)
+    nn.init.zeros_(linear.bias)
+    return linear
 
-    def __init__(self, config: VLMConfig, layer_dims: list[int], llm_dim: int):
+
+class Aligner(nn.Module):
+    """The FC projection of the thematic layer (its input layer-normalised) and one Q-Former per tapped
+    layer; tokens concatenated, at the scale of the LLM's word embeddings when they start."""
+
+    def __init__(self, config: VLMConfig, layer_dims: list[int], llm_dim: int, embed_std: float):
         super().__init__()
         self.config = config
         if config.thematic_layer is not None:
-            self.fc = nn.Linear(layer_dims[config.thematic_layer], llm_dim)
+            in_dim = layer_dims[config.thematic_layer]
+            self.fc = nn.Sequential(nn.LayerNorm(in_dim), token_projection(in_dim, llm_dim, embed_std))
         self.qformers = nn.ModuleList(
-            QFormer(layer_dims[layer], config.qformer_dim, llm_dim, config.queries, config.qformer_depth, config.qformer_heads)
+            QFormer(layer_dims[layer], config.qformer_dim, llm_dim, config.queries, config.qformer_depth, config.qformer_heads,
+                    embed_std)
             for layer in config.qformer_layers)
 
     def forward(self, taps: dict):
@@ -195,19 +225,94 @@ class Aligner(nn.Module):
 # The network: sequences of image and text parts
 
 
+READOUT = "<readout>"  # a reply segment marking where a readout is taken: the position after the text before it
+
+
 @dataclass
 class Sample:
-    """One training or inference sequence.
+    """One training or inference sequence: a conversation, rendered in the LLM's own chat format.
 
-    parts: in order, ints (an index into `images`) and (text, group) pairs; text with a group (a
-    loss name such as "lm") is predicted, text with None is context. target: (readout name, level
-    probabilities) for the next token after the last part, trained with KL(target || softmax over
-    the readout's words).
+    turns: [(content, prompt, reply)]: content is a list of image indices (into `images`) and
+    strings, shown before the prompt in the user's message; reply is the assistant's answer (context)
+    or None for the last turn, which the network answers. reply: the last turn's answer as (text,
+    group) segments: group None is context, a loss name such as "lm" is learned (the end-of-turn
+    token is learned after a final learned segment), and (READOUT, None) marks the readout position.
+    target: (readout name, level probabilities) trained with KL at the readout position (the end of
+    the sequence unless marked).
     """
 
     images: list
-    parts: list
+    turns: list
+    reply: list = field(default_factory=list)
     target: tuple[str, np.ndarray] | None = None
+
+
+class ChatFormat:
+    """How a conversation becomes text for one tokenizer: its chat template when it has one (the
+    format an instruction-tuned LLM knows), else the plain "USER: ... ASSISTANT:" form of the small
+    config. The template is rendered once with placeholder messages and cut at them, so any chat
+    template works; images sit in the user's message before the prompt."""
+
+    def __init__(self, tokenizer, system_prompt: str | None = None):
+        self.tokenizer, self.system_prompt = tokenizer, system_prompt
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
+
+    def _render(self, n_turns: int) -> list[str]:
+        messages = [] if self.system_prompt is None else [{"role": "system", "content": self.system_prompt}]
+        for i in range(n_turns):
+            messages.append({"role": "user", "content": f"\x01U{i}\x01"})
+            if i < n_turns - 1:
+                messages.append({"role": "assistant", "content": f"\x01A{i}\x01"})
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        pieces = text.split("\x01")
+        return pieces  # text, U0, text, A0, text, U1, ..., text (the assistant opener at the end)
+
+    def parts(self, turns: list) -> list:
+        """Context parts (ints: images, strings: text) up to where the last turn's reply starts."""
+        out = []
+        if self.chat:
+            pieces = self._render(len(turns))
+            for i, (content, prompt, reply) in enumerate(turns):
+                out += [pieces[4 * i], *content, prompt]
+                if i < len(turns) - 1:
+                    out += [pieces[4 * i + 2], reply]
+            out.append(pieces[-1])
+        else:
+            for i, (content, prompt, reply) in enumerate(turns):
+                out += [*content, f"USER: {prompt} ASSISTANT:" + (f" {reply}\n" if i < len(turns) - 1 else "")]
+        merged = []  # adjacent strings as one piece, so text is tokenized as the template writes it
+        for part in out:
+            if isinstance(part, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += part
+            elif not (isinstance(part, str) and not part):
+                merged.append(part)
+        return merged
+
+    @property
+    def reply_sep(self) -> str:
+        """Between the assistant opener and a reply: the chat template ends its opener with a newline."""
+        return "" if self.chat else " "
+
+
+def score_sample(readout: LevelReadout, image_index: int = 0) -> list:
+    """The turns of a readout: the image and the readout's prompt (the reply is its answer prefix)."""
+    return [([image_index], readout.prompt, None)]
+
+
+def in_context_sample(readout: LevelReadout, support_words: list[str]) -> list:
+    """CALM-In: each support image with its level word as an earlier turn of the chat, then the query (the last image)."""
+    turns = [([i], readout.prompt, f"{readout.answer_prefix} {word}.") for i, word in enumerate(support_words)]
+    return turns + score_sample(readout, len(support_words))
+
+
+def readout_sample(images: list, readout: LevelReadout, turns: list | None = None, target=None) -> Sample:
+    """A sample whose reply is the readout's answer prefix: the readout is the next token (default turns: one image)."""
+    return Sample(images, turns or score_sample(readout), [(readout.answer_prefix, None)], target)
+
+
+def text_sample(images: list, prompt: str, answer: str | None = None, group: str = "lm") -> Sample:
+    """The images and a prompt in one user turn; the answer, if given, learned under `group`."""
+    return Sample(images, [(list(range(len(images))), prompt, None)], [(answer, group)] if answer is not None else [])
 
 
 class VLMNetwork(nn.Module):
@@ -215,21 +320,23 @@ class VLMNetwork(nn.Module):
         super().__init__()
         self.config, self.encoder, self.tokenizer = config, encoder, tokenizer
         self.llm = llm
-        self.aligner = Aligner(config, encoder.layer_dims, llm.get_input_embeddings().embedding_dim)
+        embedding = llm.get_input_embeddings()
+        self.aligner = Aligner(config, encoder.layer_dims, embedding.embedding_dim, float(embedding.weight.detach().float().std()))
         self.encoder_module = encoder.module  # registered so .to(device) moves it; frozen
         self.encoder_module.requires_grad_(False)
         self.taps = sorted(set(config.qformer_layers) | ({config.thematic_layer} - {None}))
+        self.format = ChatFormat(tokenizer, config.system_prompt)
         self.readouts = {"levels": config.levels, "bins": config.bins}
-        self.readout_ids = {name: first_token_ids(tokenizer, self.template(r.prompt, r.answer_prefix), r.words)
-                            for name, r in self.readouts.items()}
+        self.readout_ids = {name: first_token_ids(tokenizer, self.readout_text(r), r.words) for name, r in self.readouts.items()}
         self._taps_cache: dict[str, list] = {}
         self.feature_cache: FeatureCache | None = None  # on disk, under the memory cache: set by use_feature_cache
         self._tap_shapes: list[tuple] = []
+        self.llm_source: dict | None = None  # a packaged LLM's source.json (its GGUF's sha256), for provenance
 
-    @staticmethod
-    def template(prompt: str, answer: str = "") -> str:
-        """The text after an image: one fixed form for training and inference."""
-        return f"USER: {prompt} ASSISTANT:" + (f" {answer}" if answer else "")
+    def readout_text(self, readout: LevelReadout) -> str:
+        """The text just before a readout's word: the end of the rendered prompt and the answer prefix."""
+        last = self.format.parts(score_sample(readout))[-1]
+        return last + self.format.reply_sep + readout.answer_prefix
 
     @property
     def device(self):
@@ -282,38 +389,54 @@ class VLMNetwork(nn.Module):
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def _pieces(self, sample: Sample) -> list:
+        """The sample as (kind, value, group) pieces: ("text", ids, group), ("image", index, None), ("readout", None, None)."""
+        pieces = []
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and not self.format.chat:  # a chat template writes its own begin tokens
+            pieces.append(("text", [bos], None))
+        for part in self.format.parts(sample.turns):
+            pieces.append(("image", part, None) if isinstance(part, int) else ("text", self._tokens(part), None))
+        for n, (text, group) in enumerate(sample.reply):
+            if text == READOUT:
+                pieces.append(("readout", None, None))
+                continue
+            ids = self._tokens((self.format.reply_sep if n == 0 else "") + text)
+            if group is not None and n == len(sample.reply) - 1:
+                ids = ids + [self.tokenizer.eos_token_id]  # a learned reply ends with the end-of-turn token
+            pieces.append(("text", ids, group))
+        return pieces
+
     def embed(self, samples: list[Sample], aligner=None, cache: bool = True, left_pad: bool = False):
         """Embeddings, attention mask, LM labels (-100 where not learned), each label's loss group
-        (an index into the returned names) and each row's last position."""
+        (an index into the returned names) and each row's readout position (its last token unless marked)."""
         embedding = self.llm.get_input_embeddings()
         images = [img for s in samples for img in s.images]
         visual = (aligner or self.aligner)(self.encode(images, cache)) if images else None
-        rows, labels, groups, names, offset = [], [], [], [], 0
-        bos = self.tokenizer.bos_token_id
+        rows, labels, groups, names, readout_at, offset = [], [], [], [], [], 0
         for s in samples:
-            pieces, row_labels, row_groups = [], [], []
-            if bos is not None:
-                pieces.append(embedding(torch.tensor([bos], device=self.device)))
-                row_labels.append(-100)
-                row_groups.append(-1)
-            for part in s.parts:
-                if isinstance(part, int):
-                    tokens = visual[offset + part].to(pieces[0].dtype if pieces else visual.dtype)
-                    pieces.append(tokens)
+            row, row_labels, row_groups, at = [], [], [], None
+            for kind, value, group in self._pieces(s):
+                if kind == "readout":
+                    at = len(row_labels) - 1
+                    continue
+                if kind == "image":
+                    tokens = visual[offset + value]
+                    row.append(tokens)
                     row_labels += [-100] * tokens.shape[0]
                     row_groups += [-1] * tokens.shape[0]
-                else:
-                    text, group = part
-                    ids = self._tokens(text) + ([self.tokenizer.eos_token_id] if group == "lm" else [])
-                    pieces.append(embedding(torch.tensor(ids, dtype=torch.long, device=self.device)))
-                    if group is not None and group not in names:
-                        names.append(group)
-                    row_labels += ids if group is not None else [-100] * len(ids)
-                    row_groups += [names.index(group) if group is not None else -1] * len(ids)
+                    continue
+                row.append(embedding(torch.tensor(value, dtype=torch.long, device=self.device)))
+                if group is not None and group not in names:
+                    names.append(group)
+                row_labels += value if group is not None else [-100] * len(value)
+                row_groups += [names.index(group) if group is not None else -1] * len(value)
             offset += len(s.images)
-            rows.append(torch.cat([p.to(pieces[0].dtype) for p in pieces]))
+            dtype = embedding.weight.dtype
+            rows.append(torch.cat([r.to(dtype) for r in row]))
             labels.append(row_labels)
             groups.append(row_groups)
+            readout_at.append(len(row_labels) - 1 if at is None else at)
         length = max(r.shape[0] for r in rows)
         x = rows[0].new_zeros(len(rows), length, rows[0].shape[1])
         mask = torch.zeros(len(rows), length, dtype=torch.long, device=self.device)
@@ -326,25 +449,35 @@ class VLMNetwork(nn.Module):
             x[i, where], mask[i, where] = r, 1
             y[i, where] = torch.tensor(lab, device=self.device)
             g[i, where] = torch.tensor(grp, device=self.device)
-            last.append(length - 1 if left_pad else n - 1)
+            last.append(readout_at[i] + (length - n if left_pad else 0))
         return x, mask, (y, g, names), torch.tensor(last, device=self.device)
+
+    def _logits(self, x, mask, positions):
+        """Logits at the given sequence positions only (the same for every row), and a position -> column
+        map: with a 49k vocabulary the LM head over every position costs a fifth of a small LLM's forward."""
+        keep = torch.tensor(sorted(set(positions)), dtype=torch.long, device=self.device)
+        logits = self.llm(inputs_embeds=x, attention_mask=mask, logits_to_keep=keep).logits.float()
+        column = torch.full((x.shape[1],), -1, dtype=torch.long, device=self.device)
+        column[keep] = torch.arange(len(keep), device=self.device)
+        return logits, column
 
     def forward(self, samples: list[Sample], aligner=None, cache: bool = True):
         """Training losses: the mean token loss of each text group and the mean KL of the readout targets ("kl")."""
         x, mask, (labels, groups, names), last = self.embed(samples, aligner, cache)
-        logits = self.llm(inputs_embeds=x, attention_mask=mask).logits.float()
-        losses = {}
-        token_loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                                 reduction="none")
-        shifted = groups[:, 1:].reshape(-1)
-        for index, name in enumerate(names):
-            losses[name] = token_loss[shifted == index].mean()
+        rows, cols = torch.nonzero(labels[:, 1:] != -100, as_tuple=True)  # position t predicts label t + 1
         targeted = [i for i, s in enumerate(samples) if s.target is not None]
+        logits, column = self._logits(x, mask, cols.tolist() + [int(last[i]) for i in targeted])
+        losses = {}
+        if len(rows):
+            token_loss = nn.functional.cross_entropy(logits[rows, column[cols]], labels[rows, cols + 1], reduction="none")
+            token_groups = groups[rows, cols + 1]
+            for index, name in enumerate(names):
+                losses[name] = token_loss[token_groups == index].mean()
         if targeted:
             kl = []
             for i in targeted:
                 name, probs = samples[i].target
-                log_q = logits[i, last[i], self.readout_ids[name]].log_softmax(-1)
+                log_q = logits[i, column[last[i]], self.readout_ids[name]].log_softmax(-1)
                 p = torch.tensor(probs, dtype=torch.float32, device=logits.device)
                 kl.append((p * (p.clamp_min(1e-12).log() - log_q)).sum())
             losses["kl"] = torch.stack(kl).mean()
@@ -353,8 +486,8 @@ class VLMNetwork(nn.Module):
     def level_probs(self, samples: list[Sample], readout: str, aligner=None) -> np.ndarray:
         with torch.no_grad():
             x, mask, _, last = self.embed(samples, aligner)
-            logits = self.llm(inputs_embeds=x, attention_mask=mask).logits.float()
-        rows = logits[torch.arange(len(samples)), last][:, self.readout_ids[readout]]
+            logits, column = self._logits(x, mask, last.tolist())
+        rows = logits[torch.arange(len(samples)), column[last]][:, self.readout_ids[readout]]
         return rows.double().softmax(-1).cpu().numpy()  # in float64, so each row sums to 1
 
     def generate(self, samples: list[Sample], aligner=None) -> list[str]:
@@ -364,18 +497,6 @@ class VLMNetwork(nn.Module):
                                     max_new_tokens=self.config.max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
                                     pad_token_id=self.tokenizer.pad_token_id)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
-
-
-def score_sample(readout: LevelReadout, image_index: int = 0) -> list:
-    return [image_index, (VLMNetwork.template(readout.prompt, readout.answer_prefix), None)]
-
-
-def in_context_sample(readout: LevelReadout, support_words: list[str]) -> list:
-    """Support images each followed by their level word, then the query image (the last one)."""
-    parts = []
-    for i, word in enumerate(support_words):
-        parts += [i, (VLMNetwork.template(readout.prompt, f"{readout.answer_prefix} {word}.") + "\n", None)]
-    return parts + score_sample(readout, len(support_words))
 
 
 def nearest_word(readout: LevelReadout, value: float, score_range) -> str:
@@ -416,7 +537,8 @@ def build_network(config: VLMConfig, tokenizer=None, folder: Path | None = None,
             else:
                 llm = small_decoder(len(tokenizer), config.llm_hidden, config.llm_layers, config.llm_heads, config.max_positions, tokenizer)
         else:
-            llm_folder = require_files(config.llm, ["config.json"], owner, "a Hugging Face causal LM folder (config.json, weights, tokenizer)")
+            llm_folder = packaged_llm_folder(config.llm) if config.llm in PACKAGED else require_files(
+                config.llm, ["config.json"], owner, f"a Hugging Face causal LM folder (config.json, weights, tokenizer) or one of: {', '.join(PACKAGED)}")
             tokenizer = transformers.AutoTokenizer.from_pretrained(llm_folder, local_files_only=local_only())
             llm = transformers.AutoModelForCausalLM.from_pretrained(llm_folder, local_files_only=local_only(), dtype=dtype)
     except (OSError, ValueError, KeyError) as e:
@@ -424,6 +546,8 @@ def build_network(config: VLMConfig, tokenizer=None, folder: Path | None = None,
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     network = VLMNetwork(config, encoder, llm, tokenizer)
+    if source is None and config.llm in PACKAGED:
+        network.llm_source = packaged_source(llm_folder)
     if network.device.type != "meta":  # meta: the architecture only, for checking sizes
         network.to("cuda" if torch.cuda.is_available() else "cpu")
     return network
@@ -442,7 +566,7 @@ def save_network(network: VLMNetwork, path: Path) -> None:
         network.encoder.module.save_pretrained(path / VISION_DIR)
         network.encoder.processor.save_pretrained(path / VISION_DIR)
     safetensors.save_model(network.aligner, str(path / ALIGNER_FILE))
-    config = {**asdict(network.config), "lora_rank": 0, "encoder_source": network.encoder.source}
+    config = {**asdict(network.config), "encoder_source": network.encoder.source, "llm_source": network.llm_source}
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -450,9 +574,10 @@ def load_network(path: str | Path, owner: str) -> VLMNetwork:
     safetensors = optional_import("safetensors.torch", "train", owner)
     path = require_files(path, [CONFIG_FILE, ALIGNER_FILE, f"{LLM_DIR}/config.json"], owner, f"a checkpoint folder written by `aesbench train {owner}`")
     data = json.loads((path / CONFIG_FILE).read_text())
-    extra = {k: data.pop(k) for k in ("encoder_source",) if k in data}
+    extra = {k: data.pop(k) for k in ("encoder_source", "llm_source") if k in data}
     config = VLMConfig.from_dict(data)
     network = build_network(config, folder=path, pretrained=True)
+    network.llm_source = extra.get("llm_source")
     try:
         safetensors.load_model(network.aligner, str(path / ALIGNER_FILE), device=str(network.device))
     except (OSError, RuntimeError) as e:
@@ -493,8 +618,9 @@ class AlignedVLM(Model):
         probe = net.aligner(net.encode([Image.new("RGB", (32, 32))], cache=False))
         desc = {"name": self.name, "config": self.config(), "device": str(net.device), "dtype": net.config.dtype,
                 "encoder": {"source": net.encoder.source, "preprocessing": net.encoder.describe(), "taps": net.taps},
-                "llm": type(net.llm).__name__, "visual_tokens_per_image": int(probe.shape[1]),
-                "readout": {name: {"text": net.template(r.prompt, r.answer_prefix), "words": list(r.words), "weights": list(r.weights),
+                "llm": {"class": type(net.llm).__name__, "source": net.config.llm, "packaged": net.llm_source,
+                        "chat_template": net.format.chat}, "visual_tokens_per_image": int(probe.shape[1]),
+                "readout": {name: {"text": net.readout_text(r), "words": list(r.words), "weights": list(r.weights),
                                    "token_ids": net.readout_ids[name], "softmax": "over the readout's words (float32)"}
                             for name, r in net.readouts.items()},
                 "personalize": {"mode": net.config.personalize, "finetune": "aligner copy, Adam, score KL on the support set",
@@ -516,10 +642,10 @@ class AlignedVLM(Model):
         net = self.network
         r = net.readouts[readout]
         if self.support is None:
-            samples = [Sample([img], score_sample(r)) for img in images]
+            samples = [readout_sample([img], r) for img in images]
         else:
             support_images, words = self.support
-            samples = [Sample(list(support_images) + [img], in_context_sample(r, words)) for img in images]
+            samples = [readout_sample(list(support_images) + [img], r, in_context_sample(r, words)) for img in images]
         return net.level_probs(samples, readout, self.aligner)
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
@@ -531,7 +657,7 @@ class AlignedVLM(Model):
         return out
 
     def _text(self, images, prompt: str) -> list[str]:
-        return self.network.generate([Sample([img], [0, (self.network.template(prompt), None)]) for img in images], self.aligner)
+        return self.network.generate([text_sample([img], prompt) for img in images], self.aligner)
 
     def comment(self, images: list[Image.Image], request: Request) -> list[str]:
         return self._text(images, request.prompt or self.network.config.comment_prompt)
@@ -566,7 +692,7 @@ def finetune_aligner(net: VLMNetwork, images, scores, score_range):
     """CALM's personalization: a copy of the aligner tuned on the support set with the score loss (seeded)."""
     aligner = copy.deepcopy(net.aligner).train()
     r = net.config.levels
-    samples = [Sample([img], score_sample(r), ("levels", r.soft_label(s, score_range))) for img, s in zip(images, scores)]
+    samples = [readout_sample([img], r, target=("levels", r.soft_label(s, score_range))) for img, s in zip(images, scores)]
     optimiser = torch.optim.Adam(aligner.parameters(), lr=net.config.personalize_lr)
     generator = torch.Generator().manual_seed(0)
     with torch.enable_grad():
