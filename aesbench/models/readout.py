@@ -84,3 +84,76 @@ def first_token_ids(tokenizer, text: str, words) -> list[int]:
             other = words[ids.index(token)]
             raise AesbenchError(f"level words {other!r} and {words[i]!r} share their first token {tokenizer.convert_ids_to_tokens(token)!r}, so the readout cannot tell them apart; choose other level_words")
     return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# ArtQuant as its public code does it (Henglin-Liu/ArtQuant)
+
+
+def fit_soft_label(score: float, anchors=ARTQUANT_WEIGHTS, mu_bounds: tuple[float, float] = (-10, 10),
+                   sigma_bounds: tuple[float, float] = (0.001, 1000)) -> np.ndarray:
+    """ArtQuant's soft level label for one score, as `preprocess/preprocess.ipynb` fits it.
+
+    `score` is on the anchors' own scale, not mapped: the notebook passes APDD's score as read from
+    ArtCLIP's train.csv (the 0–100 total divided by 10) against anchors 10, 7.5, 5, 3.5, 1. Both the
+    mean and the width of a Gaussian are fitted: scipy.optimize.minimize of
+    |Σ_i p_i a_i − score| with p = N.pdf(a; μ, σ) / Σ N.pdf(a; μ, σ), from [score, 1], bounds
+    μ ∈ (−10, 10) and σ ∈ (0.001, 1000), default method (L-BFGS-B, as bounds are given). The label is
+    N.pdf(a; μ*, σ*) clipped to [0, 1] and divided by its sum (the clip acts where σ* < 0.4 puts a
+    density above 1 on an anchor). Returns float64 probabilities in the anchors' order.
+
+    The fit can miss: scores outside [min a, max a] get the nearest end (0.5 → all mass on 1), and
+    the optimizer's own tolerances leave |E − score| up to about 1e-8 inside the range.
+    """
+    from scipy.optimize import minimize
+    from scipy.stats import norm
+
+    pdf_value = [float(a) for a in anchors]
+    if len(pdf_value) < 2 or not np.isfinite(score):
+        raise AesbenchError(f"a soft label needs two or more anchors and a finite score (got {anchors}, {score})")
+
+    def objective(params):
+        mu, sigma = params
+        level_prob = norm.pdf(pdf_value, loc=mu, scale=sigma)
+        level_prob = level_prob / level_prob.sum()
+        prob_discrete = np.inner(level_prob, np.array(pdf_value))
+        return abs(prob_discrete - score)
+
+    with np.errstate(invalid="ignore", divide="ignore"):  # the notebook's "invalid value in divide" while searching
+        result = minimize(objective, [score, 1], bounds=[tuple(mu_bounds), tuple(sigma_bounds)])
+    mu, sigma = result.x
+    level_prob = norm.pdf(pdf_value, loc=mu, scale=sigma).clip(0, 1)
+    if not np.isfinite(level_prob).all() or level_prob.sum() <= 0:
+        raise AesbenchError(f"the soft-label fit for score {score} put no mass on any anchor (mu {mu}, sigma {sigma})")
+    return level_prob / level_prob.sum()
+
+
+def full_vocab_kl(logits, level_ids, soft_labels):
+    """ArtQuant's KL term (`softkl_loss` in `src/model/modeling_mplug_owl2.py`).
+
+    logits: [B, V], each row the LLM's output at the position that predicts the level word (the
+    last token of the answer prefix). level_ids: the n level words' token ids, in the labels' order.
+    soft_labels: [B, n], rows summing to 1 (fit_soft_label). The prediction is the softmax over the
+    FULL vocabulary, the target is the soft label on the level ids and 0 elsewhere (detached), and
+    the result is F.kl_div(log q, target, reduction="batchmean") = Σ_b Σ_i p_bi (log p_bi − log q_bi) / B.
+    The original takes torch.log(torch.softmax(·)); log_softmax is the same up to rounding and stays
+    finite where a probability would underflow to 0. Computed in the logits' dtype: pass float32.
+
+    Unlike a KL against a softmax over the n words only, this also pulls the probability of every
+    other token at that position to 0: full = n-word KL − mean_b log Σ_i q_bi.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    ids = [int(i) for i in level_ids]
+    if len(set(ids)) != len(ids):
+        raise AesbenchError(f"level ids must be distinct (got {ids})")
+    if logits.dim() != 2:
+        raise AesbenchError(f"logits must be [batch, vocabulary] at the level position (got shape {tuple(logits.shape)})")
+    log_q = torch.log_softmax(logits, dim=-1)
+    labels = torch.as_tensor(soft_labels, dtype=log_q.dtype, device=log_q.device)
+    if labels.shape != (logits.shape[0], len(ids)):
+        raise AesbenchError(f"soft labels must be [batch, {len(ids)}] (got shape {tuple(labels.shape)})")
+    target = torch.zeros_like(log_q)
+    target[:, ids] = labels
+    return F.kl_div(log_q, target.detach(), reduction="batchmean")
