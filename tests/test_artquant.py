@@ -17,11 +17,12 @@ from aesbench.adapter import Request, load_model  # noqa: E402
 from aesbench.models.artquant import DESCRIBE_PROMPT, SCORE_PREFIX, SCORE_PROMPT, ArtQuant, artquant_config  # noqa: E402
 from aesbench.models.artquant_train import ArtQuantTrainConfig, train_artquant, weighted_loss  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
-from aesbench.models.vlm import Sample, VLMNetwork, build_network, score_sample  # noqa: E402
+from aesbench.models.readout import fit_soft_label  # noqa: E402
+from aesbench.models.vlm import READOUT, Sample, build_network, score_sample, text_sample  # noqa: E402
 from aesbench.runs import evaluate  # noqa: E402
 from aesbench.task import load_task  # noqa: E402
 
-SMALL = dict(queries=4, qformer_dim=64, qformer_heads=4, llm_hidden=64, llm_layers=1, llm_heads=2, max_new_tokens=8)
+SMALL = dict(llm="small", llm_tuning="full", queries=4, qformer_dim=64, qformer_heads=4, llm_hidden=64, llm_layers=1, llm_heads=2, max_new_tokens=8)
 TEXTS = [SCORE_PROMPT, SCORE_PREFIX, DESCRIBE_PROMPT, "USER: ASSISTANT: excellent good fair poor bad 1 2 3 4 5 6 7 8 9 10",
          "Perception: bright colour. Cognition: a landscape. Emotion: calm."]
 
@@ -53,9 +54,9 @@ def test_loss_weights_and_one_step_lowers_the_loss(network):
     config = ArtQuantTrainConfig(model=network.config)
     levels = network.config.levels
     img = natural_image(seed=4)
-    samples = [Sample([img], [0, (VLMNetwork.template(DESCRIBE_PROMPT), None), ("Perception: bright colour.", "lm")]),
-               Sample([img], score_sample(levels)[:1] + [(VLMNetwork.template(SCORE_PROMPT), None), (SCORE_PREFIX, "score_lm")],
-                      ("levels", levels.soft_label(70.0, (0.0, 100.0))))]
+    reply = [(SCORE_PREFIX, "score_lm"), (READOUT, None), (" good", None), (".", "score_lm")]
+    samples = [text_sample([img], DESCRIBE_PROMPT, "Perception: bright colour."),
+               Sample([img], score_sample(levels), reply, ("levels", fit_soft_label(7.0)))]
     raw = network(samples)
     weighted = weighted_loss(config)(network, samples)
     assert set(raw) == {"lm", "score_lm", "kl"}

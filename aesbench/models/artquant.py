@@ -110,7 +110,7 @@ def artquant_config(**changes) -> VLMConfig:
     """ArtQuant's small default: the abstractor (one Q-Former, 16 queries) on EfficientNet-Lite0's last layer."""
     preset = dict(model_type="artquant", qformer_layers=[17], thematic_layer=None, queries=16, score_prompt=SCORE_PROMPT,
                   answer_prefix=SCORE_PREFIX, level_weights=list(ARTQUANT_WEIGHTS), comment_prompt=DESCRIBE_PROMPT,
-                  max_new_tokens=96)
+                  max_new_tokens=96, readout_kl="vocab", lora_targets=["q_proj", "v_proj"])
     return VLMConfig.from_dict({**preset, **changes})
 
 

@@ -20,12 +20,14 @@ from typing import Callable
 
 from ..adapter import sha256_file
 from ..descriptions import LEVELS, read_descriptions
+from ..degradations import item_rng
 from ..errors import AesbenchError
 from ..images import load_image
 from ..training import Schedule
-from .artquant import ArtQuant, artquant_config
+from .artquant import SCORE_PROMPTS, ArtQuant, artquant_config, level_word, original_scale
 from .recipe import load_recipe, readable, run_recipe, train_split, write_provenance
-from .vlm import READOUT, Sample, VLMConfig, score_sample, text_sample
+from .readout import fit_soft_label
+from .vlm import READOUT, Sample, VLMConfig, text_sample
 
 STAGES = ("lm", "instruct")
 
@@ -106,8 +108,13 @@ def specs_for(stage: str, config: ArtQuantTrainConfig, data: ArtData) -> tuple[l
         img = load_image(item.image, data.preprocessing)
         if kind == "describe":
             return text_sample([img], m.comment_prompt, description_text(data.descriptions[item.id]))
-        return Sample([img], score_sample(levels), [(m.answer_prefix, "score_lm"), (READOUT, None)],
-                      ("levels", levels.soft_label(item.label["mos"], data.score_range)))
+        # The public code's score sample: one of its question phrasings (drawn once per image), the
+        # answer "<prefix> <level>." learned but for the level word, the KL target at the level word's
+        # position fitted on the original's score scale (fit_soft_label)
+        score = original_scale(item.label["mos"], data.score_range)
+        prompt = SCORE_PROMPTS[int(item_rng(config.seed, f"prompt/{item.id}").integers(len(SCORE_PROMPTS)))]
+        reply = [(m.answer_prefix, "score_lm"), (READOUT, None), (f" {level_word(score, m.level_weights, m.level_words)}", None), (".", "score_lm")]
+        return Sample([img], [([0], prompt, None)], reply, ("levels", fit_soft_label(score, tuple(m.level_weights))))
 
     return specs, build
 

@@ -36,7 +36,7 @@ from ..errors import AesbenchError, first_line
 from ..features import FeatureCache, image_key, module_cache
 from ..weights import local_only, optional_import, require_files, weight_hashes
 from .packaged_llm import PACKAGED, SMOLLM2, packaged_llm_folder, packaged_source
-from .readout import LEVEL_WORDS, QALIGN_WEIGHTS, LevelReadout, first_token_ids
+from .readout import LEVEL_WORDS, QALIGN_WEIGHTS, LevelReadout, first_token_ids, full_vocab_kl
 from .text import small_decoder
 from .vision import EFFICIENTNET, make_encoder
 
@@ -96,6 +96,9 @@ class VLMConfig:
     level_words: list[str] = field(default_factory=lambda: list(LEVEL_WORDS))
     level_weights: list[float] = field(default_factory=lambda: list(QALIGN_WEIGHTS))
     label_sigma: float = 0.1  # soft level labels' width, fraction of the weights' span
+    # the readout's training KL: against the softmax over the readout's words ("words") or over the
+    # whole vocabulary with zero target elsewhere ("vocab", ArtQuant's softkl_loss)
+    readout_kl: str = "words"
     bins_prompt: str = BINS_PROMPT
     bins_prefix: str = BINS_PREFIX
     bin_words: list[str] = field(default_factory=lambda: list(BIN_WORDS))
@@ -127,6 +130,8 @@ class VLMConfig:
             raise AesbenchError(f"model config: llm_tuning must be one of {', '.join(LLM_TUNING)}, not {self.llm_tuning!r}")
         if self.llm_tuning == "lora" and self.lora_rank < 1:
             raise AesbenchError("model config: llm_tuning lora needs lora_rank >= 1")
+        if self.readout_kl not in ("words", "vocab"):
+            raise AesbenchError(f"model config: readout_kl must be words or vocab, not {self.readout_kl!r}")
         if len(self.bin_words) != 10:
             raise AesbenchError("model config: bin_words must be ten words (the 10-bin distribution)")
         if self.personalize not in PERSONALIZE_MODES:
@@ -321,7 +326,9 @@ class VLMNetwork(nn.Module):
         self.config, self.encoder, self.tokenizer = config, encoder, tokenizer
         self.llm = llm
         embedding = llm.get_input_embeddings()
-        self.aligner = Aligner(config, encoder.layer_dims, embedding.embedding_dim, float(embedding.weight.detach().float().std()))
+        weight = embedding.weight.detach()
+        embed_std = float(weight.float().std()) if weight.device.type != "meta" else 0.02  # meta: sizes only
+        self.aligner = Aligner(config, encoder.layer_dims, embedding.embedding_dim, embed_std)
         self.encoder_module = encoder.module  # registered so .to(device) moves it; frozen
         self.encoder_module.requires_grad_(False)
         self.taps = sorted(set(config.qformer_layers) | ({config.thematic_layer} - {None}))
@@ -452,21 +459,25 @@ class VLMNetwork(nn.Module):
             last.append(readout_at[i] + (length - n if left_pad else 0))
         return x, mask, (y, g, names), torch.tensor(last, device=self.device)
 
-    def _logits(self, x, mask, positions):
-        """Logits at the given sequence positions only (the same for every row), and a position -> column
-        map: with a 49k vocabulary the LM head over every position costs a fifth of a small LLM's forward."""
+    def _logits(self, x, positions):
+        """Logits of right-padded rows at the given positions only (the same for every row), and a
+        position -> column map: with a 49k vocabulary the LM head over every position costs a fifth of
+        a small LLM's forward. No attention mask is passed: under causal attention a real token never
+        sees the padding after it, and positions count from 0 either way, so every real position's
+        output is the masked one's (tested: scores do not depend on the batch), and attention keeps its
+        plain causal path."""
         keep = torch.tensor(sorted(set(positions)), dtype=torch.long, device=self.device)
-        logits = self.llm(inputs_embeds=x, attention_mask=mask, logits_to_keep=keep).logits.float()
+        logits = self.llm(inputs_embeds=x, logits_to_keep=keep).logits.float()
         column = torch.full((x.shape[1],), -1, dtype=torch.long, device=self.device)
         column[keep] = torch.arange(len(keep), device=self.device)
         return logits, column
 
     def forward(self, samples: list[Sample], aligner=None, cache: bool = True):
         """Training losses: the mean token loss of each text group and the mean KL of the readout targets ("kl")."""
-        x, mask, (labels, groups, names), last = self.embed(samples, aligner, cache)
+        x, _, (labels, groups, names), last = self.embed(samples, aligner, cache)
         rows, cols = torch.nonzero(labels[:, 1:] != -100, as_tuple=True)  # position t predicts label t + 1
         targeted = [i for i, s in enumerate(samples) if s.target is not None]
-        logits, column = self._logits(x, mask, cols.tolist() + [int(last[i]) for i in targeted])
+        logits, column = self._logits(x, cols.tolist() + [int(last[i]) for i in targeted])
         losses = {}
         if len(rows):
             token_loss = nn.functional.cross_entropy(logits[rows, column[cols]], labels[rows, cols + 1], reduction="none")
@@ -477,7 +488,11 @@ class VLMNetwork(nn.Module):
             kl = []
             for i in targeted:
                 name, probs = samples[i].target
-                log_q = logits[i, column[last[i]], self.readout_ids[name]].log_softmax(-1)
+                row = logits[i, column[last[i]]]
+                if self.config.readout_kl == "vocab":  # ArtQuant: against the full-vocabulary softmax
+                    kl.append(full_vocab_kl(row[None], self.readout_ids[name], np.asarray(probs)[None]))
+                    continue
+                log_q = row[self.readout_ids[name]].log_softmax(-1)
                 p = torch.tensor(probs, dtype=torch.float32, device=logits.device)
                 kl.append((p * (p.clamp_min(1e-12).log() - log_q)).sum())
             losses["kl"] = torch.stack(kl).mean()
@@ -485,8 +500,8 @@ class VLMNetwork(nn.Module):
 
     def level_probs(self, samples: list[Sample], readout: str, aligner=None) -> np.ndarray:
         with torch.no_grad():
-            x, mask, _, last = self.embed(samples, aligner)
-            logits, column = self._logits(x, mask, last.tolist())
+            x, _, _, last = self.embed(samples, aligner)
+            logits, column = self._logits(x, last.tolist())
         rows = logits[torch.arange(len(samples)), column[last]][:, self.readout_ids[readout]]
         return rows.double().softmax(-1).cpu().numpy()  # in float64, so each row sums to 1
 
