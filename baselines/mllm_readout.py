@@ -6,7 +6,7 @@ words right after a fixed answer prefix. One forward pass per batch:
     text   = the checkpoint's chat template with the image, the prompt and the answer prefix as the
              start of the assistant's reply (continue_final_message); without a chat template the
              plain LLaVA-1.5 form  "USER: <image>\\n{prompt} ASSISTANT: {answer_prefix}"
-    l_i    = logit of level word i's first token at the last position (the next token)
+    l_i    = logit of level word i's token at the last position (the next token)
     p      = softmax(l_1..l_n)                          softmax="levels" (Q-Align, ArtQuant, ArtiMuse)
            = softmax over the whole vocabulary, at the level words, NOT renormalised
                                                         softmax="vocab"
@@ -18,8 +18,13 @@ words right after a fixed answer prefix. One forward pass per batch:
 what readouts that take the full softmax do, and one reason published numbers disagree. With it a
 score can fall below lo when min w > 0.
 
-Token ids: `aesbench.models.readout.first_token_ids` (BOS never taken, "▁good", "Ġgood" and "good"
-conventions alike; two words sharing a first token are refused).
+Token ids: `aesbench.models.readout.readout_plan` (BOS never taken, "▁good", "Ġgood" and "good"
+conventions alike). When every level word is one distinct token there, the readout is the one above.
+When a tokenizer writes a word as several tokens ("10" as "Ġ", "1", "0" in byte-level BPE), l_i is
+replaced by the log-likelihood of the word's whole answer (summed token log-probs after the prefix;
+scored with a closing "." when one word's tokens begin another's, and tokens all the words share
+left out, as readout.py explains). Those words need one extra forward pass per image, one row per
+word: the image's context repeated, each row continued by its word's tokens, right-padded.
 
 Batches are padded on the LEFT with their attention mask, and the logits come from `generate` with
 one new token, so each model's own generation path builds position ids from the mask; the score
@@ -56,7 +61,7 @@ from PIL import Image
 
 from aesbench.adapter import Model, Request, register
 from aesbench.errors import AesbenchError
-from aesbench.models.readout import LEVEL_WORDS, first_token_ids
+from aesbench.models.readout import LEVEL_WORDS, readout_plan, word_probs
 from aesbench.weights import local_only, optional_import, pad_to_square, require_files, weight_hashes
 
 QALIGN_PROMPT = "How would you rate the aesthetics of this image?"
@@ -103,7 +108,8 @@ class MllmReadout(Model):
         self._hashes = None
         self._load()
         self.score_text = self.render(self.prompt, self.answer_prefix)
-        self.level_ids = first_token_ids(self.processor.tokenizer, self.score_text, self.level_words)
+        self.plan = readout_plan(self.processor.tokenizer, self.score_text, self.level_words)
+        self.level_ids = self.plan.ids  # None when a word takes several tokens
 
     def _check_settings(self, settings: dict, dtype: str) -> None:
         words, weights = settings["level_words"], settings["level_weights"]
@@ -197,14 +203,39 @@ class MllmReadout(Model):
         bos = self.processor.tokenizer.bos_token
         return not (bos and text.startswith(bos))
 
+    def continuation_logits(self, images: list[Image.Image], suffixes: list[list[int]]):
+        """Logits after the score text + each suffix, for readout.word_probs: [images, suffixes, 1 + width, vocab].
+
+        No suffix to add: the next-token logits of one left-padded batch through `generate`. Else one
+        image at a time, its context repeated once per suffix (identical rows: no left padding) and
+        the suffixes appended right-padded, so every real token keeps its unpadded position."""
+        torch = self.torch
+        if suffixes == [[]]:
+            out, _ = self.generate(images, [self.score_text] * len(images), max_new_tokens=1, num_beams=1, output_logits=True)
+            return out.logits[0].float()  # raw logits of the token after the answer prefix; softmax in float32
+        width, n = max(len(s) for s in suffixes), len(suffixes)
+        tail = torch.full((n, width), self.processor.tokenizer.pad_token_id, dtype=torch.long)
+        tail_mask = torch.zeros((n, width), dtype=torch.long)
+        for i, s in enumerate(suffixes):
+            tail[i, :len(s)], tail_mask[i, :len(s)] = torch.tensor(s, dtype=torch.long), 1
+        rows = []
+        for img in images:
+            inputs = self.processor(images=[self.prepare(img)] * n, text=[self.score_text] * n, padding=True,
+                                    return_tensors="pt", add_special_tokens=self._add_special_tokens(self.score_text))
+            inputs = inputs.to(self.device, dtype=self.model.dtype)
+            ids = inputs["input_ids"]
+            for key, value in list(inputs.items()):  # token-aligned extras (token_type_ids, ...) grow with zeros
+                if key != "input_ids" and torch.is_tensor(value) and value.shape == ids.shape:
+                    inputs[key] = torch.cat([value, tail_mask.to(value) if key == "attention_mask" else torch.zeros_like(tail).to(value)], 1)
+            inputs["input_ids"] = torch.cat([ids, tail.to(ids.device)], 1)
+            with torch.inference_mode():
+                logits = self.model(**inputs, logits_to_keep=1 + width).logits
+            rows.append(logits.float())
+        return torch.stack(rows)
+
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
-        out, _ = self.generate(images, [self.score_text] * len(images), max_new_tokens=1, num_beams=1, output_logits=True)
-        logits = out.logits[0].float()  # raw logits of the token after the answer prefix; softmax in float32
-        ids = self.torch.tensor(self.level_ids, device=logits.device)
-        if self.softmax == "levels":
-            probs = logits[:, ids].softmax(-1)
-        else:
-            probs = logits.softmax(-1)[:, ids]
+        probs = word_probs(self.plan, lambda suffixes: self.continuation_logits(images, suffixes),
+                           normalise=self.softmax == "levels")
         weights = self.torch.tensor(self.level_weights, dtype=probs.dtype, device=probs.device)
         expectation = probs @ weights
         lo, hi = request.score_range
@@ -252,7 +283,11 @@ class MllmReadout(Model):
             "answer_prefix": self.answer_prefix,
             "level_words": self.level_words,
             "level_token_ids": self.level_ids,
-            "level_tokens": tokenizer.convert_ids_to_tokens(self.level_ids),
+            "level_tokens": (tokenizer.convert_ids_to_tokens(self.level_ids) if self.plan.single_token
+                             else [tokenizer.convert_ids_to_tokens(list(c)) for c in self.plan.continuations]),
+            "level_shared_tokens": tokenizer.convert_ids_to_tokens(list(self.plan.shared)),
+            "level_readout": ("next-token logits of the level tokens" if self.plan.single_token else
+                              "summed log-probs of each word's tokens" + (f" with {self.plan.end!r} after each" if self.plan.end else "")),
             "level_weights": self.level_weights,
             "softmax": f"{self.softmax} (float32)",
             "score_mapping": "lo + (sum p_i w_i - min w) / (max w - min w) * (hi - lo)",

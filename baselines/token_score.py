@@ -15,6 +15,9 @@ score:
     51..75  → da, db, …, dy
     76..100 → ea, eb, …, ey
 
+Where a tokenizer writes some score tokens as two pieces (SmolLM2: "aa" is "a", "a"), each token's
+logit is replaced by its whole answer's log-likelihood, as mllm_readout explains.
+
 Images get ArtiMuse's plain 448×448 bicubic resize (option `resize`), no padding. The default prompt
 is ArtiMuse's released scoring question word for word, whitespace included, because a trained
 checkpoint read exactly that text; it spells out a few tokens per range and elides the rest. Pass

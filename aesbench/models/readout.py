@@ -8,10 +8,31 @@ the score is E moved linearly from [min w, max w] onto the task's range (lo, hi)
 Soft labels (ArtQuant): a MOS is first moved onto the weights' scale (t); the label is a Gaussian
 over the level anchors w_i, p_i ∝ exp(-(w_i - μ)² / 2σ²), with μ solved so that Σ p_i w_i = t
 exactly (brentq, to 1e-12): its readout is the MOS itself. σ is a fraction of the weights' span.
+
+Words of several tokens (readout_plan, word_probs). Real tokenizers split "10" into "Ġ", "1", "0"
+(byte-level BPE: SmolLM2, GPT-2) or "▁", "1", "0" (SentencePiece with split digits: Llama), and
+word-level vocabularies may hold a word as two words. A word's probability is then its whole
+answer's likelihood, the sum of its tokens' log-probs after the context (lm-evaluation-harness's
+loglikelihood), and the words are softmaxed over those sums. Three rules make that exact:
+
+  - prefix: when one word's tokens begin another's ("1" = Ġ 1 and "10" = Ġ 1 0), the shorter one's
+    likelihood also counts every answer that goes on ("10" included), so it would always win. Each
+    word is then scored with the text that ends the answer, `end` (".": the answer sentence is
+    "<prefix> <word>."), so "Ġ 1 ." and "Ġ 1 0 ." are disjoint answers. The end is added only
+    then: a set where no word's tokens begin another's is already a set of disjoint answers.
+  - shared tokens: tokens every word begins with (the lone "Ġ") are one factor common to all the
+    words' likelihoods, which the softmax cancels; they are read as part of the context.
+  - fast path: when, past the shared tokens, every word is one distinct token, the readout is the
+    softmax over those tokens' next-token logits, Q-Align's readout exactly (the same numbers as
+    before), in one forward pass with no continuation rows.
+
+Tokens come from tokenizing the whole text "context + ' ' + word (+ end)" against the context alone,
+special tokens off (no BOS), so what is scored is what the tokenizer writes for the whole answer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import brentq
@@ -69,7 +90,8 @@ def first_token_ids(tokenizer, text: str, words) -> list[int]:
     Each word's id is the first token past the prompt when `text + sep + word` is tokenized against
     `text` alone, special tokens off, so BOS is never taken and "▁good", "Ġgood" and "good"
     conventions all come out right; sep is " " unless the text ends in whitespace. Two words
-    sharing their first token are refused: the readout could not tell them apart.
+    sharing their first token are refused: the readout could not tell them apart. readout_plan
+    below reads any words, whatever their tokens; this stays for callers that need one token each.
     """
     sep = "" if not text or text[-1].isspace() else " "
     context = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -157,3 +179,150 @@ def full_vocab_kl(logits, level_ids, soft_labels):
     target = torch.zeros_like(log_q)
     target[:, ids] = labels
     return F.kl_div(log_q, target.detach(), reduction="batchmean")
+
+
+@dataclass(frozen=True)
+class ReadoutPlan:
+    """How n answer words are read after a context (see the module docstring for the rules).
+
+    shared: token ids every word's answer starts with, read as part of the context.
+    continuations: each word's own token ids after context + shared (with `end`'s tokens if used).
+    end: "" or the text appended to every word so that no word's tokens begin another's.
+    """
+
+    words: tuple[str, ...]
+    shared: tuple[int, ...]
+    continuations: tuple[tuple[int, ...], ...]
+    end: str = ""
+
+    @property
+    def single_token(self) -> bool:
+        return all(len(c) == 1 for c in self.continuations)
+
+    @property
+    def ids(self) -> list[int] | None:
+        """The words' next-token ids after context + shared on the fast path, else None."""
+        return [c[0] for c in self.continuations] if self.single_token else None
+
+    @property
+    def suffixes(self) -> list[list[int]]:
+        """The token ids a forward pass appends to the context: [shared] on the fast path, else
+        shared + continuation for each word."""
+        if self.single_token:
+            return [list(self.shared)]
+        return [list(self.shared) + list(c) for c in self.continuations]
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def readout_plan(tokenizer, text: str, words, end: str = ".") -> ReadoutPlan:
+    """The tokens to read `words` with after `text`; a space separates them unless text ends in whitespace."""
+    words = tuple(str(w) for w in words)
+    sep = "" if not text or text[-1].isspace() else " "
+    context = _encode(tokenizer, text)
+
+    def answers(tail: str) -> list[tuple[int, ...]]:
+        out = []
+        for word in words:
+            full = _encode(tokenizer, text + sep + word + tail)
+            if len(full) <= len(context) or full[:len(context)] != context:
+                raise AesbenchError(f"level word {word!r} merges with the end of the prompt when tokenized, so it has no tokens of its own there; change answer_prefix or level_words")
+            out.append(tuple(full[len(context):]))
+        return out
+
+    def clash(seqs):  # the first pair (i, j) where seqs[i] begins seqs[j] (or equals it), else None
+        return next(((i, j) for i, a in enumerate(seqs) for j, b in enumerate(seqs)
+                     if i != j and len(a) <= len(b) and b[:len(a)] == a), None)
+
+    used_end, seqs = "", answers("")
+    pair = clash(seqs)
+    if pair and seqs[pair[0]] == seqs[pair[1]]:
+        i, j = sorted(pair)
+        tokens = tokenizer.convert_ids_to_tokens(list(seqs[i]))
+        raise AesbenchError(f"level words {words[i]!r} and {words[j]!r} tokenize alike ({tokens}), so the readout cannot tell them apart; choose other level_words")
+    if pair and end:
+        used_end, seqs = end, answers(end)
+        pair = clash(seqs)
+    if pair:
+        i, j = pair
+        raise AesbenchError(f"level word {words[i]!r} tokenizes as the start of {words[j]!r} even with the end {end!r} after each, so their likelihoods overlap; choose other level_words")
+    shared = 0
+    while all(len(s) > shared + 1 and s[shared] == seqs[0][shared] for s in seqs):
+        shared += 1
+    return ReadoutPlan(words, tuple(seqs[0][:shared]), tuple(s[shared:] for s in seqs), used_end)
+
+
+def _as_rows(plan: ReadoutPlan, logits):
+    """Logits as [batch, len(plan.suffixes), positions, vocab]; a [batch, vocab] tensor stands for
+    the next-token logits when the only suffix is empty."""
+    widths = [len(s) for s in plan.suffixes]
+    if logits.dim() == 2 and widths == [0]:
+        logits = logits[:, None, None]
+    if logits.dim() != 4 or logits.shape[1] != len(widths) or logits.shape[2] < 1 + max(widths):
+        raise ValueError(f"readout logits must be [batch, {len(widths)} suffixes, at least {1 + max(widths)} positions, vocab]; got {tuple(logits.shape)}")
+    return logits
+
+
+def word_log_likelihoods(plan: ReadoutPlan, logits):
+    """log P(shared + continuation of each word | context): [batch, n words], differentiable.
+
+    logits: [batch, len(plan.suffixes), 1 + max suffix length (or more), vocab], where [b, k, t] is
+    the logits after context + plan.suffixes[k][:t] (position 0: after the last context token).
+    """
+    import torch
+
+    logp = _as_rows(plan, logits).float().log_softmax(-1)
+    rows = []
+    for k, suffix in enumerate(plan.suffixes):
+        steps = list(range(len(suffix)))  # the logits at step t predict suffix[t]
+        rows.append(logp[:, k, steps, suffix].sum(-1) if suffix else logp.new_zeros(logp.shape[0]))
+    if plan.single_token:  # one row: the shared tokens, then each word's one token
+        return rows[0][:, None] + logp[:, 0, len(plan.shared), plan.ids]
+    return torch.stack(rows, -1)
+
+
+Run = Callable[[list[list[int]]], "object"]
+
+
+def word_probs(plan: ReadoutPlan, run: Run, normalise: bool = True):
+    """The words' probabilities [batch, n words] (float32).
+
+    run(suffixes) runs the model on context + each suffix (token ids; right-padding them is fine)
+    and returns the logits word_log_likelihoods describes; on the fast path with nothing shared the
+    one suffix is empty and run may return the plain next-token logits [batch, vocab].
+    normalise=True: softmax over the words (the field's readout). False: each word's probability
+    under the model, not renormalised (mllm_readout's softmax="vocab").
+    """
+    logits = _as_rows(plan, run(plan.suffixes))
+    if plan.single_token and (normalise or not plan.shared):
+        last = logits[:, 0, len(plan.shared)].float()
+        return last[:, plan.ids].softmax(-1) if normalise else last.softmax(-1)[:, plan.ids]
+    ll = word_log_likelihoods(plan, logits)
+    return ll.softmax(-1) if normalise else ll.exp()
+
+
+def causal_lm_run(model, contexts: list[list[int]]) -> Run:
+    """A `run` for a plain causal LM: every context (token ids, one batch row each) extended by every
+    suffix in one forward pass. Contexts are left-padded and suffixes right-padded, with position ids
+    counted from each row's first real token (as `generate` does), so each row reads as if unpadded
+    and the logits wanted are the last 1 + width positions of every row (logits_to_keep)."""
+    import torch
+
+    def run(suffixes):
+        width, longest = max(len(s) for s in suffixes), max(len(c) for c in contexts)
+        rows = [(c, s) for c in contexts for s in suffixes]
+        ids = torch.zeros(len(rows), longest + width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, (c, s) in enumerate(rows):
+            start = longest - len(c)
+            ids[i, start:longest + len(s)] = torch.tensor(list(c) + list(s), dtype=torch.long)
+            mask[i, start:longest + len(s)] = 1
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        device = next(model.parameters()).device
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                       logits_to_keep=1 + width).logits
+        return logits.reshape(len(contexts), len(suffixes), 1 + width, -1)
+
+    return run
