@@ -23,7 +23,7 @@ from aesbench.runs import evaluate  # noqa: E402
 from aesbench.task import load_task  # noqa: E402
 
 SMALL = dict(llm="small", llm_tuning="full", queries=4, qformer_dim=64, qformer_heads=4, llm_hidden=64, llm_layers=1, llm_heads=2, max_new_tokens=8)
-TEXTS = [SCORE_PROMPT, SCORE_PREFIX, DESCRIBE_PROMPT, "USER: ASSISTANT: excellent good fair poor bad 1 2 3 4 5 6 7 8 9 10",
+TEXTS = [SCORE_PROMPT, SCORE_PREFIX, DESCRIBE_PROMPT, "USER: ASSISTANT: excellent good fair poor bad one two three four five six seven eight nine ten .",
          "Perception: bright colour. Cognition: a landscape. Emotion: calm."]
 
 

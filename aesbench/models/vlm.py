@@ -538,6 +538,7 @@ def build_network(config: VLMConfig, tokenizer=None, folder: Path | None = None,
         raise AesbenchError(f"model config: layer {needed} asked for, but the encoder has layers 0..{len(encoder.layer_dims) - 1}")
     dtype = getattr(torch, config.dtype)
     source = folder / LLM_DIR if folder is not None else None
+    llm_folder = None
     try:
         if source is not None:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=True)
@@ -561,7 +562,7 @@ def build_network(config: VLMConfig, tokenizer=None, folder: Path | None = None,
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     network = VLMNetwork(config, encoder, llm, tokenizer)
-    if source is None and config.llm in PACKAGED:
+    if llm_folder is not None and config.llm in PACKAGED:
         network.llm_source = packaged_source(llm_folder)
     if network.device.type != "meta":  # meta: the architecture only, for checking sizes
         network.to("cuda" if torch.cuda.is_available() else "cpu")
