@@ -213,6 +213,15 @@ class Aligner(nn.Module):
                     embed_std)
             for layer in config.qformer_layers)
 
+    def tokens_per_image(self, encoder, taps: list[int]) -> int:
+        """How many tokens one image becomes (from a blank image, once)."""
+        if not hasattr(self, "_tokens_per_image"):
+            device = next(self.parameters()).device
+            with torch.no_grad():
+                features = encoder.tapped(encoder.prepare([Image.new("RGB", (32, 32))]).to(device), taps)
+                self._tokens_per_image = int(self({layer: t.float() for layer, t in zip(taps, features)}).shape[1])
+        return self._tokens_per_image
+
     def forward(self, taps: dict):
         c, tokens = self.config, []
         if c.thematic_layer is not None:
@@ -473,17 +482,47 @@ class VLMNetwork(nn.Module):
         return logits, column
 
     def forward(self, samples: list[Sample], aligner=None, cache: bool = True):
-        """Training losses: the mean token loss of each text group and the mean KL of the readout targets ("kl")."""
+        """Training losses: the mean token loss of each text group and the mean KL of the readout targets ("kl").
+
+        Samples run in chunks of similar length (a batch mixing one-image sequences with six-image
+        PIAA episodes would otherwise pad most rows to five times their length); the means are
+        combined over the chunks by their counts, so they are the whole batch's."""
+        sums: dict[str, object] = {}
+        counts: dict[str, int] = {}
+        images = [img for s in samples for img in s.images]
+        if cache and images:  # encode the batch's images together, as one call would (float32 features depend on their batch)
+            self.encode(images)
+        for chunk in self._length_chunks(samples):
+            for name, (total, n) in self._loss_sums(chunk, aligner, cache).items():
+                sums[name] = sums[name] + total if name in sums else total
+                counts[name] = counts.get(name, 0) + n
+        return {name: sums[name] / counts[name] for name in sums}
+
+    def _length_chunks(self, samples: list[Sample], slack: float = 1.25) -> list[list[Sample]]:
+        """Samples sorted by length, cut where a sample is more than `slack` times the chunk's shortest."""
+        per_image = self.aligner.tokens_per_image(self.encoder, self.taps)
+        lengths = [sum(len(v) if kind == "text" else per_image for kind, v, _ in self._pieces(s) if kind != "readout") for s in samples]
+        chunks, start = [], None
+        for i in sorted(range(len(samples)), key=lambda i: lengths[i]):
+            if start is None or lengths[i] > slack * start:
+                chunks.append([])
+                start = lengths[i]
+            chunks[-1].append(samples[i])
+        return chunks
+
+    def _loss_sums(self, samples: list[Sample], aligner, cache: bool) -> dict:
+        """{name: (sum, count)}: token losses per group, and the readout KL per targeted sample."""
         x, _, (labels, groups, names), last = self.embed(samples, aligner, cache)
         rows, cols = torch.nonzero(labels[:, 1:] != -100, as_tuple=True)  # position t predicts label t + 1
         targeted = [i for i, s in enumerate(samples) if s.target is not None]
         logits, column = self._logits(x, cols.tolist() + [int(last[i]) for i in targeted])
-        losses = {}
+        sums = {}
         if len(rows):
             token_loss = nn.functional.cross_entropy(logits[rows, column[cols]], labels[rows, cols + 1], reduction="none")
             token_groups = groups[rows, cols + 1]
             for index, name in enumerate(names):
-                losses[name] = token_loss[token_groups == index].mean()
+                chosen = token_loss[token_groups == index]
+                sums[name] = (chosen.sum(), len(chosen))
         if targeted:
             kl = []
             for i in targeted:
@@ -495,8 +534,8 @@ class VLMNetwork(nn.Module):
                 log_q = row[self.readout_ids[name]].log_softmax(-1)
                 p = torch.tensor(probs, dtype=torch.float32, device=logits.device)
                 kl.append((p * (p.clamp_min(1e-12).log() - log_q)).sum())
-            losses["kl"] = torch.stack(kl).mean()
-        return losses
+            sums["kl"] = (torch.stack(kl).sum(), len(kl))
+        return sums
 
     def level_probs(self, samples: list[Sample], readout: str, aligner=None) -> np.ndarray:
         with torch.no_grad():
