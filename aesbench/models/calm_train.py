@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+from scipy.stats import spearmanr
+
 from ..adapter import sha256_file
 from ..degradations import SUGGEST_KINDS, item_rng
 from ..errors import AesbenchError
@@ -30,6 +33,7 @@ from ..images import ImageError, Preprocessing, load_image
 from ..task import load_task
 from ..training import Schedule
 from . import ssl
+from .diagnostics import linear_probe
 from .calm import Calm
 from .vlm import Sample, VLMConfig, in_context_sample, nearest_word, readout_sample, text_sample
 from .readout import LEVEL_WORDS
@@ -296,8 +300,17 @@ def train_calm(config: CalmTrainConfig, output: str | Path, data_root: Path | No
         cache = stage != "pretrain"  # pre-training images are augmented afresh every time
         return specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache)
 
+    def stage_check(stage, network):  # after scoring is taught: the readout vs a linear probe, both on the training images
+        if stage != "score" or not data.score:
+            return {}
+        images, mos = [data.image(item.image) for item in data.score], [item.label["mos"] for item in data.score]
+        probs = np.concatenate([network.level_probs([readout_sample([img], network.config.levels)], "levels") for img in images])
+        readout = network.config.levels.score(probs, data.score_range)
+        return {"train_split": {"readout_srcc": round(float(spearmanr(readout, mos)[0]), 4),
+                                "linear_probe": linear_probe(network, images, mos, seed=config.seed)}}
+
     network, provenance = run_recipe(config, output, list(stages or config.stages), STAGES, lambda: training_texts(config, data),
-                                     plan, {"sources": data.sources, "skipped": data.skipped}, on_step)
+                                     plan, {"sources": data.sources, "skipped": data.skipped}, on_step, stage_check=stage_check)
     model = Calm(network)
     model.checkpoint = Path(output)
     write_provenance(output, provenance, model)

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import yaml
 
 from .. import __version__, distributed
@@ -28,10 +29,12 @@ from ..runs import git_state, package_version
 from ..task import Task, load_task
 from ..training import LOG_FILE, PLOT_FILE, Schedule, plot_losses, run_stage
 from ..weights import optional_import
+from .diagnostics import grounding
 from .text import train_tokenizer
 from .vlm import CONFIG_FILE, VLMNetwork, build_network, load_network, save_network
 
 PROGRESS_FILE, PROVENANCE_FILE = "stages_done.json", "training.json"
+GROUNDING_SAMPLES = 24
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -107,11 +110,13 @@ def with_lora(network: VLMNetwork) -> None:
 
 def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[str, ...], texts: Callable[[], list[str]],
                plan: Callable, data_record: dict, on_step: Callable | None = None, on_epoch: Callable | None = None,
-               extra: dict | None = None) -> tuple[VLMNetwork, dict]:
+               extra: dict | None = None, stage_check: Callable | None = None) -> tuple[VLMNetwork, dict]:
     """Run `stages` of a recipe into `output` (resuming what is there); return the network and its provenance.
 
     texts() gives the small config's tokenizer its training texts; plan(stage) gives the stage's
-    (specs, build, part, loss_fn), or a string saying why the stage is skipped.
+    (specs, build, part, loss_fn), or a string saying why the stage is skipped. After each finished
+    stage its summary records the grounding check on samples spread over the stage, and whatever
+    stage_check(stage, network) returns (a dict).
     """
     torch = optional_import("torch", "train", config.model.model_type)
     started = time.time()
@@ -152,9 +157,14 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
         summary = run_stage(stage, network, trainable(network, part, config.schedules[stage]), len(specs), build, loss_fn, config.schedules[stage],
                             config.seed, output, config.mixed_precision, on_step, config.save_every, deadline,
                             on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)))
-        summaries.append(summary)
         network.requires_grad_(False)
         main = distributed.rank() == 0  # under accelerate launch every process holds the same weights: one writes
+        if main and summary["stopped"] == "finished":  # does the stage's model read the image? (diagnostics.py)
+            spread = sorted({int(i) for i in np.linspace(0, len(specs) - 1, min(GROUNDING_SAMPLES, len(specs)))})
+            summary["grounding"] = grounding(network, [build(0, i) for i in spread])
+            if stage_check:
+                summary.update(stage_check(stage, network))
+        summaries.append(summary)
         if main:
             save_network(network, output)
         if summary["stopped"] != "finished":
