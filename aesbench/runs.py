@@ -32,6 +32,7 @@ from .captions import require_java
 from .datasets import Dataset, read_dataset
 from .errors import AesbenchError
 from .families import FAMILIES
+from .judges import check_judge
 from .task import Task
 
 PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
@@ -284,6 +285,8 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
         require(model, task.capability, task.name)
     if task.family == "comment":
         require_java()  # before the model runs, not after
+    if task.family == "suggest":
+        check_judge(task.protocol.get("judge", "keyword"))  # its folder too: before the model runs
     task.resolve_root(data_root)
     data = read_dataset(task)
     if limit is not None:

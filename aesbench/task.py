@@ -17,6 +17,7 @@ from .adapter import nearest, sha256_file
 from .errors import AesbenchError
 from .images import Preprocessing
 from .metrics import CAPTION_METRICS, KNOWN_METRICS
+from .options import refuse_command_line_only
 
 FAMILIES = ("score", "comment", "suggest", "piaa")
 
@@ -186,10 +187,8 @@ def _protocol_checks() -> dict:
     from .judges import check_judge
 
     def valid_judge(v):
-        try:
-            return bool(check_judge(v))
-        except AesbenchError:
-            return False
+        check_judge(v, locate=False)  # an unknown judge or option: its own one-line reason; folders at run time,
+        return True                   # after --judge-arg has had its say
 
     positive = (lambda v: _is_int(v) and v > 0, "a positive whole number")
     return {
@@ -207,6 +206,15 @@ def _protocol_checks() -> dict:
     }
 
 
+def resolve_judge_path(spec, folder: Path):
+    """A task's judge with its model `path` resolved against the task file's folder, like the task's
+    other paths (a task cannot name a hub model: `online` is for the command line only)."""
+    if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+        model = Path(spec["path"]).expanduser()
+        return {**spec, "path": str(model if model.is_absolute() else folder / model)}
+    return spec
+
+
 def parse_task(path: Path) -> Task:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -216,6 +224,7 @@ def parse_task(path: Path) -> Task:
         raise AesbenchError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise AesbenchError(f"{path} must be a YAML mapping with name, family and dataset")
+    refuse_command_line_only(data, str(path), "--judge-arg/--model-arg")  # a task never runs code or goes online
     for key in ("name", "family", "dataset"):
         if key not in data:
             raise AesbenchError(f"{path}: missing required key {key!r}")
@@ -245,10 +254,16 @@ def parse_task(path: Path) -> Task:
     if typos:
         raise AesbenchError(f"{path}: unknown protocol key {typos[0]!r} for family {family}{nearest(typos[0], PROTOCOL_KEYS[family])}"
                             f" (known: {', '.join(sorted(PROTOCOL_KEYS[family]))})")
+    if "judge" in protocol:
+        protocol["judge"] = resolve_judge_path(protocol["judge"], path.resolve().parent)
     checks = _protocol_checks()
     for key, value in protocol.items():
         valid, expected = checks[key]
-        if not valid(value):
+        try:
+            ok = valid(value)
+        except AesbenchError as e:
+            raise AesbenchError(f"{path}: protocol.{key}: {e}") from None
+        if not ok:
             raise AesbenchError(f"{path}: protocol.{key} must be {expected}, not {value!r}")
     try:
         preprocessing = Preprocessing.from_dict(data.get("preprocessing"))
