@@ -23,7 +23,7 @@ from .judges import check_judge, judge_spec
 from .leaderboard import render_csv, render_markdown
 from .options import FALSE, TRUE
 from .runs import evaluate, load_results
-from .task import builtin_tasks, load_task
+from .task import builtin_tasks, check_safe_name, load_task
 
 console = Console(stderr=True)
 out = Console()
@@ -213,7 +213,8 @@ def suite(output, task_names, model_names, seed, batch_size, feature_cache, quie
                     continue
                 if feature_cache:
                     _use_feature_cache(model, feature_cache, quiet)
-                results = evaluate(task, output / task.name / model.name, model=model, seed=seed,
+                run = output / check_safe_name(task.name, "task name") / check_safe_name(model.name, "model name")
+                results = evaluate(task, run, model=model, seed=seed,
                                    batch_size=batch_size, track=track)
                 if results is None:  # not rank 0
                     continue

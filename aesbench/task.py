@@ -40,6 +40,32 @@ DEFAULT_PROMPTS = {
 
 DEFAULT_BOOTSTRAP = {"resamples": 1000, "seed": 0, "level": 0.95}
 
+# A task's name names folders (suite writes OUTPUT/<task>/<model>/): letters, digits, '.', '_', '-', not
+# starting with '.' or '-', so it can never be '..', absolute or hold a separator.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_TASK_BYTES = 1 << 20  # a task file is a few hundred bytes; more is not a task
+
+
+def check_safe_name(name, what: str) -> str:
+    """`name` when it is safe as one folder name, else one line saying the rule."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise AesbenchError(f"{what} {name!r} cannot name a folder: use letters, digits, '.', '_' and '-'"
+                            " (128 at most), starting with a letter or digit")
+    return name
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without anchors and aliases: a few hundred bytes of nested aliases ("billion laughs")
+    expand to gigabytes when the task is written into results.json."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            line = event.start_mark.line + 1
+            raise yaml.YAMLError(f"YAML aliases (*{event.anchor}) are not allowed in a task (line {line})")
+        return super().compose_node(parent, index)
+
+
 # Dataset keys that map each split to its own file (BAID's label files, APDD's split lists).
 SPLIT_MAPS = ("split_files", "split_lists")
 
@@ -143,6 +169,11 @@ class Task:
         path = self.data_root / str(value)
         if not path.exists():
             raise AesbenchError(f"task {self.name!r}: {path} not found (dataset.{where}; root {self.data_root})")
+        if key == "images":
+            if not path.is_dir():
+                raise AesbenchError(f"task {self.name!r}: {path} is not a folder (dataset.images)")
+        elif not path.is_file():  # a FIFO or a device (/dev/zero) would hang or read forever
+            raise AesbenchError(f"task {self.name!r}: {path} is not a regular file (dataset.{where})")
         return path
 
 
@@ -216,8 +247,10 @@ def resolve_judge_path(spec, folder: Path):
 
 
 def parse_task(path: Path) -> Task:
+    if path.stat().st_size > MAX_TASK_BYTES:
+        raise AesbenchError(f"{path} is over {MAX_TASK_BYTES} bytes: not a task file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
     except UnicodeDecodeError:
         raise AesbenchError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
@@ -228,8 +261,9 @@ def parse_task(path: Path) -> Task:
     for key in ("name", "family", "dataset"):
         if key not in data:
             raise AesbenchError(f"{path}: missing required key {key!r}")
+    check_safe_name(data["name"], f"{path}: task name")
     family = data["family"]
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise AesbenchError(f"{path}: family {family!r} is not one of {', '.join(FAMILIES)}")
     dataset = data["dataset"]
     if not isinstance(dataset, dict) or "format" not in dataset:
