@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 from pycocoevalcap.tokenizer import ptbtokenizer
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
