@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from .errors import AesbenchError
+from .options import parse_bool_options, refuse_command_line_only
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,11 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
         if not config_file.is_file():
             raise AesbenchError(f"model folder {path} has no config.json: point --model at a checkpoint folder or a registered name")
         try:
-            model_type = json.loads(config_file.read_text()).get("model_type")
+            config = json.loads(config_file.read_text())
+            model_type = config.get("model_type")
         except (json.JSONDecodeError, AttributeError) as e:
             raise AesbenchError(f"{config_file} is not a JSON object ({e}): re-save the checkpoint") from None
+        refuse_command_line_only(config, str(config_file), "--model-arg", allow_safe=True)
         if model_type not in models:
             raise AesbenchError(
                 f"{config_file} names model_type {model_type!r}, which is not an aesbench model; for a Hugging Face"
@@ -166,7 +169,7 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
         if unknown:
             takes = ", ".join(p for p in accepted if p not in ("path", "cls")) or "none"
             raise AesbenchError(f"checkpoint {path} ({model_type}) takes no option {unknown[0]!r} (accepted: {takes})")
-        return cls.from_pretrained(path, **options)
+        return cls.from_pretrained(path, **parse_bool_options(options, accepted, f"checkpoint {path}"))
     if name_or_path not in models:
         hint = nearest(name_or_path, models)
         raise AesbenchError(f"unknown model {name_or_path!r}{hint or ''} (`aesbench models` lists them; a checkpoint folder also works)")
@@ -182,7 +185,7 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in options]
     if missing:
         raise AesbenchError(f"model {name_or_path!r} needs option {missing[0]!r}: add --model-arg {missing[0]}=...")
-    return cls(**options)
+    return cls(**parse_bool_options(options, params, f"model {name_or_path!r}"))
 
 
 def require(model: Model, capability: str, task_name: str) -> None:

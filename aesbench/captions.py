@@ -27,13 +27,13 @@ gives (tested) while the JVM parses one segment instead of n.
 from __future__ import annotations
 
 import collections
-import contextlib
 import math
 import os
 import selectors
 import shutil
-import sys
+import subprocess
 import tempfile
+import unicodedata
 
 import numpy as np
 
@@ -42,19 +42,6 @@ from .images import cpu_cores
 from .metrics import CAPTION_METRICS
 
 SEGMENTS_PER_WORKER = 1000  # each further JVM takes ~9 s of CPU and ~1 GB to load: worth it only on many segments
-
-
-@contextlib.contextmanager
-def _stderr_to(file):
-    """Point file descriptor 2 (inherited by Java subprocesses) at `file` for the duration."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(file.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 JAVA_HINT = "install Java 8 or newer (e.g. `apt-get install default-jre-headless`) and put `java` on PATH"
@@ -145,6 +132,64 @@ def _meteor_addends(stats: list[str]) -> np.ndarray:
     return counts
 
 
+# Line breaks and other control characters inside a caption. The PTB tokenizer runs with
+# -preserveLines (one caption a line) and breaks lines at \r, \x0b, \x0c, U+0085, U+2028 and
+# U+2029 as well as \n, so one of them inside a caption would shift every later caption onto the
+# wrong image; pycocoevalcap replaces only \n. Every such character (Unicode categories Cc, Zl,
+# Zp; tabs too, which the tokenizer treats as spaces anyway) becomes a space, on references and
+# candidates alike, and a lone surrogate (not encodable as UTF-8) becomes U+FFFD.
+CAPTION_NORMALISATION = ("control and line-separator characters (Unicode Cc, Zl, Zp) inside a caption become spaces;"
+                         " lone surrogates become U+FFFD")
+
+
+def normalise_caption(text: str) -> str:
+    if text.isprintable() and "\t" not in text:  # the common case: nothing to do
+        return text
+    out = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        out.append(" " if category in ("Cc", "Zl", "Zp") else "\ufffd" if category == "Cs" else ch)
+    return "".join(out)
+
+
+def count_normalised(texts) -> int:
+    """How many of the texts normalise_caption changes (recorded with the results)."""
+    return sum(normalise_caption(t) != t for t in texts)
+
+
+def ptb_tokenize(captions: dict) -> dict:
+    """pycocoevalcap's PTBTokenizer.tokenize (same Java class and flags, same punctuation removal, so
+    the same tokens) on {key: [caption, ...]}, with the sentences in a temporary file of our own in
+    the system's temporary folder: pycocoevalcap writes its file into its own package folder, which
+    may be read-only. Captions must hold no line breaks (normalise_caption)."""
+    from pycocoevalcap.tokenizer import ptbtokenizer
+
+    keys = [k for k, caps in captions.items() for _ in caps]
+    sentences = "\n".join(c for caps in captions.values() for c in caps)
+    folder = os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
+    jar = os.path.join(folder, ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR)
+    with tempfile.NamedTemporaryFile(suffix=".txt") as text, tempfile.TemporaryFile() as log:
+        text.write(sentences.encode())
+        text.flush()
+        cmd = ["java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", text.name]
+        try:
+            done = subprocess.run(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=log, check=False)
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            raise AesbenchError(f"cannot run the PTB tokenizer ({reason}); {JAVA_HINT}") from None
+        log.seek(0)
+        java_said = log.read().decode(errors="replace").strip()  # its progress line, kept for errors
+    lines = done.stdout.decode().split("\n")
+    if done.returncode != 0 or len(lines) < len(keys):
+        raise AesbenchError("PTB tokenizer returned fewer lines than it was given"
+                            f" (Java said: {java_said[-300:] or 'nothing'})")
+    tokens: dict = {}
+    for key, line in zip(keys, lines):
+        words = [w for w in line.rstrip().split(" ") if w not in ptbtokenizer.PUNCTUATIONS]
+        tokens.setdefault(key, []).append(" ".join(words))
+    return tokens
+
+
 class CaptionScorer:
     def __init__(self, workers: int | None = None):
         require_java()
@@ -178,17 +223,11 @@ class CaptionScorer:
 
     @staticmethod
     def tokenize(references: dict[str, list[str]], candidates: dict[str, str]) -> tuple[dict, dict]:
-        """One PTBTokenizer call for both sides; lines are tokenized independently, so this equals two calls."""
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-        both = {("ref", k): [{"caption": r} for r in refs] for k, refs in references.items()}
-        both.update({("cand", k): [{"caption": c}] for k, c in candidates.items()})
-        with tempfile.TemporaryFile() as log, _stderr_to(log):  # Java's progress line, kept for errors
-            tokens = PTBTokenizer().tokenize(both)
-            log.seek(0)
-            java_said = log.read().decode(errors="replace").strip()
-        if any(len(tokens.get(k, [])) != len(v) for k, v in both.items()):
-            raise AesbenchError(f"PTB tokenizer returned fewer lines than it was given (Java said: {java_said[-300:] or 'nothing'})")
+        """One PTB tokenizer run for both sides (lines are tokenized independently, so this equals two
+        calls), each caption normalised first (normalise_caption)."""
+        both = {("ref", k): [normalise_caption(r) for r in refs] for k, refs in references.items()}
+        both.update({("cand", k): [normalise_caption(c)] for k, c in candidates.items()})
+        tokens = ptb_tokenize(both)
         gts = {k: tokens[("ref", k)] for k in references}
         res = {k: tokens[("cand", k)] for k in candidates}
         return gts, res
@@ -211,7 +250,11 @@ class CaptionScorer:
         metrics = {f"bleu{n + 1}": b for n, b in enumerate(bleu_from_counts(counts))}
         metrics.update(meteor=float(meteor), rouge_l=rouge, cider=cider)
         per_item = {"meteor": list(meteor_items), "rouge_l": rouge_items, "cider": cider_items}
-        return {"metrics": metrics, "per_item": per_item, "bleu_counts": counts, "meteor_stats": meteor_stats}
+        normalised = {"rule": CAPTION_NORMALISATION,
+                      "references": count_normalised(r for refs in references.values() for r in refs),
+                      "candidates": count_normalised(candidates.values())}
+        return {"metrics": metrics, "per_item": per_item, "bleu_counts": counts, "meteor_stats": meteor_stats,
+                "normalised": normalised}
 
     def meteor_stats(self, pairs: list[tuple[str, list[str]]]) -> list[str]:
         """Per-segment statistics for (hypothesis, references) pairs: Meteor._stat's SCORE lines, in

@@ -21,8 +21,9 @@ from .datasets import read_dataset
 from .errors import AesbenchError
 from .judges import check_judge, judge_spec
 from .leaderboard import render_csv, render_markdown
+from .options import FALSE, TRUE
 from .runs import evaluate, load_results
-from .task import builtin_tasks, load_task
+from .task import builtin_tasks, check_safe_name, load_task
 
 console = Console(stderr=True)
 out = Console()
@@ -68,7 +69,10 @@ def _model_options(pairs: tuple[str, ...]) -> dict:
         if "=" not in pair:
             raise AesbenchError(f"option {pair!r} must look like key=value")
         key, value = pair.split("=", 1)
-        options[key.strip()] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, bool) and value.strip().lower() not in TRUE | FALSE:
+            parsed = value  # YAML's on/off: left as text, so a boolean option refuses it (options.parse_bool)
+        options[key.strip()] = parsed
     return options
 
 
@@ -168,8 +172,10 @@ def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed
     if judge or judge_arg:
         if task.family != "suggest":
             raise AesbenchError(f"--judge applies to suggest tasks; {task.name!r} is a {task.family} task")
-        name = judge or judge_spec(task.protocol.get("judge", "keyword"))[0]
-        task.protocol["judge"] = {"name": name, **_model_options(judge_arg)}
+        own, own_options = judge_spec(task.protocol.get("judge", "keyword"))
+        name = judge or own
+        # --judge-arg alone adds to the task's judge options (its folder, say); --judge NAME starts afresh
+        task.protocol["judge"] = {"name": name, **(own_options if name == own else {}), **_model_options(judge_arg)}
         check_judge(task.protocol["judge"])
     progress, track = _progress(quiet)
     model = load_model(model_name, _model_options(model_arg), seed) if model_name else None
@@ -207,7 +213,8 @@ def suite(output, task_names, model_names, seed, batch_size, feature_cache, quie
                     continue
                 if feature_cache:
                     _use_feature_cache(model, feature_cache, quiet)
-                results = evaluate(task, output / task.name / model.name, model=model, seed=seed,
+                run = output / check_safe_name(task.name, "task name") / check_safe_name(model.name, "model name")
+                results = evaluate(task, run, model=model, seed=seed,
                                    batch_size=batch_size, track=track)
                 if results is None:  # not rank 0
                     continue

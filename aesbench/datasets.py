@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +59,10 @@ def _read_rows(path: Path, required: list[str], layout: str, skipped: list[dict]
         with open(path, newline="", encoding="utf-8-sig", errors=errors) as f:
             reader = csv.DictReader(f)
             columns = [c.strip() for c in (reader.fieldnames or [])]
-            if not set(required) <= set(columns):
-                raise AesbenchError(f"{path}: header must have columns {layout}; found {','.join(columns) or 'nothing'}")
+            if not set(required) <= set(columns):  # what is missing, never the file's own text
+                missing = [c for c in required if c not in columns]
+                raise AesbenchError(f"{path}: header must have columns {layout}; it lacks {', '.join(missing)}"
+                                    f" ({len(columns)} columns found)")
             rows = []
             for row in reader:
                 where = f"{path.name}:{reader.line_num}"
@@ -132,7 +135,10 @@ def read_ava(task: Task) -> Dataset:
         try:
             if len(cols) != 15:
                 raise ValueError(f"{len(cols)} columns")
-            image_id, counts = cols[1], np.array([int(c) for c in cols[2:12]], dtype=np.int64)
+            image_id = cols[1]
+            if not all(re.fullmatch(r"[+-]?\d{1,12}", c) for c in cols[2:12]):
+                raise ValueError("a vote count is not an integer")  # the row itself is never echoed
+            counts = np.array([int(c) for c in cols[2:12]], dtype=np.int64)
             if (counts < 0).any() or counts.sum() == 0:
                 raise ValueError("vote counts must be non-negative with at least one vote")
         except ValueError as e:
@@ -240,7 +246,9 @@ def read_flickr_aes(task: Task) -> Dataset:
         try:
             iw, ii, isc = header.index("worker"), header.index("imagePair"), header.index("score")
         except ValueError:
-            raise AesbenchError(f"{path}: header must name worker, imagePair and score; found {header}") from None
+            missing = [c for c in ("worker", "imagePair", "score") if c not in header]
+            raise AesbenchError(f"{path}: header must name worker, imagePair and score;"
+                                f" it lacks {', '.join(missing)}") from None
         seen = set()
         for line, row in enumerate(reader, start=2):
             if not row or not "".join(row).strip():
@@ -385,8 +393,34 @@ READERS = {
 }
 
 
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` names something under `folder`, by its text: no '..' out of it, not absolute
+    elsewhere. Links inside the folder are the user's own and are followed."""
+    folder_text = os.path.normpath(os.path.abspath(folder))
+    return os.path.normpath(os.path.abspath(path)).startswith(folder_text.rstrip(os.sep) + os.sep)
+
+
+def confine(data: Dataset, images: Path) -> Dataset:
+    """Items whose image lies outside the images folder (an id such as ../../secret.png or /etc/x)
+    become recorded skips: nothing outside the folder the task names is read."""
+    def keep(item: Item) -> bool:
+        if inside(item.image, images):
+            return True
+        data.skipped.append({"id": item.id,
+                             "reason": "image path leaves the images folder (absolute or '..'); not read"})
+        return False
+
+    data.items = [item for item in data.items if keep(item)]
+    if data.groups:
+        kept = {id(item) for item in data.items}
+        data.groups = {w: [it for it in items if id(it) in kept] for w, items in data.groups.items()}
+        data.groups = {w: items for w, items in data.groups.items() if items}
+    return data
+
+
 def read_dataset(task: Task) -> Dataset:
     fmt = task.dataset["format"]
-    if fmt not in READERS:
+    if not isinstance(fmt, str) or fmt not in READERS:
         raise AesbenchError(f"task {task.name!r}: unknown dataset format {fmt!r}; known: {', '.join(READERS)}")
-    return READERS[fmt](task)
+    data = READERS[fmt](task)
+    return confine(data, task.file("images"))

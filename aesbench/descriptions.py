@@ -197,7 +197,10 @@ def describe(images: str, model: Model, output: Path, rounds: int = 1, seed: int
               "prompts": PROMPTS, "model": model.describe(), "seed": seed,
               "score_range": list(source.score_range) if source.score_range else None}
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file in the way, a read-only parent
+        raise AesbenchError(f"cannot create {output.parent}: {e.strerror or type(e).__name__}") from None
     store = PredictionStore(output, header)
     resumed = len(store.lines)
     pending = [item for item in items if item.id not in store]

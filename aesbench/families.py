@@ -303,7 +303,8 @@ class CommentFamily(TextFamily):
             scorer.close()
         per_item = {name: dict(zip(references, values)) for name, values in scored["per_item"].items()}
         metrics = {m: scored["metrics"][m] for m in task.metrics}
-        return _summary(metrics, ci95, {}, len(pairs), skipped, {"per_item": per_item})
+        details = {"per_item": per_item, "normalised": scored["normalised"]}
+        return _summary(metrics, ci95, {}, len(pairs), skipped, details)
 
 
 class SuggestFamily(TextFamily):

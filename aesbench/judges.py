@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .adapter import nearest
 from .errors import AesbenchError
+from .options import parse_bool, parse_bool_options
 from .weights import local_only, optional_import, require_files, weight_hashes
 
 KEYWORD_PATTERNS = {
@@ -206,15 +207,16 @@ class LlmJudge:
     name = "llm-yesno-v1"
 
     def __init__(self, path: str | None = None, trust_remote_code: bool = False, online: bool = False, device: str = "cpu"):
-        self.path = str(self.locate(path, online))
+        online, trust_remote_code = parse_bool(online, "online"), parse_bool(trust_remote_code, "trust_remote_code")
+        self.path = str(self.locate(path, online, trust_remote_code))
         self._torch = optional_import("torch", "judges", "llm judge")
         transformers = optional_import("transformers", "judges", "llm judge")
-        self.trust_remote_code, self.device = bool(trust_remote_code), device
+        self.trust_remote_code, self.device = trust_remote_code, device
         kwargs = {"local_files_only": local_only(online), "trust_remote_code": self.trust_remote_code}
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, **kwargs)
             self.model = transformers.AutoModelForCausalLM.from_pretrained(self.path, dtype=self._torch.float32, **kwargs)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, ImportError, AttributeError, KeyError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise AesbenchError(f"llm judge: cannot load {self.path}: {first}") from None
         self.model.to(device).eval()
@@ -223,12 +225,35 @@ class LlmJudge:
         self.weights = weight_hashes(self.path) if Path(self.path).is_dir() else {}
 
     @staticmethod
-    def locate(path: str | None = None, online: bool = False, **_) -> Path | str:
-        """The model folder (or, with online=True, a hub id), or one line saying what is wrong."""
+    def refuse_remote_code(folder: Path) -> None:
+        """One line, before transformers reads the folder, when it ships modelling code that only
+        trust_remote_code=true (on the command line) may run."""
+        config_file = folder / "config.json"
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise AesbenchError(f"llm judge: {config_file} is not valid JSON ({type(e).__name__})") from None
+        if not isinstance(config, dict) or "auto_map" not in config:
+            return
+        transformers = optional_import("transformers", "judges", "llm judge")
+        known = transformers.models.auto.configuration_auto.CONFIG_MAPPING
+        model_type = config.get("model_type")
+        if not isinstance(model_type, str) or model_type not in known:
+            raise AesbenchError(f"llm judge: {folder} ships its own modelling code (auto_map, model_type"
+                                f" {model_type!r}); pass --judge-arg trust_remote_code=true only if you trust it")
+
+    @staticmethod
+    def locate(path: str | None = None, online: bool = False, trust_remote_code: bool = False, **_) -> Path | str:
+        """The model folder (or, with online=True, a hub id), or one line saying what is wrong: also a
+        folder shipping its own modelling code without trust_remote_code=true."""
         if path is None:
             raise AesbenchError("judge 'llm' needs path=FOLDER, a local Hugging Face causal LM (--judge-arg path=/models/my-llm)")
-        if local_only(online) or Path(path).expanduser().is_dir():
-            return require_files(path, ["config.json"], "llm judge", "a Hugging Face causal LM folder (config.json, weights, tokenizer files)")
+        if local_only(online) or Path(str(path)).expanduser().is_dir():
+            folder = require_files(str(path), ["config.json"], "llm judge",
+                                   "a Hugging Face causal LM folder (config.json, weights, tokenizer files)")
+            if not parse_bool(trust_remote_code, "trust_remote_code"):
+                LlmJudge.refuse_remote_code(folder)
+            return folder
         return path
 
     def describe(self) -> dict:
@@ -271,10 +296,10 @@ def judge_spec(spec) -> tuple[str, dict]:
     raise AesbenchError(f"judge must be a name or a mapping with a name, not {spec!r}")
 
 
-def check_judge(spec) -> tuple[str, dict]:
+def check_judge(spec, locate: bool = True) -> tuple[str, dict]:
     """The judge's name and options, or one line saying what is wrong: an unknown judge or option,
-    or a model folder that is missing. Cheap (no model is loaded), so a run can fail before the
-    model has made its predictions rather than after."""
+    or (with `locate`) a model folder that is missing or ships code it may not run. Cheap (no model
+    is loaded), so a run can fail before the model has made its predictions rather than after."""
     name, options = judge_spec(spec)
     if name not in JUDGES:
         raise AesbenchError(f"unknown judge {name!r}{nearest(str(name), JUDGES)} (known: {', '.join(JUDGES)})")
@@ -282,7 +307,8 @@ def check_judge(spec) -> tuple[str, dict]:
     unknown = [k for k in options if k not in params]
     if unknown:
         raise AesbenchError(f"judge {name!r} takes no option {unknown[0]!r} (accepted: {', '.join(params) or 'none'})")
-    if hasattr(JUDGES[name], "locate"):
+    options = parse_bool_options(options, inspect.signature(JUDGES[name].__init__).parameters, f"judge {name!r}")
+    if locate and hasattr(JUDGES[name], "locate"):
         JUDGES[name].locate(**options)
     return name, options
 

@@ -13,6 +13,7 @@ redone or written twice, whatever the number of processes now.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -32,9 +33,11 @@ from .captions import require_java
 from .datasets import Dataset, read_dataset
 from .errors import AesbenchError
 from .families import FAMILIES
+from .judges import check_judge
 from .task import Task
 
 PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
+LOCK = ".aesbench.lock"  # held by the run using the folder (run_lock)
 SHARD, SHARDS = "predictions.rank{}.jsonl", "predictions.rank*.jsonl"  # one per process of a multi-process run
 
 
@@ -47,7 +50,9 @@ class PredictionStore:
         self.path = Path(path)
         self.header = None if header is None else json.loads(json.dumps(header))  # as it reads back from the file
         self.lines: dict[str, dict] = {}
-        if self.path.exists():
+        if self.path.exists() or self.path.is_symlink():
+            if not self.path.is_file():
+                raise AesbenchError(f"{self.path} is not a regular file; choose another output")
             self._recover(repair=not read_only)
         if not read_only and header is not None and (not self.path.exists() or self.path.stat().st_size == 0):
             self._append(json.dumps(header) + "\n")
@@ -55,12 +60,18 @@ class PredictionStore:
     def _recover(self, repair: bool) -> None:
         raw = self.path.read_bytes()
         good = raw.rfind(b"\n") + 1  # everything after the last newline is a torn write
+        lines = raw[:good].splitlines()
+        if self.header is not None and raw:
+            # Whose file is it? Checked before anything is cut: a file of someone else's is left as it is.
+            own = (json.dumps(self.header) + "\n").encode()
+            if not lines and not own.startswith(raw):
+                raise AesbenchError(f"{self.path} does not start with a header line; choose another output"
+                                    " or move the file away")
+            if lines:
+                self._check_header(lines[0])
         if repair and good < len(raw):
             with open(self.path, "r+b") as f:
                 f.truncate(good)
-        lines = raw[:good].splitlines()
-        if self.header is not None and lines:
-            self._check_header(lines[0])
         for n, line in enumerate(lines, start=1):
             if n == 1 and self.header is not None:
                 continue
@@ -87,10 +98,13 @@ class PredictionStore:
         return item_id in self.lines
 
     def _append(self, text: str) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # disk full, read-only folder: what was fsync'ed before is kept
+            raise AesbenchError(f"cannot write {self.path}: {e.strerror or type(e).__name__}") from None
 
     def write(self, lines: list[dict]) -> None:
         fresh: dict[str, dict] = {}
@@ -198,16 +212,66 @@ def _json_safe(obj):
 
 
 def _write_json(path: Path, data: dict) -> None:
+    _write_text(path, json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Written whole or not at all: a temporary file renamed over `path`; on failure (disk full, a
+    read-only folder) the temporary file is removed and the old `path`, if any, is left as it was."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise AesbenchError(f"cannot write {path}: {e.strerror or type(e).__name__}") from None
+
+
+@contextlib.contextmanager
+def run_lock(output: Path):
+    """Exclusive use of a run folder while a run reads and writes it: a second run into the same
+    folder is refused in one line naming the process that holds it (released when that process ends,
+    even by kill -9)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        yield
+        return
+    try:
+        fd = os.open(output / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise AesbenchError(f"cannot use {output} as a run folder: {e.strerror or type(e).__name__}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = "".join(ch for ch in os.pread(fd, 32, 0).decode("ascii", "replace") if ch.isdigit()) or "?"
+            raise AesbenchError(f"{output} is in use by pid {holder} (another aesbench run); wait for it to end"
+                                " or choose another --output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _pin_run(output: Path, identity: dict) -> dict:
-    """Write run.json, or check that the folder's is this run's; return the identity."""
+    """Write run.json, or check that the folder's is this run's; return the identity. A folder with
+    predictions or results but no valid run.json is refused: what made them is unknown. Called
+    under run_lock, so two runs cannot both pass this check."""
     run_file = output / RUN
-    if run_file.exists():
-        previous = json.loads(run_file.read_text())
+    if run_file.exists() or run_file.is_symlink():
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            previous = None
+        if not isinstance(previous, dict):
+            raise AesbenchError(f"{run_file} is not a valid run record (empty, truncated or not a JSON object), so"
+                                " what the folder holds cannot be checked; choose another --output or move the"
+                                " folder away")
         if previous != identity:
             diff = next(k for k in sorted(set(previous) | set(identity)) if previous.get(k) != identity.get(k))
             raise AesbenchError(
@@ -215,6 +279,10 @@ def _pin_run(output: Path, identity: dict) -> dict:
                 " choose another --output or delete that folder"
             )
     else:
+        held = [p.name for p in (output / PREDICTIONS, output / RESULTS, *sorted(output.glob(SHARDS))) if p.exists()]
+        if held:
+            raise AesbenchError(f"{output} holds {held[0]} but no run.json, so what made it is unknown; choose another"
+                                " --output or move the folder away")
         _write_json(run_file, identity)
     return identity
 
@@ -275,7 +343,29 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
              predictions: Path | None = None, seed: int = 0, batch_size: int = 16, limit: int | None = None,
              data_root: Path | None = None, track: Callable = identity_track) -> dict | None:
     """Run (or resume) a model on a task, or score a predictions file; write results.json; return it.
-    Under a launcher every process predicts its share and rank 0 alone scores: the others get None."""
+    Under a launcher every process predicts its share and rank 0 alone scores: the others get None.
+    The run folder is locked (run_lock) from the run check to results.json."""
+    with contextlib.ExitStack() as held:
+        return _evaluate(task, output, model, model_name, predictions, seed, batch_size, limit, data_root, track, held)
+
+
+def _refuse_overwriting_inputs(output: Path, inputs: list[Path]) -> None:
+    """One line when a file this run writes (predictions.jsonl, results.json, run.json) is one of its
+    inputs (the predictions file, the task, a label file): an input is never written to."""
+    for name in (PREDICTIONS, RESULTS, RUN, Path(RESULTS).with_suffix(".tmp").name, Path(RUN).with_suffix(".tmp").name):
+        target = output / name
+        for source in inputs:
+            try:
+                same = target.exists() and Path(source).exists() and os.path.samefile(target, source)
+            except OSError:
+                same = False
+            if same:
+                raise AesbenchError(f"--output {output} would overwrite {source} ({name}), an input of this run;"
+                                    " choose another --output")
+
+
+def _evaluate(task, output, model, model_name, predictions, seed, batch_size, limit, data_root, track,
+              held: contextlib.ExitStack) -> dict | None:
     started = time.time()
     distributed.start()  # the CLI has joined already; a script run under a launcher may not have
     if model is None and distributed.rank() != 0:
@@ -284,6 +374,8 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
         require(model, task.capability, task.name)
     if task.family == "comment":
         require_java()  # before the model runs, not after
+    if task.family == "suggest":
+        check_judge(task.protocol.get("judge", "keyword"))  # its folder too: before the model runs
     task.resolve_root(data_root)
     data = read_dataset(task)
     if limit is not None:
@@ -296,11 +388,21 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
         data.skipped = [s for s in data.skipped if s["id"] not in dropped]
     family = FAMILIES[task.family]
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    _refuse_overwriting_inputs(output, [task.path, *data.label_files, *([Path(predictions)] if predictions else [])])
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file in the way, a read-only parent
+        raise AesbenchError(f"cannot create run folder {output}: {e.strerror or type(e).__name__}") from None
+
+    def lock_and_pin(identity: dict) -> dict:
+        held.enter_context(run_lock(output))
+        return _pin_run(output, identity)
+
     if model is not None:
         desc = model.describe()
         own = {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit}
-        identity = distributed.on_main(lambda: _pin_run(output, own))  # rank 0's everywhere: a device name may differ per rank
+        # rank 0 locks and pins; its identity everywhere: a device name may differ per rank
+        identity = distributed.on_main(lambda: lock_and_pin(own))
         lines, resumed = _predict(model, task, data, output, identity, batch_size, track)
         if lines is None:
             return None
@@ -309,9 +411,9 @@ def evaluate(task: Task, output: Path, model: Model | None = None, model_name: s
         lines, extra_skips = read_predictions(predictions)
         desc = {"name": model_name or Path(predictions).stem, "predictions_file": str(predictions),
                 "predictions_sha256": sha256_file(predictions)}
-        _pin_run(output, {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
+        lock_and_pin({"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
         resumed = 0
-        (output / PREDICTIONS).write_text("".join(json.dumps(line) + "\n" for line in lines.values()))
+        _write_text(output / PREDICTIONS, "".join(json.dumps(line) + "\n" for line in lines.values()))
     if model is not None and not model.on_task_scale and task.family == "score":  # the only scale-bound metrics
         summary = family.evaluate(task, data, lines, task.bootstrap, on_task_scale=False)
     else:

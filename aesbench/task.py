@@ -17,6 +17,7 @@ from .adapter import nearest, sha256_file
 from .errors import AesbenchError
 from .images import Preprocessing
 from .metrics import CAPTION_METRICS, KNOWN_METRICS
+from .options import refuse_command_line_only
 
 FAMILIES = ("score", "comment", "suggest", "piaa")
 
@@ -38,6 +39,32 @@ DEFAULT_PROMPTS = {
 }
 
 DEFAULT_BOOTSTRAP = {"resamples": 1000, "seed": 0, "level": 0.95}
+
+# A task's name names folders (suite writes OUTPUT/<task>/<model>/): letters, digits, '.', '_', '-', not
+# starting with '.' or '-', so it can never be '..', absolute or hold a separator.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_TASK_BYTES = 1 << 20  # a task file is a few hundred bytes; more is not a task
+
+
+def check_safe_name(name, what: str) -> str:
+    """`name` when it is safe as one folder name, else one line saying the rule."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise AesbenchError(f"{what} {name!r} cannot name a folder: use letters, digits, '.', '_' and '-'"
+                            " (128 at most), starting with a letter or digit")
+    return name
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without anchors and aliases: a few hundred bytes of nested aliases ("billion laughs")
+    expand to gigabytes when the task is written into results.json."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            line = event.start_mark.line + 1
+            raise yaml.YAMLError(f"YAML aliases (*{event.anchor}) are not allowed in a task (line {line})")
+        return super().compose_node(parent, index)
+
 
 # Dataset keys that map each split to its own file (BAID's label files, APDD's split lists).
 SPLIT_MAPS = ("split_files", "split_lists")
@@ -142,6 +169,11 @@ class Task:
         path = self.data_root / str(value)
         if not path.exists():
             raise AesbenchError(f"task {self.name!r}: {path} not found (dataset.{where}; root {self.data_root})")
+        if key == "images":
+            if not path.is_dir():
+                raise AesbenchError(f"task {self.name!r}: {path} is not a folder (dataset.images)")
+        elif not path.is_file():  # a FIFO or a device (/dev/zero) would hang or read forever
+            raise AesbenchError(f"task {self.name!r}: {path} is not a regular file (dataset.{where})")
         return path
 
 
@@ -186,10 +218,8 @@ def _protocol_checks() -> dict:
     from .judges import check_judge
 
     def valid_judge(v):
-        try:
-            return bool(check_judge(v))
-        except AesbenchError:
-            return False
+        check_judge(v, locate=False)  # an unknown judge or option: its own one-line reason; folders at run time,
+        return True                   # after --judge-arg has had its say
 
     positive = (lambda v: _is_int(v) and v > 0, "a positive whole number")
     return {
@@ -207,20 +237,33 @@ def _protocol_checks() -> dict:
     }
 
 
+def resolve_judge_path(spec, folder: Path):
+    """A task's judge with its model `path` resolved against the task file's folder, like the task's
+    other paths (a task cannot name a hub model: `online` is for the command line only)."""
+    if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+        model = Path(spec["path"]).expanduser()
+        return {**spec, "path": str(model if model.is_absolute() else folder / model)}
+    return spec
+
+
 def parse_task(path: Path) -> Task:
+    if path.stat().st_size > MAX_TASK_BYTES:
+        raise AesbenchError(f"{path} is over {MAX_TASK_BYTES} bytes: not a task file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
     except UnicodeDecodeError:
         raise AesbenchError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise AesbenchError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise AesbenchError(f"{path} must be a YAML mapping with name, family and dataset")
+    refuse_command_line_only(data, str(path), "--judge-arg/--model-arg")  # a task never runs code or goes online
     for key in ("name", "family", "dataset"):
         if key not in data:
             raise AesbenchError(f"{path}: missing required key {key!r}")
+    check_safe_name(data["name"], f"{path}: task name")
     family = data["family"]
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise AesbenchError(f"{path}: family {family!r} is not one of {', '.join(FAMILIES)}")
     dataset = data["dataset"]
     if not isinstance(dataset, dict) or "format" not in dataset:
@@ -245,10 +288,16 @@ def parse_task(path: Path) -> Task:
     if typos:
         raise AesbenchError(f"{path}: unknown protocol key {typos[0]!r} for family {family}{nearest(typos[0], PROTOCOL_KEYS[family])}"
                             f" (known: {', '.join(sorted(PROTOCOL_KEYS[family]))})")
+    if "judge" in protocol:
+        protocol["judge"] = resolve_judge_path(protocol["judge"], path.resolve().parent)
     checks = _protocol_checks()
     for key, value in protocol.items():
         valid, expected = checks[key]
-        if not valid(value):
+        try:
+            ok = valid(value)
+        except AesbenchError as e:
+            raise AesbenchError(f"{path}: protocol.{key}: {e}") from None
+        if not ok:
             raise AesbenchError(f"{path}: protocol.{key} must be {expected}, not {value!r}")
     try:
         preprocessing = Preprocessing.from_dict(data.get("preprocessing"))

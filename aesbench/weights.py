@@ -16,6 +16,7 @@ from PIL import Image
 
 from .adapter import sha256_file
 from .errors import AesbenchError
+from .options import parse_bool
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".npz")
 
@@ -30,7 +31,7 @@ def optional_import(module: str, extra: str, model: str):
 
 def local_only(online: bool = False) -> bool:
     """`local_files_only` for Hugging Face loaders: offline unless asked, and HF_HUB_OFFLINE=1 always wins."""
-    return not online or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    return not parse_bool(online, "online") or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
 def require_files(folder: str | Path, names: list[str], model: str, what: str = "a checkpoint folder") -> Path:

@@ -22,6 +22,7 @@ from PIL import Image
 from aesbench.adapter import Model, Request, register
 from aesbench.errors import AesbenchError, first_line
 from aesbench.features import FeatureCache, module_cache
+from aesbench.options import parse_bool
 from aesbench.weights import local_only, optional_import, require_files, weight_hashes
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -46,6 +47,7 @@ class LocalClip:
         transformers = optional_import("transformers", "clip", model)
         if dtype not in DTYPES:
             raise AesbenchError(f"model {model!r}: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        online = parse_bool(online, "online")
         self.hub_id = online and not Path(path).expanduser().is_dir()  # online=True may name a hub repository
         if not self.hub_id:
             path = require_files(path, ["config.json", "preprocessor_config.json"], model,
@@ -163,6 +165,7 @@ class ClipIqa(Model):
     def __init__(self, path: str, prompts: list | None = None, dtype: str = "float32",
                  device: str | None = None, online: bool = False):
         self.prompts = prompt_pairs(DEFAULT_PROMPTS if prompts is None else prompts, self.name)
+        online = parse_bool(online, "online")
         self.options = {"path": str(path), "prompts": self.prompts, "dtype": dtype, "device": device, "online": online}
         self.clip = LocalClip(path, self.name, text=True, dtype=dtype, device=device, online=online)
         texts = [text for pair in self.prompts for text in pair]

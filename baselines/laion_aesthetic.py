@@ -25,6 +25,7 @@ from PIL import Image
 from aesbench.adapter import Model, Request, register, sha256_file
 from aesbench.baselines.clip_iqa import LocalClip
 from aesbench.errors import AesbenchError, first_line
+from aesbench.options import parse_bool
 from aesbench.weights import optional_import
 
 NATIVE_RANGE = (1.0, 10.0)
@@ -93,6 +94,7 @@ class LaionAesthetic(Model):
                  device: str | None = None, online: bool = False):
         if head not in HEADS:
             raise AesbenchError(f"model {self.name!r}: head {head!r} is not one of {', '.join(HEADS)}")
+        online = parse_bool(online, "online")
         self.options = {"clip_path": str(clip_path), "head_path": str(head_path), "head": head, "dtype": dtype,
                         "device": device, "online": online}
         self.head_path = Path(head_path).expanduser()

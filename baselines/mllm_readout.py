@@ -61,6 +61,7 @@ from PIL import Image
 
 from aesbench.adapter import Model, Request, register
 from aesbench.errors import AesbenchError
+from aesbench.options import parse_bool
 from aesbench.models.readout import LEVEL_WORDS, readout_plan, word_probs
 from aesbench.weights import local_only, optional_import, pad_to_square, require_files, weight_hashes
 
@@ -102,8 +103,11 @@ class MllmReadout(Model):
         self.prompt, self.answer_prefix = str(settings["prompt"]), str(settings["answer_prefix"])
         self.level_words = [str(w) for w in settings["level_words"]]
         self.level_weights = [float(w) for w in settings["level_weights"]]
-        self.softmax, self.pad_square, self.resize = settings["softmax"], bool(settings["pad_square"]), int(settings["resize"])
-        self.dtype, self.device, self.trust_remote_code, self.online = dtype, device, bool(trust_remote_code), bool(online)
+        self.softmax, self.resize = settings["softmax"], int(settings["resize"])
+        self.pad_square = parse_bool(settings["pad_square"], "pad_square")
+        self.dtype, self.device = dtype, device
+        self.trust_remote_code = parse_bool(trust_remote_code, "trust_remote_code")
+        self.online = parse_bool(online, "online")
         self.max_new_tokens, self.num_beams = int(max_new_tokens), int(num_beams)
         self._hashes = None
         self._load()

@@ -80,6 +80,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     lines = open(tmp_path / "part" / PREDICTIONS).read()
     (tmp_path / "resumed").mkdir()
     (tmp_path / "resumed" / PREDICTIONS).write_text(lines)
+    # The full run, stopped after 25 items: its run.json names no limit (a folder without one is refused).
+    identity = json.loads((tmp_path / "part" / "run.json").read_text())
+    (tmp_path / "resumed" / "run.json").write_text(json.dumps({**identity, "limit": None}))
     resumed = evaluate(task, tmp_path / "resumed", model=load_model("handcrafted"))
     assert resumed["resumed_from"] == 25
     assert resumed["metrics"] == full["metrics"]
