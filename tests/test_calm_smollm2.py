@@ -43,7 +43,8 @@ def test_converted_folder_gives_the_gguf_models_logits():
     transformers = pytest.importorskip("transformers")
     folder = packaged_llm_folder(SMOLLM2)
     gguf = gguf_path(PACKAGED[SMOLLM2])
-    assert packaged_source(folder)["gguf_sha256"] == sha256_file(gguf) and folder.name.endswith(sha256_file(gguf)[:16])
+    assert packaged_source(folder)["gguf_sha256"] == sha256_file(gguf) and sha256_file(gguf)[:16] in folder.name
+    assert "quantization_config" not in (folder / "config.json").read_text()  # plain fp32: save_pretrained works on it
     direct = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     converted = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)

