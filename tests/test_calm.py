@@ -202,3 +202,25 @@ def test_train_commands_report_bad_configs_in_one_line(tmp_path):
         result = run_cli("train", model, "--config", str(bad), "--output", str(tmp_path / model))
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert "polish" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_training_folder_in_use_is_refused_and_a_first_stage_stop_resumes(tmp_path):
+    from aesbench.runs import run_lock
+
+    (tmp_path / "busy").mkdir()
+    with run_lock(tmp_path / "busy"):
+        with pytest.raises(AesbenchError, match="in use by pid"):
+            train_calm(_recipe(), tmp_path / "busy")
+
+    def interrupt(stage, step, total, loss):
+        if stage == "pretrain" and step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_calm(_recipe(), tmp_path / "first", on_step=interrupt)
+    _, record = train_calm(_recipe(), tmp_path / "first")  # stopped inside its first stage: resumed, not refused
+    assert record["stages_done"] == ["pretrain", "comment"]
+
+
+def test_shipped_small_config_is_the_default_recipe():
+    assert CalmTrainConfig.load("calm-small") == CalmTrainConfig()

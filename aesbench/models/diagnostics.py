@@ -4,7 +4,9 @@
                 sample's images (the images rolled by one over the set): a model that reads the image
                 has a clear gap (other > own); one that answers from the prompt alone has none. For
                 readout samples, how far the readout's expectation moves when only the image changes.
-    probe       a ridge regression from the aligner's tokens (mean-pooled) to the scores, k-fold
+                Also the aligner's tokens' norm against the LLM's word embeddings', and how much they
+                vary across images (std over images / rms): near 0, the aligner writes a constant prompt.
+    probe       a ridge regression from the aligner's tokens (mean-pooled, standardised) to the scores, k-fold
                 cross-validated on training images: what a linear read of the aligned tokens gets, the
                 floor the LLM's readout must reach to show it does not lose what the aligner carries.
 """
@@ -39,7 +41,11 @@ def grounding(network, samples: list) -> dict:
                 pa, pb = (network.level_probs([s], name)[0] for s in (own, other))
                 w = np.asarray(readout.weights)
                 moved.append(abs(float(pa @ w - pb @ w)) / (w.max() - w.min()))
-    report = {"n": len(with_images)}
+    words = network.llm.get_input_embeddings().weight.detach().float().norm(dim=-1).mean()
+    with torch.no_grad():
+        tokens = network.aligner(network.encode([img for s in with_images[:8] for img in s.images]))
+    report = {"n": len(with_images), "token_norm_vs_words": round(float(tokens.norm(dim=-1).mean() / words), 3),
+              "token_spread_across_images": round(float(tokens.std(0).mean() / tokens.pow(2).mean().sqrt()), 4)}
     if own_loss:
         own_loss, other_loss = np.array(own_loss), np.array(other_loss)
         report.update(answer_loss_own=round(float(own_loss.mean()), 4), answer_loss_other_image=round(float(other_loss.mean()), 4),
@@ -64,8 +70,8 @@ def linear_probe(network, images: list, scores: list[float], folds: int = 5, alp
     for k in range(folds):
         test = order[k::folds]
         train = np.setdiff1d(order, test)
-        x, mean = features[train], features[train].mean(0)
-        x = x - mean
+        mean, scale = features[train].mean(0), features[train].std(0) + 1e-8  # each feature standardised on the fold's training part
+        x = (features[train] - mean) / scale
         w = np.linalg.solve(x.T @ x + alpha * len(train) * np.eye(x.shape[1]), x.T @ (y[train] - y[train].mean()))
-        predicted[test] = (features[test] - mean) @ w + y[train].mean()
+        predicted[test] = (features[test] - mean) / scale @ w + y[train].mean()
     return {"n": len(y), "folds": folds, "ridge_alpha": alpha, "srcc_cv": round(float(spearmanr(predicted, y)[0]), 4)}

@@ -9,6 +9,7 @@ so a rerun skips it; an unfinished stage resumes from its saved state (aesbench/
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -25,7 +26,7 @@ from .. import __version__, distributed
 from ..datasets import read_dataset
 from ..errors import AesbenchError
 from ..families import decode
-from ..runs import git_state, package_version
+from ..runs import git_state, package_version, run_lock
 from ..task import Task, load_task
 from ..training import LOG_FILE, PLOT_FILE, Schedule, plot_losses, run_stage
 from ..weights import optional_import
@@ -118,7 +119,6 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
     stage its summary records the grounding check on samples spread over the stage, and whatever
     stage_check(stage, network) returns (a dict).
     """
-    torch = optional_import("torch", "train", config.model.model_type)
     started = time.time()
     output = Path(output)
     bad = [s for s in stages if s not in all_stages]
@@ -128,11 +128,22 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
     if output.exists() and not progress_file.is_file() and any(output.iterdir()):
         raise AesbenchError(f"output {output} exists and is not a training folder of aesbench; choose another --output or delete it")
     output.mkdir(parents=True, exist_ok=True)
+    with run_lock(output) if distributed.rank() == 0 else contextlib.nullcontext():  # one training per folder at a time
+        return _run_stages(config, output, stages, texts, plan, data_record, on_step, on_epoch, extra, stage_check, started)
+
+
+def _run_stages(config, output: Path, stages: list[str], texts: Callable, plan: Callable, data_record: dict, on_step, on_epoch,
+                extra, stage_check, started: float) -> tuple[VLMNetwork, dict]:
+    torch = optional_import("torch", "train", config.model.model_type)
+    progress_file = output / PROGRESS_FILE
     config_dict = json.loads(json.dumps(asdict(config), default=str))
     recipe = {k: v for k, v in config_dict.items() if k not in ("max_minutes", "stages")}  # these may change on resume
     progress = json.loads(progress_file.read_text()) if progress_file.is_file() else {"config": None, "done": [], "summaries": []}
     if progress["config"] not in (None, recipe):
         raise AesbenchError(f"{output} was trained with another config; resume with the same config or choose another --output")
+    if progress["config"] is None and distributed.rank() == 0:  # from now on the folder is this recipe's, even if stopped in its first stage
+        progress["config"] = recipe
+        progress_file.write_text(json.dumps(progress, indent=2) + "\n")
     torch.manual_seed(config.seed)
     if (output / CONFIG_FILE).is_file():
         network = load_network(output, config.model.model_type)

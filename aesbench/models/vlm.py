@@ -4,21 +4,24 @@ aligner that turns those layers into tokens, and a causal LM; shared by CALM and
     image ──encoder (frozen)──┬─ layer L_thematic ── FC ─────────── thematic tokens
                               ├─ layer l_1 ── Q-Former (n queries) ─ tokens
                               └─ ...        ── Q-Former ──────────── tokens
-    [image tokens] + "USER: {instruction} ASSISTANT: {answer}" ── LLM
+    chat: system, user: [image tokens] {prompt}, assistant: {answer} ── LLM (SmolLM2-135M-Instruct by default)
 
 The aligner is CALM's Multi-scale Feature Alignment Module (an FC on the last layer, one Q-Former
 per tapped level); with a single Q-Former on the last layer and no FC it is a visual abstractor of
-the mPLUG-Owl2 kind that ArtQuant uses. Reads top to bottom: the config, the Q-Former, the aligner,
-the network (how images and text become one sequence of embeddings, the losses, the readout and
+the mPLUG-Owl2 kind that ArtQuant uses. Its tokens start at the scale of the LLM's word embeddings.
+Reads top to bottom: the config, the Q-Former, the aligner, the samples and their chat format, the
+network (how images and text become one sequence of embeddings, the losses, the readout and
 generation), building/saving/loading, and the adapter `aesbench eval` talks to.
 
+Every sample is a conversation rendered with the LLM tokenizer's own chat template (the plain
+"USER: ... ASSISTANT:" form for a tokenizer without one, as the from-scratch `llm: small` has).
 Scoring is the field's readout (aesbench/models/readout.py): after a fixed answer prefix the logits
 of the level words are softmaxed over those words and weighted. The 10-bin distribution, when asked
-for, is the same readout over the words "1".."10" after its own prompt. Sequences are right-padded
-and the readout is taken at each sequence's last real token, so a score does not depend on the
-batch it was computed in. Text is generated greedily. Learned text carries a loss group ("lm", or
-e.g. ArtQuant's "score_lm"); the network returns the mean token loss per group and the readout KL,
-and each recipe weights them.
+for, is the same readout over ten bin words after its own prompt. Sequences are right-padded and
+the readout is taken at each sequence's last real token (or a marked position), so a score does not
+depend on the batch it was computed in. Text is generated greedily. Learned text carries a loss
+group ("lm", or e.g. ArtQuant's "score_lm"); the network returns the mean token loss per group and
+the readout KL, and each recipe weights them.
 """
 from __future__ import annotations
 
@@ -87,7 +90,7 @@ class VLMConfig:
     max_positions: int = 1024
     # what instruct tuning trains in the LLM: "lora" (adapters of rank lora_rank on lora_targets, merged
     # when saved), "full" (every weight) or "frozen" (the aligner alone carries the image)
-    llm_tuning: str = "lora"
+    llm_tuning: str = "frozen"
     lora_rank: int = 8
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     system_prompt: str | None = SYSTEM_PROMPT  # the chat's system message; None: the chat template's own default
