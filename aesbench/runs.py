@@ -88,8 +88,9 @@ class PredictionStore:
         except (json.JSONDecodeError, UnicodeDecodeError):
             found = None
         if found != self.header:
-            if not isinstance(found, dict):
-                raise AesbenchError(f"{self.path} does not start with a header line; choose another output or move the file away")
+            if not isinstance(found, dict) or not set(found) & set(self.header):  # someone else's file: not echoed
+                raise AesbenchError(f"{self.path} does not start with a header line; choose another output"
+                                    " or move the file away")
             diff = next(k for k in sorted(set(found) | set(self.header)) if found.get(k) != self.header.get(k))
             raise AesbenchError(f"{self.path} holds a different run ({diff}: {found.get(diff)!r}, now {self.header.get(diff)!r});"
                                 " choose another output or move the file away")
