@@ -280,7 +280,8 @@ def _pin_run(output: Path, identity: dict) -> dict:
                 " choose another --output or delete that folder"
             )
     else:
-        held = [p.name for p in (output / PREDICTIONS, output / RESULTS, *sorted(output.glob(SHARDS))) if p.exists()]
+        # (shard files need no run.json: each starts with its run's identity, checked when folded in)
+        held = [p.name for p in (output / PREDICTIONS, output / RESULTS) if p.exists() or p.is_symlink()]
         if held:
             raise AesbenchError(f"{output} holds {held[0]} but no run.json, so what made it is unknown; choose another"
                                 " --output or move the folder away")

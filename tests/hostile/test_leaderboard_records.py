@@ -110,3 +110,12 @@ def test_one_task_name_under_two_protocols_is_two_tables(tmp_path):
         "0.400",
         "0.800",
     ]
+
+
+def test_leaderboard_output_never_overwrites_a_record_and_a_folder_is_one_line(tmp_path, record):
+    folder = write(tmp_path, record)
+    before = (folder / "results.json").read_bytes()
+    line = one_line_error(cli("leaderboard", str(folder), "--output", str(folder / "results.json")))
+    assert "is one of the results records read; choose another file" in line
+    assert (folder / "results.json").read_bytes() == before
+    assert f"cannot write {folder}: Is a directory" in one_line_error(cli("leaderboard", str(folder), "--output", str(folder)))
