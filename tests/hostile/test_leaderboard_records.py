@@ -118,4 +118,6 @@ def test_leaderboard_output_never_overwrites_a_record_and_a_folder_is_one_line(t
     line = one_line_error(cli("leaderboard", str(folder), "--output", str(folder / "results.json")))
     assert "is one of the results records read; choose another file" in line
     assert (folder / "results.json").read_bytes() == before
-    assert f"cannot write {folder}: Is a directory" in one_line_error(cli("leaderboard", str(folder), "--output", str(folder)))
+    assert f"cannot write {folder}: Is a directory" in one_line_error(
+        cli("leaderboard", str(folder), "--output", str(folder))
+    )
