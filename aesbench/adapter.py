@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
-import inspect
 import json
 import pkgutil
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from .errors import AesbenchError
-from .options import parse_bool_options, refuse_command_line_only
+from .options import keyword_parameters, parse_options, refuse_command_line_only
 
 
 @dataclass(frozen=True)
@@ -78,9 +77,15 @@ class Model:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "Model":
-        config = json.loads((Path(path) / "config.json").read_text())
+        """The model from config.json's settings (what save_pretrained wrote), each checked like a --model-arg."""
+        config = read_config(Path(path) / "config.json")
         config.pop("model_type", None)
-        return cls(**config)
+        params = keyword_parameters(cls.__init__)
+        unknown = sorted(k for k in config if k not in params)
+        if unknown:
+            raise AesbenchError(f"{Path(path) / 'config.json'}: {cls.name} takes no setting {unknown[0]!r}"
+                                f" (accepted: {', '.join(params) or 'none'}); re-save the checkpoint")
+        return cls(**parse_options(config, params, f"checkpoint {path}"))
 
 
 _REGISTRY: dict[str, type[Model]] = {}
@@ -143,6 +148,21 @@ def nearest(name: str, choices) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def read_config(config_file: Path) -> dict:
+    """A checkpoint's config.json as a mapping, or one line saying what is wrong with it (not its content)."""
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise AesbenchError(f"{config_file} is not UTF-8 text (byte {e.start}): re-save the checkpoint") from None
+    except json.JSONDecodeError as e:
+        raise AesbenchError(f"{config_file} is not valid JSON ({e}): re-save the checkpoint") from None
+    except OSError as e:
+        raise AesbenchError(f"cannot read {config_file}: {e.strerror or type(e).__name__}") from None
+    if not isinstance(config, dict):
+        raise AesbenchError(f"{config_file} is not a JSON object: re-save the checkpoint")
+    return config
+
+
 def load_model(name_or_path: str, options: dict | None = None, seed: int | None = None) -> Model:
     """A registered model by name, or a checkpoint folder holding config.json with `model_type`."""
     models = registry()
@@ -152,40 +172,36 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
         config_file = path / "config.json"
         if not config_file.is_file():
             raise AesbenchError(f"model folder {path} has no config.json: point --model at a checkpoint folder or a registered name")
-        try:
-            config = json.loads(config_file.read_text())
-            model_type = config.get("model_type")
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise AesbenchError(f"{config_file} is not a JSON object ({e}): re-save the checkpoint") from None
+        config = read_config(config_file)
+        model_type = config.get("model_type")
         refuse_command_line_only(config, str(config_file), "--model-arg", allow_safe=True)
-        if model_type not in models:
+        if not isinstance(model_type, str) or model_type not in models:
             raise AesbenchError(
                 f"{config_file} names model_type {model_type!r}, which is not an aesbench model; for a Hugging Face"
                 f" checkpoint pick an adapter and pass the folder: --model qalign --model-arg path={path}"
                 " (`aesbench models` lists the adapters)")
         cls = models[model_type]
-        accepted = inspect.signature(cls.from_pretrained).parameters
-        unknown = [k for k in options if k not in accepted or k == "path"]
+        accepted = {n: p for n, p in keyword_parameters(cls.from_pretrained).items() if n != "path"}
+        unknown = [k for k in options if k not in accepted]
         if unknown:
-            takes = ", ".join(p for p in accepted if p not in ("path", "cls")) or "none"
+            takes = ", ".join(accepted) or "none"
             raise AesbenchError(f"checkpoint {path} ({model_type}) takes no option {unknown[0]!r} (accepted: {takes})")
-        return cls.from_pretrained(path, **parse_bool_options(options, accepted, f"checkpoint {path}"))
+        return cls.from_pretrained(path, **parse_options(options, accepted, f"checkpoint {path}"))
     if name_or_path not in models:
         hint = nearest(name_or_path, models)
         raise AesbenchError(f"unknown model {name_or_path!r}{hint or ''} (`aesbench models` lists them; a checkpoint folder also works)")
     cls = models[name_or_path]
-    params = inspect.signature(cls.__init__).parameters
+    params = keyword_parameters(cls.__init__)  # a model without its own __init__ takes none
     if seed is not None and "seed" in params and "seed" not in options:
         options["seed"] = seed
     unknown = [k for k in options if k not in params]
     if unknown:
-        accepted = ", ".join(p for p in params if p != "self") or "none"
+        accepted = ", ".join(params) or "none"
         raise AesbenchError(f"model {name_or_path!r} takes no option {unknown[0]!r} (accepted: {accepted})")
-    missing = [n for n, p in params.items() if n != "self" and p.default is p.empty
-               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in options]
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in options]
     if missing:
         raise AesbenchError(f"model {name_or_path!r} needs option {missing[0]!r}: add --model-arg {missing[0]}=...")
-    return cls(**parse_bool_options(options, params, f"model {name_or_path!r}"))
+    return cls(**parse_options(options, params, f"model {name_or_path!r}"))
 
 
 def require(model: Model, capability: str, task_name: str) -> None:

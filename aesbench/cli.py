@@ -239,7 +239,13 @@ def leaderboard(paths, fmt, reported, output):
     records = load_results(paths)
     text = (render_markdown if fmt == "markdown" else render_csv)(records, reported)
     if output:
-        Path(output).write_text(text)
+        target = Path(output)
+        if target.exists() and any(os.path.samefile(target, r["_path"]) for r in records):
+            raise AesbenchError(f"--output {target} is one of the results records read; choose another file")
+        try:
+            target.write_text(text, encoding="utf-8")
+        except OSError as e:  # a folder, a missing parent, a read-only place
+            raise AesbenchError(f"cannot write {target}: {e.strerror or type(e).__name__}") from None
     else:
         click.echo(text)
 

@@ -7,6 +7,7 @@ header) raise AesbenchError with what was expected and where it was looked for.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -37,6 +38,14 @@ class Dataset:
 
     def by_id(self) -> dict[str, Item]:
         return {item.id: item for item in self.items}
+
+
+def _text(path: Path) -> str:
+    """A label file's text, or one line saying it is not UTF-8 (and where), never its content."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AesbenchError(f"{path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
 
 
 def _dedupe(items: list[Item], skipped: list[dict], where: str) -> list[Item]:
@@ -127,7 +136,7 @@ def read_ava(task: Task) -> Dataset:
     if split not in ("test", "train"):
         raise AesbenchError(f"task {task.name!r}: AVA split must be test or train, not {split!r}")
     skipped, votes = [], {}
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         cols = line.split()
@@ -163,7 +172,7 @@ def read_ava(task: Task) -> Dataset:
 
 
 def _read_id_list(path: Path) -> list[str]:
-    return [line.strip().removesuffix(".jpg") for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip().removesuffix(".jpg") for line in _text(path).splitlines() if line.strip()]
 
 
 def read_ava_captions(task: Task) -> Dataset:
@@ -172,18 +181,22 @@ def read_ava_captions(task: Task) -> Dataset:
     split = task.dataset.get("split", "test")
     field_name = task.dataset.get("reference_field", "raw")
     try:
-        entries = json.loads(path.read_text())["images"]
+        entries = json.loads(_text(path))["images"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise AesbenchError(f"{path}: not an AVA-Captions JSON with an 'images' list ({type(e).__name__}: {e})") from None
+        raise AesbenchError(f"{path}: not an AVA-Captions JSON with an 'images' list ({type(e).__name__})") from None
+    if not isinstance(entries, list):
+        raise AesbenchError(f"{path}: 'images' must be a list of entries, not {type(entries).__name__}")
     skipped, items = [], []
     for n, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "filename" not in entry:
-            skipped.append({"id": f"{path.name}:images[{n}]", "reason": "malformed entry: no filename"})
+        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str) or not entry["filename"].strip():
+            skipped.append({"id": f"{path.name}:images[{n}]", "reason": "malformed entry: no filename text"})
             continue
         if entry.get("split") != split:
             continue
         image_id = Path(entry["filename"]).stem
-        refs = [s.get(field_name, "") for s in entry.get("sentences", []) if isinstance(s, dict)]
+        sentences = entry.get("sentences", [])
+        sentences = sentences if isinstance(sentences, list) else []
+        refs = [s.get(field_name, "") for s in sentences if isinstance(s, dict)]
         refs = [r for r in refs if isinstance(r, str) and r.strip()]
         if not refs:
             skipped.append({"id": image_id, "reason": f"no reference sentences with a non-empty {field_name!r}"})
@@ -202,15 +215,20 @@ def read_pccd(task: Task) -> Dataset:
     proto = task.protocol
     key, suffix = task.dataset.get("image_key", "title"), task.dataset.get("image_suffix", ".jpg")
     try:
-        records = json.loads(path.read_text())
+        records = json.loads(_text(path))
     except json.JSONDecodeError as e:
         raise AesbenchError(f"{path}: not valid JSON ({e})") from None
     if isinstance(records, dict):
         records = list(records.values())
+    if not isinstance(records, list):
+        raise AesbenchError(f"{path}: PCCD records must be a JSON list or object, not {type(records).__name__}")
     skipped, rated = [], []
     for n, rec in enumerate(records):
         try:
-            rated.append((float(rec["overall"]), str(rec[key])))
+            overall = float(rec["overall"])
+            if not math.isfinite(overall) or isinstance(rec[key], (dict, list)):
+                raise ValueError
+            rated.append((overall, str(rec[key])))
         except (KeyError, TypeError, ValueError):
             skipped.append({"id": f"{path.name}[{n}]", "reason": f"malformed record: needs {key!r} and a numeric 'overall'"})
     rated.sort(key=lambda r: (-r[0], r[1]))
@@ -237,10 +255,10 @@ def read_flickr_aes(task: Task) -> Dataset:
     split = task.dataset.get("split", "test")
     if split not in ("test", "train"):
         raise AesbenchError(f"task {task.name!r}: FLICKR-AES split must be test or train, not {split!r}")
-    listed = [w.strip() for w in workers_file.read_text().splitlines() if w.strip()]
+    listed = [w.strip() for w in _text(workers_file).splitlines() if w.strip()]
     wanted = listed if split == "test" else []
     skipped, groups = [], {w: [] for w in wanted}
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(_text(path), newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         try:

@@ -73,7 +73,7 @@ class FeatureCache:
                 _write_atomic(marker, (json.dumps(self.identity, indent=2, sort_keys=True, default=str) + "\n").encode())
             elif json.loads(marker.read_text()) != json.loads(text):
                 raise AesbenchError(f"feature cache {self.folder} holds other features than its name says; delete that folder")
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise AesbenchError(f"feature cache {root} cannot be used ({e}); pick a writable folder for --feature-cache") from None
 
     def _path(self, key: str) -> Path:
@@ -85,10 +85,13 @@ class FeatureCache:
             return None
         if self.entry is None:  # stored by the first entry, here or by another process
             try:
-                self.entry = json.loads((self.folder / "entry.json").read_text())
-            except (OSError, json.JSONDecodeError):
+                entry = json.loads((self.folder / "entry.json").read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                entry = None
+            if not _valid_entry(entry):  # damaged: recomputed, and entry.json written again
                 self.repaired += 1
                 return None
+            self.entry = entry
         try:
             value = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError):
@@ -129,6 +132,12 @@ class FeatureCache:
     def describe(self) -> dict:
         return {"folder": str(self.folder.resolve()), "identity": self.identity, "hits": self.hits, "misses": self.misses,
                 "repaired": self.repaired}
+
+
+def _valid_entry(entry) -> bool:
+    """entry.json as written: {"shape": [whole numbers], "dtype": text}."""
+    return (isinstance(entry, dict) and isinstance(entry.get("shape"), list) and isinstance(entry.get("dtype"), str)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in entry["shape"]))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

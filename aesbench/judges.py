@@ -17,14 +17,13 @@ The embedding and llm judges need the 'judges' extra, imported only when such a 
 """
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from pathlib import Path
 
 from .adapter import nearest
 from .errors import AesbenchError
-from .options import parse_bool, parse_bool_options
+from .options import keyword_parameters, parse_bool, parse_options
 from .weights import local_only, optional_import, require_files, weight_hashes
 
 KEYWORD_PATTERNS = {
@@ -303,11 +302,11 @@ def check_judge(spec, locate: bool = True) -> tuple[str, dict]:
     name, options = judge_spec(spec)
     if name not in JUDGES:
         raise AesbenchError(f"unknown judge {name!r}{nearest(str(name), JUDGES)} (known: {', '.join(JUDGES)})")
-    params = [p for p in inspect.signature(JUDGES[name].__init__).parameters if p != "self"]
+    params = keyword_parameters(JUDGES[name].__init__)
     unknown = [k for k in options if k not in params]
     if unknown:
         raise AesbenchError(f"judge {name!r} takes no option {unknown[0]!r} (accepted: {', '.join(params) or 'none'})")
-    options = parse_bool_options(options, inspect.signature(JUDGES[name].__init__).parameters, f"judge {name!r}")
+    options = parse_options(options, params, f"judge {name!r}")
     if locate and hasattr(JUDGES[name], "locate"):
         JUDGES[name].locate(**options)
     return name, options

@@ -1,13 +1,22 @@
 """Leaderboards: one table per task from results records, with bootstrap CIs; paper numbers appear as
-separate rows marked `reported` with their source, never as measurements."""
+separate rows marked `reported` with their source, never as measurements.
+
+A table is one task identity: its name and the hash of its protocol as run (family, version,
+dataset, preprocessing, prompt, protocol; not its description or notes). Records of one task name
+run under different protocols (another task version, another threshold) get separate tables, each
+headed with its protocol hash and what differs, never merged into one.
+"""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 from importlib import resources
 
 import yaml
 
+from .images import Preprocessing
 from .metrics import ATTRIBUTE_METRICS
 from .task import builtin_tasks, load_task
 
@@ -16,12 +25,57 @@ def reported_rows() -> list[dict]:
     return yaml.safe_load(resources.files("aesbench").joinpath("reported.yaml").read_text())
 
 
+IDENTITY_KEYS = ("family", "version", "dataset", "preprocessing", "prompt", "protocol")
+
+
+def _identity(protocol: dict | None) -> dict:
+    """What decides a task's numbers (IDENTITY_KEYS of its definition as run), with the defaults of
+    settings added since filled in: a record written before preprocessing.draft_size existed ran with
+    its default, so it is the same protocol."""
+    core = {k: (protocol or {}).get(k) for k in IDENTITY_KEYS}
+    if isinstance(core["preprocessing"], dict):
+        core["preprocessing"] = {**Preprocessing().to_dict(), **core["preprocessing"]}
+    return core
+
+
+def protocol_hash(protocol: dict | None) -> str:
+    """The first 8 hex digits of the sha256 of a task's identity (_identity)."""
+    return hashlib.sha256(json.dumps(_identity(protocol), sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _differences(protocols: list[dict]) -> list[str]:
+    """The keys (dotted, one level into dataset and protocol) whose values differ between the protocols."""
+    keys = []
+    cores = [_identity(p) for p in protocols]
+    for top in IDENTITY_KEYS:
+        values = [core[top] for core in cores]
+        if all(v == values[0] for v in values):
+            continue
+        if all(isinstance(v, dict) for v in values):
+            subs = sorted({k for v in values for k in v}, key=str)
+            keys += [f"{top}.{k}" for k in subs if any(v.get(k) != values[0].get(k) for v in values)]
+        else:
+            keys.append(top)
+    return keys
+
+
 def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
-    """task -> {"metrics": ordered names, "attributes": keys scored per attribute, "rows": [...]},
-    measured rows first (best first)."""
+    """table title -> {"task", "metrics": ordered names, "attributes": keys scored per attribute, "rows": [...]},
+    measured rows first (best first); one table per task identity (name + protocol hash)."""
+    variants: dict[str, dict[str, dict]] = {}  # task name -> protocol hash -> a protocol as run
+    for rec in records:
+        variants.setdefault(rec["task"], {}).setdefault(protocol_hash(rec.get("protocol")), rec.get("protocol") or {})
+    titles = {}
+    for task, by_hash in variants.items():
+        differ = _differences(list(by_hash.values())) if len(by_hash) > 1 else []
+        for h, protocol in by_hash.items():
+            version = protocol.get("version", "?")
+            titles[task, h] = task if len(by_hash) == 1 else \
+                f"{task} · version {version}, protocol {h} (differs in {', '.join(differ) or 'nothing shown'})"
     tables: dict[str, dict] = {}
     for rec in records:
-        table = tables.setdefault(rec["task"], {"metrics": [], "attributes": [], "rows": []})
+        title = titles[rec["task"], protocol_hash(rec.get("protocol"))]
+        table = tables.setdefault(title, {"task": rec["task"], "metrics": [], "attributes": [], "rows": []})
         for key in rec.get("protocol", {}).get("protocol", {}).get("attributes", []):
             if key not in table["attributes"] and any(f"{m}@{key}" in rec["metrics"] for m in ATTRIBUTE_METRICS):
                 table["attributes"].append(key)
@@ -40,13 +94,21 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
     if include_reported:
         builtin = builtin_tasks()
         for row in reported_rows():
-            table = tables.setdefault(row["task"], {"metrics": [], "attributes": [], "rows": []})
+            title = row["task"]  # beside the measured rows, unless several protocols were measured: then apart
+            if len(variants.get(row["task"], {})) > 1:
+                title = f"{row['task']} · reported (the papers' own protocols)"
+            table = tables.setdefault(title, {"task": row["task"], "metrics": [], "attributes": [], "rows": []})
             if not table["metrics"] and row["task"] in builtin:  # the task's own metric order
                 table["metrics"] = list(load_task(row["task"]).metrics)
             table["metrics"] += [m for m in row["metrics"] if m not in table["metrics"]]
             table["rows"].append({"model": row["model"], "type": "reported", "n": None, "metrics": row["metrics"],
                                   "ci95": {}, "source": row["source"]})
     return dict(sorted(tables.items()))
+
+
+def md(text) -> str:
+    """Text for a markdown table cell or heading: no line breaks, no unescaped '|'."""
+    return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _cell(row: dict, metric: str) -> str:
@@ -61,13 +123,14 @@ def render_markdown(records: list[dict], include_reported: bool = True) -> str:
     out = ["# aesbench leaderboard", "",
            "Measured rows: value (bootstrap CI over items, over people for PIAA, at each task's level: 95% unless the task says otherwise). "
            "Reported rows: numbers printed in papers, under their own protocols; not measured here.", ""]
-    for task, table in _rows(records, include_reported).items():
+    for title, table in _rows(records, include_reported).items():
         metrics = table["metrics"]
-        out += [f"## {task}", "", "| model | type | n | " + " | ".join(metrics) + " | source |",
+        out += [f"## {md(title)}", "", "| model | type | n | " + " | ".join(map(md, metrics)) + " | source |",
                 "|" + "---|" * (len(metrics) + 4)]
         for row in table["rows"]:
             n = "" if row["n"] is None else str(row["n"])
-            out.append(f"| {row['model']} | {row['type']} | {n} | " + " | ".join(_cell(row, m) for m in metrics) + f" | {row['source']} |")
+            cells = " | ".join(_cell(row, m) for m in metrics)
+            out.append(f"| {md(row['model'])} | {row['type']} | {n} | {cells} | {md(row['source'])} |")
         out.append("")
         if table["attributes"]:
             out += [f"Per attribute ({' / '.join(ATTRIBUTE_METRICS)}):", "",
@@ -76,7 +139,7 @@ def render_markdown(records: list[dict], include_reported: bool = True) -> str:
                 if row["type"] == "measured":
                     cells = [" / ".join(f"{row['metrics'][f'{m}@{key}']:.3f}" if f"{m}@{key}" in row["metrics"] else "–"
                                         for m in ATTRIBUTE_METRICS) for key in table["attributes"]]
-                    out.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+                    out.append(f"| {md(row['model'])} | " + " | ".join(cells) + " |")
             out.append("")
     return "\n".join(out)
 
@@ -85,7 +148,8 @@ def render_csv(records: list[dict], include_reported: bool = True) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["task", "model", "type", "n", "metric", "value", "ci_low", "ci_high", "source"])
-    for task, table in _rows(records, include_reported).items():
+    for title, table in _rows(records, include_reported).items():
+        task = title if title == table["task"] else title.split(" (differs")[0]  # name · version, protocol hash
         per_attribute = [f"{m}@{key}" for key in table["attributes"] for m in ATTRIBUTE_METRICS]
         for row in table["rows"]:
             for metric in table["metrics"] + per_attribute:

@@ -10,6 +10,7 @@ one of COMMAND_LINE_ONLY is refused.
 from __future__ import annotations
 
 import inspect
+import math
 
 from .errors import AesbenchError
 
@@ -45,18 +46,59 @@ def is_bool_parameter(parameter: inspect.Parameter) -> bool:
     return isinstance(parameter.default, bool)
 
 
-def parse_bool_options(options: dict, parameters, owner: str) -> dict:
-    """Options with each one that a boolean parameter receives parsed by parse_bool (None stays None
-    where the parameter defaults to None)."""
-    parsed = dict(options)
-    for name, value in options.items():
-        parameter = parameters.get(name)
-        if parameter is None or not is_bool_parameter(parameter):
-            continue
-        if value is None and parameter.default is None:
-            continue
-        parsed[name] = parse_bool(value, f"{name} of {owner}")
-    return parsed
+def _annotation_names(parameter: inspect.Parameter) -> set[str]:
+    """{"int", "None"} for `int | None` (annotations are text under `from __future__ import annotations`)."""
+    annotation = parameter.annotation
+    if annotation is inspect.Parameter.empty:
+        return set()
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    return {part.strip() for part in text.split("|")}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_option(value, parameter: inspect.Parameter, owner: str):
+    """One option checked against the type its parameter declares: a boolean by parse_bool, an int a
+    whole number (1.5 is refused, never truncated; a seed not negative), a float a finite number, a
+    str text (a number given for it becomes its text). Parameters of other types are left to the model."""
+    name, names = parameter.name, _annotation_names(parameter)
+    if value is None and ("None" in names or parameter.default is None):
+        return None
+    if is_bool_parameter(parameter):
+        return parse_bool(value, f"{name} of {owner}")
+    kinds = names - {"None"}
+    if kinds == {"int"}:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AesbenchError(f"option {name} of {owner} must be a whole number, not {value!r}")
+        if name == "seed" and value < 0:
+            raise AesbenchError(f"option seed of {owner} must be 0 or more, not {value}")
+        return value
+    if kinds in ({"float"}, {"int", "float"}):
+        if not _is_number(value):
+            raise AesbenchError(f"option {name} of {owner} must be a finite number, not {value!r}")
+        return float(value)
+    if kinds and kinds <= {"str", "Path"}:
+        if _is_number(value):
+            return str(value)
+        if not isinstance(value, str):
+            raise AesbenchError(f"option {name} of {owner} must be text, not {value!r}")
+        return value
+    return value
+
+
+def keyword_parameters(function) -> dict[str, inspect.Parameter]:
+    """The parameters an option can name: keyword-capable ones, not self/cls, not *args or **kwargs."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(function).parameters.items()
+    return {n: p for n, p in parameters if p.kind in kinds and n not in ("self", "cls")}
+
+
+def parse_options(options: dict, parameters: dict, owner: str) -> dict:
+    """Options, each checked and converted by parse_option against the parameter it sets."""
+    return {name: parse_option(value, parameters[name], owner) if name in parameters else value
+            for name, value in options.items()}
 
 
 def refuse_command_line_only(data, file: str, flag: str, allow_safe: bool = False) -> None:

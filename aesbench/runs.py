@@ -88,8 +88,9 @@ class PredictionStore:
         except (json.JSONDecodeError, UnicodeDecodeError):
             found = None
         if found != self.header:
-            if not isinstance(found, dict):
-                raise AesbenchError(f"{self.path} does not start with a header line; choose another output or move the file away")
+            if not isinstance(found, dict) or not set(found) & set(self.header):  # someone else's file: not echoed
+                raise AesbenchError(f"{self.path} does not start with a header line; choose another output"
+                                    " or move the file away")
             diff = next(k for k in sorted(set(found) | set(self.header)) if found.get(k) != self.header.get(k))
             raise AesbenchError(f"{self.path} holds a different run ({diff}: {found.get(diff)!r}, now {self.header.get(diff)!r});"
                                 " choose another output or move the file away")
@@ -279,7 +280,8 @@ def _pin_run(output: Path, identity: dict) -> dict:
                 " choose another --output or delete that folder"
             )
     else:
-        held = [p.name for p in (output / PREDICTIONS, output / RESULTS, *sorted(output.glob(SHARDS))) if p.exists()]
+        # (shard files need no run.json: each starts with its run's identity, checked when folded in)
+        held = [p.name for p in (output / PREDICTIONS, output / RESULTS) if p.exists() or p.is_symlink()]
         if held:
             raise AesbenchError(f"{output} holds {held[0]} but no run.json, so what made it is unknown; choose another"
                                 " --output or move the folder away")
@@ -442,19 +444,76 @@ def _evaluate(task, output, model, model_name, predictions, seed, batch_size, li
     return results
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_results(path: Path, record) -> dict:
+    """A results record as the leaderboard reads it, or one line naming the file and the field that is
+    wrong (never the file's content). A null metric is an undefined one (results.json writes a
+    non-finite number as null); a null protocol or provenance is an empty one."""
+    def bad(what: str):
+        raise AesbenchError(f"{path} is not an aesbench results record: {what}")
+
+    if not isinstance(record, dict):
+        bad("not a JSON object")
+    for key in ("task", "model"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            bad(f"{key} is missing or not text")
+    if not isinstance(record.get("metrics"), dict):
+        bad("metrics is missing or not a mapping of name to number")
+    for name, value in record["metrics"].items():
+        if value is not None and not _is_number(value):
+            bad(f"metric {name!r} is not a number")
+    ci = record.get("ci95") or {}
+    if not isinstance(ci, dict):
+        bad("ci95 is not a mapping of name to [low, high]")
+    for name, pair in ci.items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(map(_is_number, pair))):
+            bad(f"ci95 of {name!r} is not [low, high]")
+    n = record.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+        bad("n is not a whole number")
+    clean = dict(record)
+    clean["metrics"] = {k: float(v) for k, v in record["metrics"].items() if v is not None}
+    clean["ci95"] = {k: v for k, v in ci.items() if k in clean["metrics"]}
+    for key in ("protocol", "provenance"):
+        if not isinstance(record.get(key) or {}, dict):
+            bad(f"{key} is not a mapping")
+        clean[key] = record.get(key) or {}
+    protocol = dict(clean["protocol"])
+    if not isinstance(protocol.get("protocol") or {}, dict):
+        bad("protocol.protocol is not a mapping")
+    protocol["protocol"] = protocol.get("protocol") or {}
+    attributes = protocol["protocol"].get("attributes") or []
+    metrics = protocol.get("metrics") or []
+    if not isinstance(attributes, list) or not all(isinstance(a, str) for a in attributes) \
+            or not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        bad("protocol.metrics and protocol.protocol.attributes must be lists of names")
+    clean["protocol"] = protocol
+    if not isinstance(clean["provenance"].get("git") or {}, dict):
+        bad("provenance.git is not a mapping")
+    return clean
+
+
 def load_results(paths: list[Path]) -> list[dict]:
-    """Every results.json under the given folders (or files)."""
+    """Every results.json under the given folders (or files), checked (check_results)."""
     found = []
     for root in paths:
         root = Path(root)
         files = [root] if root.is_file() else sorted(root.rglob(RESULTS))
         for f in files:
+            if not f.is_file():
+                raise AesbenchError(f"{f} is not a regular file")
             try:
-                record = json.loads(f.read_text())
+                record = json.loads(f.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as e:
+                raise AesbenchError(f"{f} is not UTF-8 text (byte {e.start})") from None
             except json.JSONDecodeError as e:
                 raise AesbenchError(f"{f} is not valid JSON ({e})") from None
-            if not isinstance(record, dict) or "task" not in record or "metrics" not in record:
-                raise AesbenchError(f"{f} is not an aesbench results record (needs task and metrics)")
+            except OSError as e:
+                raise AesbenchError(f"cannot read {f}: {e.strerror or type(e).__name__}") from None
+            record = check_results(f, record)
             record["_path"] = str(f)
             found.append(record)
     return found

@@ -5,6 +5,7 @@ path to a YAML file, with its dataset paths relative to that file.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -68,6 +69,22 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 # Dataset keys that map each split to its own file (BAID's label files, APDD's split lists).
 SPLIT_MAPS = ("split_files", "split_lists")
+
+# The dataset formats each family reads (a reader's labels are what its family scores against: a MOS,
+# references, a degradation kind, per-person ratings), and the dataset keys each format's reader reads.
+FORMATS = {"score": ("csv", "ava", "baid", "apdd", "artimuse"), "comment": ("ava-captions",), "suggest": ("pccd",),
+           "piaa": ("flickr-aes",)}
+_BASE = {"format", "root", "path", "images"}
+DATASET_KEYS = {
+    "csv": _BASE | {"split"},
+    "ava": _BASE | {"split", "split_list"},
+    "ava-captions": _BASE | {"split", "reference_field"},
+    "pccd": _BASE | {"image_key", "image_suffix"},
+    "flickr-aes": _BASE | {"split", "test_workers"},
+    "baid": {"format", "root", "images", "split", "split_files"},
+    "apdd": _BASE | {"split", "split_lists"},
+    "artimuse": _BASE | {"split"},
+}
 
 # Protocol keys the code reads, per family; anything else is a typo and is refused.
 PROTOCOL_KEYS = {
@@ -203,7 +220,37 @@ def _is_int(x) -> bool:
 
 
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A finite number (not a bool): .nan and .inf are not protocol values."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_dataset(path: Path, family: str, dataset: dict) -> None:
+    """The dataset block: a format this family reads, only the keys that format's reader reads, and values of the
+    right type (text; split also a whole number; split_files / split_lists a {split: file} mapping)."""
+    fmt = dataset["format"]
+    formats = [f for fs in FORMATS.values() for f in fs]
+    if not isinstance(fmt, str) or fmt not in formats:
+        hint = nearest(fmt, formats) if isinstance(fmt, str) else ""
+        raise AesbenchError(f"{path}: unknown dataset format {fmt!r}{hint}; known: {', '.join(formats)}")
+    if fmt not in FORMATS[family]:
+        raise AesbenchError(f"{path}: a {family} task cannot read dataset format {fmt!r} (its labels are not what"
+                            f" {family} scores against); {family} reads {', '.join(FORMATS[family])}")
+    unknown = sorted(set(dataset) - DATASET_KEYS[fmt], key=str)
+    if unknown:
+        hint = nearest(str(unknown[0]), DATASET_KEYS[fmt])
+        raise AesbenchError(f"{path}: unknown dataset key {unknown[0]!r} for format {fmt}{hint}"
+                            f" (known: {', '.join(sorted(DATASET_KEYS[fmt]))})")
+    for key, value in dataset.items():
+        if key in SPLIT_MAPS:
+            ok = isinstance(value, dict) and value and all(isinstance(k, str) and isinstance(v, str)
+                                                           for k, v in value.items())
+            expected = "a mapping of each split to its file, e.g. {train: train.csv, test: test.csv}"
+        elif key == "split":
+            ok, expected = isinstance(value, str) or _is_int(value), "a split name such as test"
+        else:
+            ok, expected = isinstance(value, str) and value != "", "text"
+        if not ok:
+            raise AesbenchError(f"{path}: dataset.{key} must be {expected}, not {value!r}")
 
 
 def _check_bootstrap(b) -> bool:
@@ -223,10 +270,11 @@ def _protocol_checks() -> dict:
 
     positive = (lambda v: _is_int(v) and v > 0, "a positive whole number")
     return {
-        "score_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] < v[1], "[low, high]"),
+        "score_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] < v[1],
+                        "[low, high]: two finite numbers, low below high"),
         "attributes": (lambda v: isinstance(v, list) and v and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9_]+", a) for a in v)
                        and len(set(v)) == len(v), "a list of distinct attribute keys (lower case, digits, _), e.g. [color, mood]"),
-        "acc_threshold": (_is_number, "a number"),
+        "acc_threshold": (_is_number, "a finite number"),
         "bootstrap": (_check_bootstrap, "{resamples: whole number, seed: whole number, level: between 0 and 1}"),
         "top": positive, "repeats": positive, "min_query": positive,
         "seed": (_is_int, "a whole number"),
@@ -271,10 +319,14 @@ def parse_task(path: Path) -> Task:
     known = {"name", "version", "family", "description", "dataset", "preprocessing", "prompt", "metrics", "protocol", "notes"}
     unknown = set(data) - known
     if unknown:
-        raise AesbenchError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise AesbenchError(f"{path}: unknown key(s) {sorted(map(str, unknown))}; known: {sorted(known)}")
+    _check_dataset(path, family, dataset)
     metrics = data.get("metrics") or DEFAULT_METRICS[family]
-    if not isinstance(metrics, list):
-        raise AesbenchError(f"{path}: metrics must be a list, e.g. [{metrics}]")
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        raise AesbenchError(f"{path}: metrics must be a list of metric names, e.g. [{DEFAULT_METRICS[family][0]}]")
+    for key in ("prompt", "description"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise AesbenchError(f"{path}: {key} must be text, not {type(data[key]).__name__}")
     if not _is_int(data.get("version", 1)):
         raise AesbenchError(f"{path}: version must be a whole number, not {data['version']!r}")
     bad = [m for m in metrics if m not in KNOWN_METRICS[family]]
@@ -284,9 +336,10 @@ def parse_task(path: Path) -> Task:
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise AesbenchError(f"{path}: {key} must be a mapping (key: value), not {type(data[key]).__name__}")
     protocol = dict(data.get("protocol") or {})
-    typos = sorted(set(protocol) - PROTOCOL_KEYS[family])
+    typos = sorted(set(protocol) - PROTOCOL_KEYS[family], key=str)
     if typos:
-        raise AesbenchError(f"{path}: unknown protocol key {typos[0]!r} for family {family}{nearest(typos[0], PROTOCOL_KEYS[family])}"
+        hint = nearest(str(typos[0]), PROTOCOL_KEYS[family])
+        raise AesbenchError(f"{path}: unknown protocol key {typos[0]!r} for family {family}{hint}"
                             f" (known: {', '.join(sorted(PROTOCOL_KEYS[family]))})")
     if "judge" in protocol:
         protocol["judge"] = resolve_judge_path(protocol["judge"], path.resolve().parent)

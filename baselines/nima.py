@@ -56,7 +56,7 @@ import numpy as np
 from PIL import Image
 
 from aesbench import __version__
-from aesbench.adapter import Model, Request, register, sha256_file
+from aesbench.adapter import Model, Request, read_config, register, sha256_file
 from aesbench.datasets import read_dataset
 from aesbench.errors import AesbenchError, first_line
 from aesbench.families import chunks, decode
@@ -98,6 +98,15 @@ def target_distribution(label: dict, score_range: tuple[float, float]) -> list[f
     dist = [0.0] * BINS
     dist[below], dist[below + 1] = below + 1 - position, position - below
     return dist
+
+
+def safetensors_error() -> type[Exception]:
+    """safetensors' own error type (a damaged file's header), or RuntimeError where it has none."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        return RuntimeError
+    return SafetensorError
 
 
 def make_backbone(backbone: str, pretrained: bool = True):
@@ -226,12 +235,20 @@ class Nima(Model):
         """The checkpoint's model; personal_steps and personal_lr override its saved settings."""
         safetensors = optional_import("safetensors.torch", "nima", "nima")
         path = require_files(path, ["config.json", WEIGHTS_FILE], "nima", "a checkpoint folder written by `aesbench train nima`")
-        config = json.loads((path / "config.json").read_text())
+        config = read_config(path / "config.json")
+        layers, dropout = config.get("layers"), config.get("dropout", DROPOUT)
+        listed = isinstance(layers, list) and bool(layers)
+        if layers is not None and not (listed and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                      for n in layers)):
+            raise AesbenchError(f"model 'nima': {path / 'config.json'}: layers must be a list of layer numbers such as"
+                                " [5, 11, 17]; re-save the checkpoint")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise AesbenchError(f"model 'nima': {path / 'config.json'}: dropout must be a number from 0 to below 1")
         source = DEFAULT_BACKBONE if config.get("backbone") == DEFAULT_BACKBONE else path / HF_SUBFOLDER
-        network = Network(make_backbone(str(source), pretrained=False), config.get("dropout", DROPOUT), config.get("layers"))
+        network = Network(make_backbone(str(source), pretrained=False), dropout, layers)
         try:
             safetensors.load_model(network.modules, str(path / WEIGHTS_FILE), device=network.device)
-        except (OSError, RuntimeError) as e:  # missing or mis-shaped tensors: a different or damaged checkpoint
+        except (OSError, RuntimeError, safetensors_error()) as e:  # missing, mis-shaped or damaged tensors
             raise AesbenchError(f"model 'nima': cannot load {path / WEIGHTS_FILE}: {first_line(e)}") from None
         network.backbone.source = config.get("backbone_source", network.backbone.source)
         model = cls(network, config.get("personal_steps", PERSONAL_STEPS) if personal_steps is None else personal_steps,
