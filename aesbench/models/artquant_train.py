@@ -3,10 +3,11 @@
     lm        (small config only: its LLM starts from random weights) the decoder learns the language
               of the descriptions and score sentences; nothing else is trained.
     instruct  joint training on the task's training split: for each image a description sample
-              (the three levels, LM loss, weight description_weight) and a score sample (the answer
-              prefix as the score sentence without its level token, LM loss, plus KL between the
-              Gaussian soft label and the level readout; both weighted score_weight). The aligner
-              and the LLM are trained (LoRA when lora_rank > 0); the encoder is frozen.
+              (the three levels, LM loss, weight description_weight) and a score sample as the public
+              code builds it: one of its ten questions, the answer "<prefix> <level>." learned but for
+              the level token, and the KL between the fitted soft label and the full-vocabulary softmax
+              at the level position (both weighted score_weight). The aligner is trained, the LLM as
+              model.llm_tuning says; the encoder is frozen (the original also trains it).
               descriptions: false drops the description samples (the "scores alone" baseline).
 
 Shares the training loop (aesbench/training.py), the network (vlm.py), the stage bookkeeping and

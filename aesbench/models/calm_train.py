@@ -10,8 +10,8 @@
               vote distribution where the dataset has one), PIAA (in-context episodes from the PIAA task's
               training workers) and suggesting (advice for degraded training images), with one
               caption per comment image replayed each epoch (comment_replay) so that a small model
-              does not forget how to comment. In comment and score the MFAM and the LLM are trained
-              (LoRA when lora_rank > 0).
+              does not forget how to comment. In comment and score the MFAM is trained, and the LLM as
+              model.llm_tuning says (frozen in the small config, else LoRA adapters or every weight).
 
 The encoder is frozen throughout. Each finished stage saves the checkpoint folder, so a run stopped
 at any point resumes: finished stages are skipped, and an unfinished one continues from its last
