@@ -7,10 +7,12 @@ code base) and a causal LM. What differs is ArtQuant's readout and training:
 
     readout  "How would you rate the quality of this painting?" then "The quality of the painting is";
              softmax over excellent/good/fair/poor/bad, weights 10, 7.5, 5, 3.5, 1 (configurable).
-    labels   a Gaussian over the five level anchors whose expectation equals the MOS (readout.py).
+    labels   the public code's soft labels: a Gaussian over the five level anchors with mean and
+             width fitted so that its expectation is the score on 0-10 (readout.fit_soft_label).
     loss     1.0 x LM loss on the descriptions
-             + 0.05 x (LM loss on the score sentence without its level token + KL(label || levels))
-             (weights in the recipe: description_weight, score_weight).
+             + 0.05 x (LM loss on the score answer without its level token
+                       + KL(label || full-vocabulary softmax at the level position))
+             (weights in the recipe: description_weight, score_weight; readout.full_vocab_kl).
 
 Capabilities: score, comment (the three-level description, generated), suggest (generation from the
 task's prompt). Training: aesbench/models/artquant_train.py (`aesbench train artquant`).
