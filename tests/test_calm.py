@@ -207,17 +207,15 @@ def test_train_commands_report_bad_configs_in_one_line(tmp_path):
 def test_a_training_folder_in_use_is_refused_and_a_first_stage_stop_resumes(tmp_path):
     from aesbench.runs import run_lock
 
-    (tmp_path / "busy").mkdir()
-    with run_lock(tmp_path / "busy"):
-        with pytest.raises(AesbenchError, match="in use by pid"):
-            train_calm(_recipe(), tmp_path / "busy")
-
     def interrupt(stage, step, total, loss):
         if stage == "pretrain" and step == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         train_calm(_recipe(), tmp_path / "first", on_step=interrupt)
+    with run_lock(tmp_path / "first"):  # as another training holds it
+        with pytest.raises(AesbenchError, match="in use by pid"):
+            train_calm(_recipe(), tmp_path / "first")
     _, record = train_calm(_recipe(), tmp_path / "first")  # stopped inside its first stage: resumed, not refused
     assert record["stages_done"] == ["pretrain", "comment"]
 

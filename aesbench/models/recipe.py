@@ -26,7 +26,7 @@ from .. import __version__, distributed
 from ..datasets import read_dataset
 from ..errors import AesbenchError
 from ..families import decode
-from ..runs import git_state, package_version, run_lock
+from ..runs import LOCK, git_state, package_version, run_lock
 from ..task import Task, load_task
 from ..training import LOG_FILE, PLOT_FILE, Schedule, plot_losses, run_stage
 from ..weights import optional_import
@@ -125,7 +125,7 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
     if bad:
         raise AesbenchError(f"unknown stage {bad[0]!r}; stages: {', '.join(all_stages)}")
     progress_file = output / PROGRESS_FILE
-    if output.exists() and not progress_file.is_file() and any(output.iterdir()):
+    if output.exists() and not progress_file.is_file() and any(p.name != LOCK for p in output.iterdir()):
         raise AesbenchError(f"output {output} exists and is not a training folder of aesbench; choose another --output or delete it")
     output.mkdir(parents=True, exist_ok=True)
     with run_lock(output) if distributed.rank() == 0 else contextlib.nullcontext():  # one training per folder at a time
