@@ -80,7 +80,7 @@ def test_visual_tokens_start_at_the_scale_of_the_word_embeddings(network, images
 
 def test_one_lora_step_lowers_the_loss_and_save_load_round_trip(images, tmp_path):
     torch.manual_seed(0)
-    net = build_network(VLMConfig(queries=4, qformer_dim=64, qformer_heads=4, max_new_tokens=8))
+    net = build_network(VLMConfig(llm_tuning="lora", queries=4, qformer_dim=64, qformer_heads=4, max_new_tokens=8))
     with_lora(net)
     groups = trainable(net, "aligner+llm", Schedule(lr=1e-3, aligner_lr=1e-3))
     assert any("lora_" in n for n, p in net.llm.named_parameters() if p.requires_grad)
@@ -101,7 +101,8 @@ def test_one_lora_step_lowers_the_loss_and_save_load_round_trip(images, tmp_path
     loaded = load_model(str(tmp_path / "ckpt"), {})
     assert loaded.describe()["llm"]["packaged"]["gguf_sha256"] == packaged_source(packaged_llm_folder(SMOLLM2))["gguf_sha256"]
     a, b = model.score(images, Request()), loaded.score(images, Request())
-    assert [x["score"] for x in a] == pytest.approx([x["score"] for x in b], abs=1e-5)  # LoRA merged when saved
+    # LoRA merged into the weights when saved: the same function up to float rounding (seen 1.5e-5 on the 1-10 scale)
+    assert [x["score"] for x in a] == pytest.approx([x["score"] for x in b], abs=1e-4)
     prompt = Request(prompt="Write a short critique of this photograph's aesthetics.")
     assert model.comment(images[:2], prompt) == loaded.comment(images[:2], prompt)
 
@@ -109,13 +110,14 @@ def test_one_lora_step_lowers_the_loss_and_save_load_round_trip(images, tmp_path
 def test_grounding_check_tells_an_image_reading_model_apart():
     """Two images with their own captions: after training, each caption is likelier with its own image."""
     torch.manual_seed(0)
-    texts = ["USER: ASSISTANT:", "Describe it.", "very dark picture", "very bright picture"]
+    texts = ["USER: ASSISTANT:", "Describe it.", "very dark picture", "very bright picture", "excellent good fair poor bad",
+             "one two three four five six seven eight nine ten"]
     net = build_network(VLMConfig(llm="small", llm_tuning="full", queries=4, qformer_dim=64, qformer_heads=4, llm_hidden=64,
                                   llm_layers=1, llm_heads=2), train_tokenizer(texts))
     dark, bright = natural_image(seed=1).point(lambda v: v // 5), natural_image(seed=1).point(lambda v: min(255, v * 3))
     samples = [text_sample([dark], "Describe it.", "very dark picture"), text_sample([bright], "Describe it.", "very bright picture")]
     untrained = grounding(net, samples)
-    optimiser = torch.optim.Adam(net.aligner.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(list(net.aligner.parameters()) + list(net.llm.parameters()), lr=3e-3)
     for _ in range(60):
         loss = sum(net(samples).values())
         optimiser.zero_grad()
