@@ -1,6 +1,5 @@
 """Runs resume without redoing or losing work, even after kill -9; a predictions file scores the same."""
 import json
-import os
 import signal
 import subprocess
 import sys

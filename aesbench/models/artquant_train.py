@@ -97,7 +97,6 @@ def description_text(record: dict) -> str:
 
 def specs_for(stage: str, config: ArtQuantTrainConfig, data: ArtData) -> tuple[list, Callable]:
     m = config.model
-    levels = m.levels
     if stage == "lm":
         texts = [f"USER: {m.comment_prompt} ASSISTANT: {description_text(r)}" for r in data.descriptions.values()]
         texts += [f"USER: {m.score_prompt} ASSISTANT: {m.answer_prefix} {w}." for w in m.level_words]
