@@ -80,7 +80,7 @@ def test_recipe_end_to_end_on_tiny_art(tmp_path):
     config = ArtQuantTrainConfig(model=artquant_config(**SMALL))
     config.schedules = {k: type(v)(**{**v.__dict__, "epochs": 1, "max_steps": 2, "batch_size": 4}) for k, v in config.schedules.items()}
     _, record = train_artquant(config, tmp_path / "ckpt")
-    assert record["stages_done"] == ["lm", "instruct"] and record["data"]["descriptions"]["n"] > 0
+    assert record["stages_done"] == ["lm", "align", "instruct"] and record["data"]["descriptions"]["n"] > 0
     assert "0.05 x" in record["loss"]
     loaded = load_model(str(tmp_path / "ckpt"))
     assert isinstance(loaded, ArtQuant) and loaded.name == "artquant"

@@ -222,3 +222,13 @@ def test_a_training_folder_in_use_is_refused_and_a_first_stage_stop_resumes(tmp_
 
 def test_shipped_small_config_is_the_default_recipe():
     assert CalmTrainConfig.load("calm-small") == CalmTrainConfig()
+
+
+def test_alignment_stage_trains_the_aligner_on_described_augmentations(tmp_path):
+    config = _recipe(align_per_image=2)
+    config.stages = ["align"]
+    _, record = train_calm(config, tmp_path / "aligned")
+    log = [json.loads(line) for line in (tmp_path / "aligned" / LOG_FILE).read_text().splitlines()]
+    assert [r["stage"] for r in log] == ["align"] * 4 and all(r["align"] > 0 for r in log)
+    summary = record["stages"][-1]
+    assert summary["stage"] == "align" and summary["grounding"]["answers"] > 0  # its samples' texts, asked of the LLM

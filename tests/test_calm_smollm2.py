@@ -23,7 +23,7 @@ from aesbench.models.diagnostics import grounding  # noqa: E402
 from aesbench.models.packaged_llm import SMOLLM2, gguf_path, packaged_llm_folder, packaged_source, PACKAGED  # noqa: E402
 from aesbench.models.recipe import trainable, with_lora  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
-from aesbench.models.vlm import VLMConfig, build_network, readout_sample, text_sample  # noqa: E402
+from aesbench.models.vlm import ALIGN, VLMConfig, build_network, readout_sample, text_sample  # noqa: E402
 from aesbench.training import Schedule  # noqa: E402
 from aesbench.adapter import sha256_file  # noqa: E402
 
@@ -126,3 +126,38 @@ def test_grounding_check_tells_an_image_reading_model_apart():
     trained = grounding(net, samples)
     assert abs(untrained["answer_gap"]) < 0.05 and trained["answer_gap"] > 0.5
     assert trained["answers_better_with_own_image"] == 1.0
+
+
+def test_alignment_stage_puts_each_images_words_into_every_part():
+    """align_loss trains the aligner alone (no LLM pass, the LLM untouched): after it, each part's mean token
+    over a dark and a bright image is nearer SmolLM2's embedding of that image's own words than of the other's."""
+    torch.manual_seed(0)
+    net = build_network(VLMConfig(queries=4, qformer_dim=64, qformer_heads=4))
+    base = natural_image(seed=3)
+    dark, bright = base.point(lambda v: v // 5), base.point(lambda v: min(255, v * 3))
+    samples = []
+    for img, words in ((dark, "dark and underexposed"), (bright, "bright and overexposed")):
+        s = text_sample([img], "What has been done to this image?", f"The image is {words}.")
+        s.target = (ALIGN, words)
+        samples.append(s)
+    llm_before = {n: p.clone() for n, p in net.llm.named_parameters()}
+    groups = trainable(net, "aligner", Schedule(lr=3e-3))
+    optimiser = torch.optim.Adam(groups)
+    first = net(samples, objective="align")[ALIGN]
+    for _ in range(40):
+        loss = net(samples, objective="align")[ALIGN]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert loss.item() < 0.5 * first.item()
+    assert all(torch.equal(p, llm_before[n]) for n, p in net.llm.named_parameters())
+    embedding = net.llm.get_input_embeddings()
+    words = [embedding(torch.tensor(net.tokenizer(" " + s.target[1], add_special_tokens=False)["input_ids"])).mean(0) for s in samples]
+    with torch.no_grad():
+        parts = net.aligner.parts(net.encode([dark, bright]))
+    for part in parts:
+        pooled = part.mean(1)
+        for i in range(2):
+            own = torch.nn.functional.cosine_similarity(pooled[i], words[i], dim=0)
+            other = torch.nn.functional.cosine_similarity(pooled[i], words[1 - i], dim=0)
+            assert own > other

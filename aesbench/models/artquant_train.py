@@ -2,6 +2,9 @@
 
     lm        (small config only: its LLM starts from random weights) the decoder learns the language
               of the descriptions and score sentences; nothing else is trained.
+    align     (not in ArtQuant: our stand-in for the pre-training mPLUG-Owl2's abstractor comes with) the
+              abstractor alone, without the LLM: the training images augmented afresh (or left clean), its
+              mean token pulled to the LLM's embedding of the words describing each (recipe.align_specs).
     instruct  joint training on the task's training split: for each image a description sample
               (the three levels, LM loss, weight description_weight) and a score sample as the public
               code builds it: one of its ten questions, the answer "<prefix> <level>." learned but for
@@ -26,17 +29,18 @@ from ..errors import AesbenchError
 from ..images import load_image
 from ..training import Schedule
 from .artquant import SCORE_PROMPTS, ArtQuant, artquant_config, level_word, original_scale
-from .recipe import load_recipe, readable, run_recipe, train_split, write_provenance
+from . import ssl
+from .recipe import align_specs, load_recipe, readable, run_recipe, train_split, write_provenance
 from .readout import fit_soft_label
 from .vlm import READOUT, Sample, VLMConfig, text_sample
 
-STAGES = ("lm", "instruct")
+STAGES = ("lm", "align", "instruct")
 
 
 def _schedules() -> dict:
     """lm is the from-scratch decoder's; instruct is sized for a pretrained LLM on 2 CPU cores: the
     abstractor (new) learns at 1e-3, the LLM's LoRA adapters at 2e-4."""
-    return {"lm": Schedule(epochs=8, batch_size=32, lr=2e-3), "instruct": Schedule(epochs=4, batch_size=8, lr=2e-4, aligner_lr=1e-3)}
+    return {"lm": Schedule(epochs=8, batch_size=32, lr=2e-3), "align": Schedule(epochs=4, batch_size=32, lr=1e-3), "instruct": Schedule(epochs=4, batch_size=8, lr=2e-4, aligner_lr=1e-3)}
 
 
 @dataclass
@@ -49,6 +53,9 @@ class ArtQuantTrainConfig:
     descriptions: bool = True
     description_weight: float = 1.0
     score_weight: float = 0.05
+    align_per_image: int = 20  # alignment samples per training image per epoch
+    align_clean: float = 0.2  # share of them left untouched
+    aug_groups: list[str] = field(default_factory=lambda: list(ssl.GROUPS))
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     schedules: dict = field(default_factory=_schedules)
     seed: int = 0
@@ -58,7 +65,9 @@ class ArtQuantTrainConfig:
 
     @classmethod
     def load(cls, path: str | Path | None) -> "ArtQuantTrainConfig":
-        return load_recipe(cls, path, artquant_config, _schedules)
+        config = load_recipe(cls, path, artquant_config, _schedules)
+        ssl.check_groups(config.aug_groups)
+        return config
 
 
 @dataclass
@@ -143,9 +152,13 @@ def train_artquant(config: ArtQuantTrainConfig, output: str | Path, data_root: P
 
     def texts():
         return [description_text(r) for r in data.descriptions.values()] + [
-            m.score_prompt, m.answer_prefix, m.comment_prompt, "USER: ASSISTANT:", " ".join(m.level_words), " ".join(m.bin_words)]
+            m.score_prompt, m.answer_prefix, m.comment_prompt, "USER: ASSISTANT:", " ".join(m.level_words), " ".join(m.bin_words),
+            *ssl.all_texts()]
 
     def plan(stage):
+        if stage == "align":
+            specs, build = align_specs([it.image for it in data.items], lambda path: load_image(path, data.preprocessing), config)
+            return specs, build, "aligner", lambda module, samples: module(samples, cache=False, objective="align")
         specs, build = specs_for(stage, config, data)
         return specs, build, "llm" if stage == "lm" else "aligner+llm", weighted_loss(config)
 

@@ -2,6 +2,12 @@
 
     lm        (small config only: its LLM starts from random weights) the decoder learns the
               language of the training texts; nothing else is trained.
+    align     (not in the paper: our addition for a small LLM and little data) the aligner alone, without
+              the LLM (so a step costs an encoder pass): augmented or untouched pre-training images, each
+              part's mean token pulled to the LLM's embedding of the words describing the image
+              (VLMNetwork.align_loss). Hundreds of cheap steps on fresh augmentations give every part,
+              the Q-Formers included, image-dependent tokens the frozen LLM can read; without it the
+              Q-Formers end as a constant prompt and the model answers from the text prior.
     pretrain  text-guided self-supervised learning (aesbench/models/ssl.py) on unlabeled images,
               plus generic image-text pairs (the comment task's training captions) for the FC;
               the Q-Formers and the FC are trained, the encoder and the LLM are frozen.
@@ -37,18 +43,19 @@ from .diagnostics import linear_probe
 from .calm import Calm
 from .vlm import Sample, VLMConfig, in_context_sample, nearest_word, readout_sample, text_sample
 from .readout import LEVEL_WORDS
-from .recipe import load_recipe, readable, run_recipe, train_split, write_provenance
+from .recipe import align_specs, load_recipe, readable, run_recipe, train_split, write_provenance
 
-STAGES = ("lm", "pretrain", "comment", "score")
+STAGES = ("lm", "align", "pretrain", "comment", "score")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def _schedules() -> dict:
     """lm is the from-scratch decoder's; the others are sized for a pretrained LLM on 2 CPU cores
     (about 15 minutes in all): the aligner (new) learns at 1e-3, the LLM (when llm_tuning trains it) at 2e-4."""
-    return {"lm": Schedule(epochs=6, batch_size=32, lr=2e-3), "pretrain": Schedule(epochs=2, batch_size=16, lr=1e-3),
-            "comment": Schedule(epochs=2, batch_size=16, lr=2e-4, aligner_lr=1e-3),
-            "score": Schedule(epochs=3, batch_size=16, lr=2e-4, aligner_lr=1e-3)}
+    return {"lm": Schedule(epochs=6, batch_size=32, lr=2e-3), "align": Schedule(epochs=4, batch_size=32, lr=1e-3),
+            "pretrain": Schedule(epochs=2, batch_size=16, lr=1e-3),
+            "comment": Schedule(epochs=2, batch_size=16, lr=2e-4, aligner_lr=3e-4),
+            "score": Schedule(epochs=3, batch_size=16, lr=2e-4, aligner_lr=3e-4)}
 
 
 @dataclass
@@ -66,6 +73,8 @@ class CalmTrainConfig:
     aug_groups: list[str] = field(default_factory=lambda: list(ssl.GROUPS))
     pairwise: float = 0.5  # share of SSL samples that compare two images
     ssl_per_image: int = 2  # SSL samples per pre-training image per epoch
+    align_per_image: int = 20  # alignment samples per pre-training image per epoch
+    align_clean: float = 0.2  # share of alignment samples left untouched ("clean")
     image_text: bool = True
     advice_per_image: int = 2  # suggest samples per advice image per epoch (score stage)
     comment_replay: bool = True  # the score stage also sees one caption per comment image (against forgetting)
@@ -86,9 +95,7 @@ class CalmTrainConfig:
         bad = [s for s in self.stages if s not in STAGES]
         if bad:
             raise AesbenchError(f"unknown stage {bad[0]!r}; stages: {', '.join(STAGES)}")
-        bad = [g for g in self.aug_groups if g not in ssl.GROUPS]
-        if bad:
-            raise AesbenchError(f"unknown augmentation group {bad[0]!r}; groups: {', '.join(ssl.GROUPS)}")
+        ssl.check_groups(self.aug_groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +207,10 @@ def lm_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callabl
     return list(range(n_ssl * 2)), build
 
 
+def calm_align_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callable]:
+    return align_specs(data.pretrain, data.image, config)
+
+
 def pretrain_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callable]:
     specs = []
     if config.ssl:
@@ -278,14 +289,14 @@ def score_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Call
     return specs, build
 
 
-SPECS = {"lm": lm_specs, "pretrain": pretrain_specs, "comment": comment_specs, "score": score_specs}
+SPECS = {"lm": lm_specs, "align": calm_align_specs, "pretrain": pretrain_specs, "comment": comment_specs, "score": score_specs}
 
 
 # ---------------------------------------------------------------------------------------------
 # The command
 
 
-PARTS = {"lm": "llm", "pretrain": "aligner", "comment": "aligner+llm", "score": "aligner+llm"}
+PARTS = {"lm": "llm", "align": "aligner", "pretrain": "aligner", "comment": "aligner+llm", "score": "aligner+llm"}
 
 
 def train_calm(config: CalmTrainConfig, output: str | Path, data_root: Path | None = None, stages: list[str] | None = None,
@@ -297,8 +308,9 @@ def train_calm(config: CalmTrainConfig, output: str | Path, data_root: Path | No
         specs, build = SPECS[stage](config, data)
         if not specs:
             return "no training data for it in this config"
-        cache = stage != "pretrain"  # pre-training images are augmented afresh every time
-        return specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache)
+        cache = stage not in ("align", "pretrain")  # their images are augmented afresh every time
+        objective = "align" if stage == "align" else "lm"
+        return specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache, objective=objective)
 
     def stage_check(stage, network):  # after scoring is taught: the readout vs a linear probe, both on the training images
         if stage != "score" or not data.score:

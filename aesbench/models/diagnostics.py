@@ -35,7 +35,7 @@ def grounding(network, samples: list) -> dict:
             if texts:
                 own_loss.append(float(sum(a[k] for k in texts) / len(texts)))
                 other_loss.append(float(sum(b[k] for k in texts) / len(texts)))
-            if own.target is not None:
+            if own.target is not None and own.target[0] in network.readouts:
                 name = own.target[0]
                 readout = network.readouts[name]
                 pa, pb = (network.level_probs([s], name)[0] for s in (own, other))

@@ -25,14 +25,16 @@ import yaml
 from .. import __version__, distributed
 from ..datasets import read_dataset
 from ..errors import AesbenchError
+from ..degradations import item_rng
 from ..families import decode
 from ..runs import LOCK, git_state, package_version, run_lock
 from ..task import Task, load_task
 from ..training import LOG_FILE, PLOT_FILE, Schedule, plot_losses, run_stage
 from ..weights import optional_import
+from . import ssl
 from .diagnostics import grounding
 from .text import train_tokenizer
-from .vlm import CONFIG_FILE, VLMNetwork, build_network, load_network, save_network
+from .vlm import ALIGN, CONFIG_FILE, VLMNetwork, build_network, load_network, save_network, text_sample
 
 PROGRESS_FILE, PROVENANCE_FILE = "stages_done.json", "training.json"
 GROUNDING_SAMPLES = 24
@@ -81,6 +83,26 @@ def readable(items, task: Task, skipped: list, what: str) -> list:
     ok, _, failed = decode(items, task)
     skipped += [{"id": item.id, "source": what, "reason": reason} for item, reason in failed]
     return ok
+
+
+def align_specs(paths: list, load: Callable, config) -> tuple[list, Callable]:
+    """The alignment stage's samples (VLMNetwork.align_loss): config.align_per_image per image and
+    epoch, each image augmented afresh from config.aug_groups (or left clean, a config.align_clean
+    share of them) with the words that describe it as its target. It stands in for the image-text
+    pre-training that gives the papers' aligners a start (LLaVA's 558K pairs for CALM's FC,
+    mPLUG-Owl2's abstractor for ArtQuant), which a small config does not have."""
+    specs = [i for i in range(len(paths)) for _ in range(config.align_per_image)]
+
+    def build(epoch, index):
+        rng = item_rng(config.seed, f"align/{epoch}/{index}")
+        kinds = [] if rng.random() < config.align_clean else ssl.draw_kinds(rng, tuple(config.aug_groups))
+        words = ssl.describe(kinds, rng)
+        answer = str(rng.choice(ssl.SINGLE_FORMS)).format(words)
+        sample = text_sample([ssl.augment(load(paths[specs[index]]), kinds, rng)], ssl.SINGLE_PROMPT, answer)
+        sample.target = (ALIGN, words)
+        return sample
+
+    return specs, build
 
 
 def trainable(network: VLMNetwork, part: str, schedule: Schedule) -> list[dict]:

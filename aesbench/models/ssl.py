@@ -8,6 +8,9 @@ at a random severity in [0.4, 1.0], and is either
     pairwise  the original and the augmented image in random order and "The first image is blurrier
               and noisier than the second." (or "... the second image ... than the first").
 
+The same pseudo-labels' words (`describe`: "blurred and noisy"; "clean", "sharp" or "well exposed"
+for an image left as it is) are the targets of the alignment stage, in the LLM's embedding space.
+
 Advice texts teach suggesting: a degraded training image and a sentence naming the problem and
 its fix, for the six kinds of the suggest protocol. Everything is drawn from a generator the caller
 seeds, so a sample is fixed by (seed, stage, epoch, index).
@@ -20,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..degradations import SUGGEST_KINDS, degrade
+from ..errors import AesbenchError
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ AUGMENTATIONS = {
 GROUPS = ("quality", "colour", "subject")
 OPPOSED = {frozenset({"dark", "bright"})}  # never applied together
 
+CLEAN = ("clean", "sharp", "well exposed")  # an image left as it is
 SINGLE_PROMPT = "What has been done to this image?"
 PAIR_PROMPT = "Compare the first image with the second."
 SINGLE_FORMS = ("The image is {}.", "This image looks {}.", "It is {}.")
@@ -76,6 +81,12 @@ def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else f"{words[0]} and {words[1]}"
 
 
+def check_groups(groups) -> None:
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        raise AesbenchError(f"unknown augmentation group {bad[0]!r}; groups: {', '.join(GROUPS)}")
+
+
 def draw_kinds(rng: np.random.Generator, groups: tuple[str, ...], max_kinds: int = 2) -> list[str]:
     pool = [k for k, a in AUGMENTATIONS.items() if a.group in groups]
     n = 1 if max_kinds < 2 or rng.random() < 0.5 else 2
@@ -91,9 +102,15 @@ def augment(img: Image.Image, kinds: list[str], rng: np.random.Generator) -> Ima
     return img
 
 
+def describe(kinds: list[str], rng: np.random.Generator) -> str:
+    """The augmentations' adjectives ("blurred and noisy"); an image with none is clean."""
+    if not kinds:
+        return str(rng.choice(CLEAN))
+    return _join([str(rng.choice(AUGMENTATIONS[k].adjectives)) for k in kinds])
+
+
 def single_text(kinds: list[str], rng: np.random.Generator) -> str:
-    words = [str(rng.choice(AUGMENTATIONS[k].adjectives)) for k in kinds]
-    return str(rng.choice(SINGLE_FORMS)).format(_join(words))
+    return str(rng.choice(SINGLE_FORMS)).format(describe(kinds, rng))
 
 
 def pair_text(kinds: list[str], augmented_first: bool, rng: np.random.Generator) -> str:
@@ -108,7 +125,7 @@ def advice(kind: str, rng: np.random.Generator) -> str:
 
 def all_texts() -> list[str]:
     """Every word the pseudo-labels and advice can use (for training a tokenizer)."""
-    texts = [SINGLE_PROMPT, PAIR_PROMPT, "first second than", *SINGLE_FORMS, *PAIR_FORMS]
+    texts = [SINGLE_PROMPT, PAIR_PROMPT, "first second than", *SINGLE_FORMS, *PAIR_FORMS, *CLEAN]
     for a in AUGMENTATIONS.values():
         texts += list(a.adjectives) + list(a.comparatives)
     for kind in SUGGEST_KINDS:

@@ -226,7 +226,8 @@ class Aligner(nn.Module):
                 self._tokens_per_image = int(self({layer: t.float() for layer, t in zip(taps, features)}).shape[1])
         return self._tokens_per_image
 
-    def forward(self, taps: dict):
+    def parts(self, taps: dict) -> list:
+        """Each part's tokens (batch, tokens, llm width): the FC's, then each Q-Former's."""
         c, tokens = self.config, []
         if c.thematic_layer is not None:
             x = taps[c.thematic_layer]
@@ -235,8 +236,10 @@ class Aligner(nn.Module):
                 grid = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], side, side)
                 x = nn.functional.adaptive_avg_pool2d(grid, c.thematic_grid).flatten(2).transpose(1, 2)
             tokens.append(self.fc(x))
-        tokens += [qf(taps[layer]) for qf, layer in zip(self.qformers, c.qformer_layers)]
-        return torch.cat(tokens, dim=1)
+        return tokens + [qf(taps[layer]) for qf, layer in zip(self.qformers, c.qformer_layers)]
+
+    def forward(self, taps: dict):
+        return torch.cat(self.parts(taps), dim=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +247,7 @@ class Aligner(nn.Module):
 
 
 READOUT = "<readout>"  # a reply segment marking where a readout is taken: the position after the text before it
+ALIGN = "align"  # a sample target naming the words its image's tokens are aligned to
 
 
 @dataclass
@@ -256,7 +260,7 @@ class Sample:
     group) segments: group None is context, a loss name such as "lm" is learned (the end-of-turn
     token is learned after a final learned segment), and (READOUT, None) marks the readout position.
     target: (readout name, level probabilities) trained with KL at the readout position (the end of
-    the sequence unless marked).
+    the sequence unless marked), or (ALIGN, words) for the alignment objective (VLMNetwork.align_loss).
     """
 
     images: list
@@ -485,12 +489,15 @@ class VLMNetwork(nn.Module):
         column[keep] = torch.arange(len(keep), device=self.device)
         return logits, column
 
-    def forward(self, samples: list[Sample], aligner=None, cache: bool = True):
-        """Training losses: the mean token loss of each text group and the mean KL of the readout targets ("kl").
+    def forward(self, samples: list[Sample], aligner=None, cache: bool = True, objective: str = "lm"):
+        """Training losses: the mean token loss of each text group and the mean KL of the readout targets
+        ("kl"); with objective="align", the alignment loss alone (align_loss).
 
         Samples run in chunks of similar length (a batch mixing one-image sequences with six-image
         PIAA episodes would otherwise pad most rows to five times their length); the means are
         combined over the chunks by their counts, so they are the whole batch's."""
+        if objective == "align":
+            return {ALIGN: self.align_loss(samples, cache)}
         sums: dict[str, object] = {}
         counts: dict[str, int] = {}
         images = [img for s in samples for img in s.images]
@@ -501,6 +508,24 @@ class VLMNetwork(nn.Module):
                 sums[name] = sums[name] + total if name in sums else total
                 counts[name] = counts.get(name, 0) + n
         return {name: sums[name] / counts[name] for name in sums}
+
+    def align_loss(self, samples: list[Sample], cache: bool = True):
+        """The alignment stage's objective, which needs no LLM pass: each aligner part's mean token over an
+        image is pulled to the mean of the LLM's input embeddings of the words that describe the image
+        (its target, e.g. "blurred and noisy"): 1 - cosine plus the mean squared error, averaged over
+        the parts. So every part, the Q-Formers included, carries what was done to the image, in the
+        embedding space (and at the scale) of the words the frozen LLM already reads."""
+        embedding = self.llm.get_input_embeddings()
+        targets = []
+        for s in samples:
+            ids = torch.tensor(self._tokens(" " + s.target[1]), dtype=torch.long, device=self.device)
+            targets.append(embedding(ids).detach().float().mean(0))
+        target = torch.stack(targets)
+        losses = []
+        for part in self.aligner.parts(self.encode([s.images[0] for s in samples], cache)):
+            pooled = part.float().mean(1)
+            losses.append((1 - nn.functional.cosine_similarity(pooled, target, dim=-1)).mean() + (pooled - target).pow(2).mean())
+        return torch.stack(losses).mean()
 
     def _length_chunks(self, samples: list[Sample], slack: float = 1.25) -> list[list[Sample]]:
         """Samples sorted by length, cut where a sample is more than `slack` times the chunk's shortest."""
@@ -518,7 +543,7 @@ class VLMNetwork(nn.Module):
         """{name: (sum, count)}: token losses per group, and the readout KL per targeted sample."""
         x, _, (labels, groups, names), last = self.embed(samples, aligner, cache)
         rows, cols = torch.nonzero(labels[:, 1:] != -100, as_tuple=True)  # position t predicts label t + 1
-        targeted = [i for i, s in enumerate(samples) if s.target is not None]
+        targeted = [i for i, s in enumerate(samples) if s.target is not None and s.target[0] in self.readouts]
         logits, column = self._logits(x, cols.tolist() + [int(last[i]) for i in targeted])
         sums = {}
         if len(rows):
