@@ -143,9 +143,9 @@ def test_alignment_stage_puts_each_images_words_into_every_part():
     llm_before = {n: p.clone() for n, p in net.llm.named_parameters()}
     groups = trainable(net, "aligner", Schedule(lr=3e-3))
     optimiser = torch.optim.Adam(groups)
-    first = net(samples, objective="align")[ALIGN]
+    first = net(samples)[ALIGN]
     for _ in range(40):
-        loss = net(samples, objective="align")[ALIGN]
+        loss = net(samples)[ALIGN]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

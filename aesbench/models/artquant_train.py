@@ -10,7 +10,9 @@
               code builds it: one of its ten questions, the answer "<prefix> <level>." learned but for
               the level token, and the KL between the fitted soft label and the full-vocabulary softmax
               at the level position (both weighted score_weight). The aligner is trained, the LLM as
-              model.llm_tuning says; the encoder is frozen (the original also trains it).
+              model.llm_tuning says (LoRA in the small config, as the original); the encoder is frozen
+              (the original also trains it). Alignment samples are mixed in (align_replay, weight 1),
+              so the abstractor keeps what the align stage gave it.
               descriptions: false drops the description samples (the "scores alone" baseline).
 
 Shares the training loop (aesbench/training.py), the network (vlm.py), the stage bookkeeping and
@@ -30,17 +32,18 @@ from ..images import load_image
 from ..training import Schedule
 from .artquant import SCORE_PROMPTS, ArtQuant, artquant_config, level_word, original_scale
 from . import ssl
-from .recipe import align_specs, load_recipe, readable, run_recipe, train_split, write_provenance
+from .recipe import align_specs, load_recipe, readable, run_recipe, train_split, with_align_replay, write_provenance
 from .readout import fit_soft_label
-from .vlm import READOUT, Sample, VLMConfig, text_sample
+from .vlm import ALIGN, READOUT, Sample, VLMConfig, text_sample
 
 STAGES = ("lm", "align", "instruct")
 
 
 def _schedules() -> dict:
-    """lm is the from-scratch decoder's; instruct is sized for a pretrained LLM on 2 CPU cores: the
-    abstractor (new) learns at 1e-3, the LLM's LoRA adapters at 2e-4."""
-    return {"lm": Schedule(epochs=8, batch_size=32, lr=2e-3), "align": Schedule(epochs=4, batch_size=32, lr=1e-3), "instruct": Schedule(epochs=4, batch_size=8, lr=2e-4, aligner_lr=1e-3)}
+    """lm is the from-scratch decoder's; the others are sized for a pretrained LLM on 2 CPU cores: the
+    abstractor learns at 1e-3 while it is new (align), then at 3e-4; the LLM's LoRA adapters at 2e-4."""
+    return {"lm": Schedule(epochs=8, batch_size=32, lr=2e-3), "align": Schedule(epochs=4, batch_size=32, lr=1e-3),
+            "instruct": Schedule(epochs=4, batch_size=8, lr=2e-4, aligner_lr=3e-4)}
 
 
 @dataclass
@@ -55,6 +58,7 @@ class ArtQuantTrainConfig:
     score_weight: float = 0.05
     align_per_image: int = 20  # alignment samples per training image per epoch
     align_clean: float = 0.2  # share of them left untouched
+    align_replay: int = 1  # alignment samples per training image per epoch in instruct (weight 1)
     aug_groups: list[str] = field(default_factory=lambda: list(ssl.GROUPS))
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     schedules: dict = field(default_factory=_schedules)
@@ -132,7 +136,7 @@ def specs_for(stage: str, config: ArtQuantTrainConfig, data: ArtData) -> tuple[l
 
 def weighted_loss(config: ArtQuantTrainConfig) -> Callable:
     """ArtQuant's objective from the network's named losses."""
-    weights = {"lm": config.description_weight, "score_lm": config.score_weight, "kl": config.score_weight}
+    weights = {"lm": config.description_weight, "score_lm": config.score_weight, "kl": config.score_weight, ALIGN: 1.0}
 
     def loss_fn(module, samples):
         return {name: weights[name] * value for name, value in module(samples).items()}
@@ -156,10 +160,13 @@ def train_artquant(config: ArtQuantTrainConfig, output: str | Path, data_root: P
             *ssl.all_texts()]
 
     def plan(stage):
+        paths, load = [it.image for it in data.items], lambda path: load_image(path, data.preprocessing)
         if stage == "align":
-            specs, build = align_specs([it.image for it in data.items], lambda path: load_image(path, data.preprocessing), config)
-            return specs, build, "aligner", lambda module, samples: module(samples, cache=False, objective="align")
+            specs, build = align_specs(paths, load, config, config.align_per_image)
+            return specs, build, "aligner", lambda module, samples: module(samples)
         specs, build = specs_for(stage, config, data)
+        if stage == "instruct" and config.align_replay:
+            specs, build = with_align_replay(stage, config, paths, load, specs, build)
         return specs, build, "llm" if stage == "lm" else "aligner+llm", weighted_loss(config)
 
     loss = f"{config.description_weight} x LM(descriptions) + {config.score_weight} x (LM(score sentence without level) + KL)"

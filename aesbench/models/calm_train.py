@@ -43,7 +43,7 @@ from .diagnostics import linear_probe
 from .calm import Calm
 from .vlm import Sample, VLMConfig, in_context_sample, nearest_word, readout_sample, text_sample
 from .readout import LEVEL_WORDS
-from .recipe import align_specs, load_recipe, readable, run_recipe, train_split, write_provenance
+from .recipe import align_specs, load_recipe, readable, run_recipe, train_split, with_align_replay, write_provenance
 
 STAGES = ("lm", "align", "pretrain", "comment", "score")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -51,8 +51,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 def _schedules() -> dict:
     """lm is the from-scratch decoder's; the others are sized for a pretrained LLM on 2 CPU cores
-    (about 15 minutes in all): the aligner (new) learns at 1e-3, the LLM (when llm_tuning trains it) at 2e-4."""
-    return {"lm": Schedule(epochs=6, batch_size=32, lr=2e-3), "align": Schedule(epochs=4, batch_size=32, lr=1e-3),
+    (about 20 minutes in all): the aligner learns at 1e-3 while it is new (align, pretrain), then at
+    3e-4 so instruct tuning adapts it rather than rewrites it; the LLM (when llm_tuning trains it) at 2e-4."""
+    return {"lm": Schedule(epochs=6, batch_size=32, lr=2e-3), "align": Schedule(epochs=3, batch_size=32, lr=1e-3),
             "pretrain": Schedule(epochs=2, batch_size=16, lr=1e-3),
             "comment": Schedule(epochs=2, batch_size=16, lr=2e-4, aligner_lr=3e-4),
             "score": Schedule(epochs=3, batch_size=16, lr=2e-4, aligner_lr=3e-4)}
@@ -75,10 +76,11 @@ class CalmTrainConfig:
     ssl_per_image: int = 2  # SSL samples per pre-training image per epoch
     align_per_image: int = 20  # alignment samples per pre-training image per epoch
     align_clean: float = 0.2  # share of alignment samples left untouched ("clean")
+    align_replay: int = 1  # alignment samples per pre-training image per epoch in pretrain, comment and score
     image_text: bool = True
     advice_per_image: int = 2  # suggest samples per advice image per epoch (score stage)
     comment_replay: bool = True  # the score stage also sees one caption per comment image (against forgetting)
-    piaa_episodes: int = 60  # in-context episodes per epoch (score stage)
+    piaa_episodes: int = 40  # in-context episodes per epoch (score stage)
     schedules: dict = field(default_factory=_schedules)
     seed: int = 0
     mixed_precision: str = "auto"  # "auto": bf16 on a GPU that has it, else full precision
@@ -208,7 +210,7 @@ def lm_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callabl
 
 
 def calm_align_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callable]:
-    return align_specs(data.pretrain, data.image, config)
+    return align_specs(data.pretrain, data.image, config, config.align_per_image)
 
 
 def pretrain_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callable]:
@@ -308,9 +310,10 @@ def train_calm(config: CalmTrainConfig, output: str | Path, data_root: Path | No
         specs, build = SPECS[stage](config, data)
         if not specs:
             return "no training data for it in this config"
-        cache = stage not in ("align", "pretrain")  # their images are augmented afresh every time
-        objective = "align" if stage == "align" else "lm"
-        return specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache, objective=objective)
+        if stage in ("pretrain", "comment", "score") and config.align_replay:
+            specs, build = with_align_replay(stage, config, data.pretrain, data.image, specs, build)
+        cache = stage != "pretrain"  # pre-training images are augmented afresh every time (alignment samples never cache)
+        return specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache)
 
     def stage_check(stage, network):  # after scoring is taught: the readout vs a linear probe, both on the training images
         if stage != "score" or not data.score:

@@ -16,12 +16,15 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ..weights import optional_import
+from .vlm import ALIGN
 
 
 def grounding(network, samples: list) -> dict:
     """Own-image vs other-image losses (answers) and readout movement (readout targets) on `samples`."""
     torch = optional_import("torch", "train", network.config.model_type)
-    with_images = [s for s in samples if s.images]
+    # alignment samples are asked as the plain questions they carry (their answers' LM loss)
+    with_images = [type(s)(s.images, s.turns, s.reply, None if s.target and s.target[0] == ALIGN else s.target)
+                   for s in samples if s.images]
     if len(with_images) < 2:
         return {"n": len(with_images), "note": "fewer than two samples with images"}
     swapped = [type(s)(with_images[(i + 1) % len(with_images)].images[:len(s.images)], s.turns, s.reply, s.target)

@@ -85,16 +85,15 @@ def readable(items, task: Task, skipped: list, what: str) -> list:
     return ok
 
 
-def align_specs(paths: list, load: Callable, config) -> tuple[list, Callable]:
-    """The alignment stage's samples (VLMNetwork.align_loss): config.align_per_image per image and
-    epoch, each image augmented afresh from config.aug_groups (or left clean, a config.align_clean
+def align_specs(paths: list, load: Callable, config, per_image: int) -> tuple[list, Callable]:
+    """Alignment samples (VLMNetwork.align_loss): per_image per image and epoch, each image augmented afresh from config.aug_groups (or left clean, a config.align_clean
     share of them) with the words that describe it as its target. It stands in for the image-text
     pre-training that gives the papers' aligners a start (LLaVA's 558K pairs for CALM's FC,
     mPLUG-Owl2's abstractor for ArtQuant), which a small config does not have."""
-    specs = [i for i in range(len(paths)) for _ in range(config.align_per_image)]
+    specs = [i for i in range(len(paths)) for _ in range(per_image)]
 
-    def build(epoch, index):
-        rng = item_rng(config.seed, f"align/{epoch}/{index}")
+    def build(epoch, index, stage="align"):
+        rng = item_rng(config.seed, f"{stage}/{epoch}/align/{index}")
         kinds = [] if rng.random() < config.align_clean else ssl.draw_kinds(rng, tuple(config.aug_groups))
         words = ssl.describe(kinds, rng)
         answer = str(rng.choice(ssl.SINGLE_FORMS)).format(words)
@@ -103,6 +102,18 @@ def align_specs(paths: list, load: Callable, config) -> tuple[list, Callable]:
         return sample
 
     return specs, build
+
+
+def with_align_replay(stage: str, config, paths: list, load: Callable, specs: list, build: Callable) -> tuple[list, Callable]:
+    """A stage's samples plus config.align_replay alignment samples per image and epoch, so that
+    training through the LLM keeps what the alignment stage gave each aligner part."""
+    extra, build_aligned = align_specs(paths, load, config, config.align_replay)
+    n = len(specs)
+
+    def build_mixed(epoch, index):
+        return build(epoch, index) if index < n else build_aligned(epoch, index - n, stage)
+
+    return specs + [("align", i) for i in extra], build_mixed
 
 
 def trainable(network: VLMNetwork, part: str, schedule: Schedule) -> list[dict]:

@@ -90,7 +90,7 @@ class VLMConfig:
     max_positions: int = 1024
     # what instruct tuning trains in the LLM: "lora" (adapters of rank lora_rank on lora_targets, merged
     # when saved), "full" (every weight) or "frozen" (the aligner alone carries the image)
-    llm_tuning: str = "frozen"
+    llm_tuning: str = "lora"
     lora_rank: int = 8
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     system_prompt: str | None = SYSTEM_PROMPT  # the chat's system message; None: the chat template's own default
@@ -489,15 +489,17 @@ class VLMNetwork(nn.Module):
         column[keep] = torch.arange(len(keep), device=self.device)
         return logits, column
 
-    def forward(self, samples: list[Sample], aligner=None, cache: bool = True, objective: str = "lm"):
-        """Training losses: the mean token loss of each text group and the mean KL of the readout targets
-        ("kl"); with objective="align", the alignment loss alone (align_loss).
+    def forward(self, samples: list[Sample], aligner=None, cache: bool = True):
+        """Training losses: the mean token loss of each text group, the mean KL of the readout targets
+        ("kl") and the alignment loss of the samples whose target is ALIGN (align_loss: these take no
+        LLM pass).
 
         Samples run in chunks of similar length (a batch mixing one-image sequences with six-image
         PIAA episodes would otherwise pad most rows to five times their length); the means are
         combined over the chunks by their counts, so they are the whole batch's."""
-        if objective == "align":
-            return {ALIGN: self.align_loss(samples, cache)}
+        aligned = [s for s in samples if s.target is not None and s.target[0] == ALIGN]
+        samples = [s for s in samples if s.target is None or s.target[0] != ALIGN]
+        losses = {ALIGN: self.align_loss(aligned, aligner)} if aligned else {}
         sums: dict[str, object] = {}
         counts: dict[str, int] = {}
         images = [img for s in samples for img in s.images]
@@ -507,14 +509,15 @@ class VLMNetwork(nn.Module):
             for name, (total, n) in self._loss_sums(chunk, aligner, cache).items():
                 sums[name] = sums[name] + total if name in sums else total
                 counts[name] = counts.get(name, 0) + n
-        return {name: sums[name] / counts[name] for name in sums}
+        return {**losses, **{name: sums[name] / counts[name] for name in sums}}
 
-    def align_loss(self, samples: list[Sample], cache: bool = True):
+    def align_loss(self, samples: list[Sample], aligner=None):
         """The alignment stage's objective, which needs no LLM pass: each aligner part's mean token over an
         image is pulled to the mean of the LLM's input embeddings of the words that describe the image
         (its target, e.g. "blurred and noisy"): 1 - cosine plus the mean squared error, averaged over
         the parts. So every part, the Q-Formers included, carries what was done to the image, in the
-        embedding space (and at the scale) of the words the frozen LLM already reads."""
+        embedding space (and at the scale) of the words the LLM already reads. Its images are augmented
+        afresh, so they are never cached."""
         embedding = self.llm.get_input_embeddings()
         targets = []
         for s in samples:
@@ -522,7 +525,7 @@ class VLMNetwork(nn.Module):
             targets.append(embedding(ids).detach().float().mean(0))
         target = torch.stack(targets)
         losses = []
-        for part in self.aligner.parts(self.encode([s.images[0] for s in samples], cache)):
+        for part in (aligner or self.aligner).parts(self.encode([s.images[0] for s in samples], cache=False)):
             pooled = part.float().mean(1)
             losses.append((1 - nn.functional.cosine_similarity(pooled, target, dim=-1)).mean() + (pooled - target).pow(2).mean())
         return torch.stack(losses).mean()
