@@ -214,7 +214,7 @@ def suggest_task(folder, judge: str, extra: str = "") -> str:
     path = folder / "task.yaml"
     path.write_text(
         f"name: hostile-suggest\nfamily: suggest\n"
-        f"dataset: {{format: pccd, root: {root}, path: pccd.json, images: images, image_key: title}}\n"
+        f"dataset: {{format: pccd, root: {root}, path: pccd.json, images: images, image_key: title, image_suffix: .jpg}}\n"
         f"protocol: {{judge: {judge}}}\n{extra}"
     )
     return str(path)
