@@ -27,6 +27,7 @@ gives (tested) while the JVM parses one segment instead of n.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import os
 import selectors
@@ -162,32 +163,55 @@ def ptb_tokenize(captions: dict) -> dict:
     the same tokens) on {key: [caption, ...]}, with the sentences in a temporary file of our own in
     the system's temporary folder: pycocoevalcap writes its file into its own package folder, which
     may be read-only. Captions must hold no line breaks (normalise_caption)."""
+    return ptb_tokenize_calls([captions])[0]
+
+
+def ptb_tokenize_calls(calls: list[dict]) -> list[dict]:
+    """Several PTBTokenizer.tokenize calls, each its own JVM on its own file, exactly as that many calls
+    of pycocoevalcap's (a line's tokens can depend on where it stands in its call: the PTB tokenizer
+    reads an emoticon at the very end of its input differently, so calls are never merged), run at once."""
     from pycocoevalcap.tokenizer import ptbtokenizer
 
-    keys = [k for k, caps in captions.items() for _ in caps]
-    sentences = "\n".join(c for caps in captions.values() for c in caps)
     folder = os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
     jar = os.path.join(folder, ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR)
-    with tempfile.NamedTemporaryFile(suffix=".txt") as text, tempfile.TemporaryFile() as log:
-        text.write(sentences.encode())
-        text.flush()
-        cmd = ["java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", text.name]
-        try:
-            done = subprocess.run(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=log, check=False)
-        except OSError as e:
-            reason = e.strerror or type(e).__name__
-            raise AesbenchError(f"cannot run the PTB tokenizer ({reason}); {JAVA_HINT}") from None
-        log.seek(0)
-        java_said = log.read().decode(errors="replace").strip()  # its progress line, kept for errors
-    lines = done.stdout.decode().split("\n")
-    if done.returncode != 0 or len(lines) < len(keys):
-        raise AesbenchError("PTB tokenizer returned fewer lines than it was given"
-                            f" (Java said: {java_said[-300:] or 'nothing'})")
-    tokens: dict = {}
-    for key, line in zip(keys, lines):
-        words = [w for w in line.rstrip().split(" ") if w not in ptbtokenizer.PUNCTUATIONS]
-        tokens.setdefault(key, []).append(" ".join(words))
-    return tokens
+    with contextlib.ExitStack() as stack:
+        running = []
+        for captions in calls:
+            text = stack.enter_context(tempfile.NamedTemporaryFile(suffix=".txt"))
+            log = stack.enter_context(tempfile.TemporaryFile())
+            text.write("\n".join(c for caps in captions.values() for c in caps).encode())
+            text.flush()
+            cmd = ["java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
+                   text.name]
+            try:
+                proc = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+            except OSError as e:
+                reason = e.strerror or type(e).__name__
+                raise AesbenchError(f"cannot run the PTB tokenizer ({reason}); {JAVA_HINT}") from None
+            stack.callback(_end, proc)
+            running.append((captions, log, proc))
+        results = []
+        for captions, log, proc in running:
+            lines = proc.communicate()[0].decode().split("\n")
+            keys = [k for k, caps in captions.items() for _ in caps]
+            if proc.returncode != 0 or len(lines) < len(keys):
+                log.seek(0)
+                java_said = log.read().decode(errors="replace").strip()  # its progress line, kept for errors
+                raise AesbenchError("PTB tokenizer returned fewer lines than it was given"
+                                    f" (Java said: {java_said[-300:] or 'nothing'})")
+            tokens: dict = {}
+            for key, line in zip(keys, lines):
+                words = [w for w in line.rstrip().split(" ") if w not in ptbtokenizer.PUNCTUATIONS]
+                tokens.setdefault(key, []).append(" ".join(words))
+            results.append(tokens)
+        return results
+
+
+def _end(proc) -> None:
+    """Stop a tokenizer JVM still running (after an error elsewhere)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 class CaptionScorer:
@@ -223,13 +247,12 @@ class CaptionScorer:
 
     @staticmethod
     def tokenize(references: dict[str, list[str]], candidates: dict[str, str]) -> tuple[dict, dict]:
-        """One PTB tokenizer run for both sides (lines are tokenized independently, so this equals two
-        calls), each caption normalised first (normalise_caption)."""
-        both = {("ref", k): [normalise_caption(r) for r in refs] for k, refs in references.items()}
-        both.update({("cand", k): [normalise_caption(c)] for k, c in candidates.items()})
-        tokens = ptb_tokenize(both)
-        gts = {k: tokens[("ref", k)] for k in references}
-        res = {k: tokens[("cand", k)] for k in candidates}
+        """COCOEvalCap.evaluate's tokenization: one PTBTokenizer call for the references, another for the
+        candidates, each in the order of the items (run at the same time), each caption normalised first
+        (normalise_caption). Never one joint call: the PTB tokenizer reads an emoticon ending the last line
+        of its input differently (`too dark :)` gives `too dark -rrb-` there, `too dark :-rrb-` elsewhere)."""
+        gts, res = ptb_tokenize_calls([{k: [normalise_caption(r) for r in refs] for k, refs in references.items()},
+                                       {k: [normalise_caption(c)] for k, c in candidates.items()}])
         return gts, res
 
     def score(self, references: dict[str, list[str]], candidates: dict[str, str]) -> dict:
@@ -249,7 +272,8 @@ class CaptionScorer:
         meteor, meteor_items = self.meteor_eval(meteor_stats)
         metrics = {f"bleu{n + 1}": b for n, b in enumerate(bleu_from_counts(counts))}
         metrics.update(meteor=float(meteor), rouge_l=rouge, cider=cider)
-        per_item = {"meteor": list(meteor_items), "rouge_l": rouge_items, "cider": cider_items}
+        per_item = {f"bleu{n + 1}": values for n, values in enumerate(bleu_per_item(counts))}
+        per_item.update(meteor=list(meteor_items), rouge_l=rouge_items, cider=cider_items)
         normalised = {"rule": CAPTION_NORMALISATION,
                       "references": count_normalised(r for refs in references.values() for r in refs),
                       "candidates": count_normalised(candidates.values())}
@@ -280,12 +304,9 @@ class CaptionScorer:
         (answer,) = _exchange([(self.meteor.meteor_p, lines.encode(), 2 * len(draws))])
         return [float(x.strip()) for x in answer[1::2]]  # each EVAL answers its segment's score, then the corpus's
 
-    def bootstrap(self, scored: dict, resamples: int, seed: int, level: float = 0.95) -> dict[str, list[float]]:
-        n = len(scored["meteor_stats"])
-        if n < 2 or resamples <= 0:
-            return {}
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, n, size=(resamples, n))
+    def bootstrap_samples(self, scored: dict, draws: np.ndarray) -> dict[str, list[float]]:
+        """Each metric on each resample (a row of item indices), from the per-item statistics of `scored`:
+        BLEU from its counts, ROUGE-L and CIDEr-D as means of per-item scores, METEOR by its EVAL."""
         samples = {name: [] for name in CAPTION_METRICS}
         rouge, cider = np.array(scored["per_item"]["rouge_l"]), np.array(scored["per_item"]["cider"])
         for idx in draws:
@@ -294,6 +315,14 @@ class CaptionScorer:
             samples["rouge_l"].append(float(rouge[idx].mean()))
             samples["cider"].append(float(cider[idx].mean()))
         samples["meteor"] = self.meteor_resampled(scored["meteor_stats"], draws)
+        return samples
+
+    def bootstrap(self, scored: dict, resamples: int, seed: int, level: float = 0.95) -> dict[str, list[float]]:
+        n = len(scored["meteor_stats"])
+        if n < 2 or resamples <= 0:
+            return {}
+        rng = np.random.default_rng(seed)
+        samples = self.bootstrap_samples(scored, rng.integers(0, n, size=(resamples, n)))
         alpha = (1.0 - level) / 2.0
         return {name: [float(np.quantile(v, alpha)), float(np.quantile(v, 1.0 - alpha))] for name, v in samples.items()}
 
@@ -413,6 +442,24 @@ def cider_d(cooked: list, n: int = 4, sigma: float = 6.0) -> tuple[float, list[f
             score += np.array(val)
         scores.append(np.mean(score) / len(refs) * 10.0)
     return float(np.mean(np.array(scores))), [float(x) for x in scores]
+
+
+def bleu_per_item(counts: dict[str, np.ndarray]) -> list[list[float]]:
+    """Each item's BLEU-1..4 as BleuScorer.compute_score lists them per image (its 'closest' reference
+    length, its smoothing), operation for operation: [[bleu1 of each item], ..., [bleu4 of each item]]."""
+    small, tiny = 1e-9, 1e-15
+    out = [[], [], [], []]
+    for testlen, reflen, guess, correct in zip(counts["testlen"].tolist(), counts["reflen"].tolist(),
+                                               counts["guess"].tolist(), counts["correct"].tolist()):
+        bleu = 1.0
+        for k in range(4):
+            bleu *= (float(correct[k]) + tiny) / (float(guess[k]) + small)
+            out[k].append(bleu ** (1.0 / (k + 1)))
+        ratio = (testlen + tiny) / (reflen + small)
+        if ratio < 1:
+            for k in range(4):
+                out[k][-1] *= math.exp(1 - 1 / ratio)
+    return out
 
 
 def bleu_from_counts(counts: dict[str, np.ndarray], idx: np.ndarray | None = None) -> list[float]:

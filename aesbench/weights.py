@@ -54,7 +54,10 @@ def weight_hashes(path: str | Path) -> dict[str, str]:
 
 
 def pad_to_square(img: Image.Image, fill: str | tuple = "mean") -> Image.Image:
-    """Centre the image on a square canvas; fill "mean" uses the image's mean colour (Q-Align's expand2square)."""
+    """Centre the image on a square canvas filled with `fill` (an RGB tuple) or, with "mean", the image's own mean
+    colour. Q-Align's and ArtQuant's expand2square fill with a fixed colour, the processor's mean:
+    tuple(int(x*255) for x in image_processor.image_mean), (122, 116, 104) for CLIP's; it places the image as
+    this does ((side - w) // 2, (side - h) // 2), one of the two offsets being 0."""
     w, h = img.size
     if w == h:
         return img

@@ -7,7 +7,13 @@ Two heads exist. The first LAION predictor is one linear layer (state dict `weig
     layers.0 Linear(dim, 1024), Dropout(0.2), layers.2 Linear(1024, 128), Dropout(0.2),
     layers.4 Linear(128, 64), Dropout(0.1), layers.6 Linear(64, 16), layers.7 Linear(16, 1)
 
-The head kind is read from the state-dict keys unless `head` names it. As in the original code the
+The ReLU MLP (`ava+logos-l14-reluMSE.pth`, avaclipmlp_inf_wds-relu.py in the same repository) has the same
+sizes with a ReLU after each of the first four linear layers, so its keys are layers.{0,3,6,9,11}:
+
+    layers.0 Linear(dim, 1024), ReLU, Dropout(0.2), layers.3 Linear(1024, 128), ReLU, Dropout(0.2),
+    layers.6 Linear(128, 64), ReLU, Dropout(0.1), layers.9 Linear(64, 16), ReLU, layers.11 Linear(16, 1)
+
+The head kind (linear, mlp, relu-mlp) is read from the state-dict keys unless `head` names it. As in the original code the
 embedding is the projected image embedding (OpenAI CLIP's encode_image), divided by its L2 norm, and
 the head runs in float32. The original uses OpenAI's `clip` package; here the same weights come from a
 Hugging Face CLIP folder, whose processor resizes and crops the same way (bicubic, shortest edge,
@@ -29,8 +35,9 @@ from aesbench.options import parse_bool
 from aesbench.weights import optional_import
 
 NATIVE_RANGE = (1.0, 10.0)
-HEADS = ("auto", "mlp", "linear")
+HEADS = ("auto", "mlp", "relu-mlp", "linear")
 MLP_KEYS = {f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")}
+RELU_MLP_KEYS = {f"layers.{i}.{p}" for i in (0, 3, 6, 9, 11) for p in ("weight", "bias")}
 LINEAR_KEYS = {"weight", "bias"}
 
 
@@ -53,10 +60,10 @@ def read_state_dict(path: str | Path, model: str) -> dict:
 
 def head_kind(state: dict, requested: str, path: Path, model: str) -> str:
     keys = set(state)
-    found = "mlp" if keys == MLP_KEYS else "linear" if keys == LINEAR_KEYS else None
+    found = {frozenset(MLP_KEYS): "mlp", frozenset(RELU_MLP_KEYS): "relu-mlp", frozenset(LINEAR_KEYS): "linear"}.get(frozenset(keys))
     if found is None:
-        raise AesbenchError(f"model {model!r}: {path} holds neither the MLP head (layers.0 … layers.7) nor a linear head"
-                            f" (weight, bias); its keys start {sorted(keys)[:4]}")
+        raise AesbenchError(f"model {model!r}: {path} holds neither an MLP head (layers.0 … layers.7, or the ReLU one's"
+                            f" layers.0 … layers.11) nor a linear head (weight, bias); its keys start {sorted(keys)[:4]}")
     if requested not in ("auto", found):
         raise AesbenchError(f"model {model!r}: head={requested!r} but {path} holds the {found} head")
     return found
@@ -66,12 +73,17 @@ def build_head(kind: str, state: dict, dim: int, path: Path, model: str):
     """The original module layout, so the checkpoint's keys load strictly."""
     import torch.nn as nn
 
-    first = state["layers.0.weight" if kind == "mlp" else "weight"]
+    first = state["weight" if kind == "linear" else "layers.0.weight"]
     if first.ndim != 2 or first.shape[1] != dim:
         raise AesbenchError(f"model {model!r}: head {path} takes {first.shape[-1]}-dim embeddings but the CLIP gives {dim};"
                             " use the CLIP the head was trained on (ViT-L/14: 768)")
     if kind == "linear":
         head = nn.Linear(dim, 1)
+    elif kind == "relu-mlp":  # avaclipmlp_inf_wds-relu.py's MLP
+        head = nn.Sequential(nn.Linear(dim, 1024), nn.ReLU(), nn.Dropout(0.2), nn.Linear(1024, 128), nn.ReLU(),
+                             nn.Dropout(0.2), nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 16),
+                             nn.ReLU(), nn.Linear(16, 1))
+        state = {k.removeprefix("layers."): v for k, v in state.items()}
     else:
         head = nn.Sequential(nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
                              nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
@@ -86,7 +98,7 @@ def build_head(kind: str, state: dict, dim: int, path: Path, model: str):
 
 @register("laion-aesthetic")
 class LaionAesthetic(Model):
-    """CLIP image embedding → linear or MLP head, on the predictor's 1-10 scale."""
+    """CLIP image embedding → linear, MLP or ReLU-MLP head, on the predictor's 1-10 scale."""
 
     capabilities = frozenset({"score"})
 

@@ -4,8 +4,10 @@ An MLLM scores an image not by writing a number but by how likely it finds each 
 words right after a fixed answer prefix. One forward pass per batch:
 
     text   = the checkpoint's chat template with the image, the prompt and the answer prefix as the
-             start of the assistant's reply (continue_final_message); without a chat template the
-             plain LLaVA-1.5 form  "USER: <image>\\n{prompt} ASSISTANT: {answer_prefix}"
+             start of the assistant's reply (continue_final_message); without a chat template a
+             plain layout (option `template`): mllm-readout LLaVA-1.5's "USER: <image>\\n{prompt} ASSISTANT:
+             {answer_prefix}", qalign Q-Align scorer.py's "USER: {prompt}\\n<image>\\nASSISTANT: {answer_prefix}",
+             artquant-readout ArtQuant iqa_eval.py's "USER: {prompt}\\n<image> ASSISTANT: {answer_prefix}"
     l_i    = logit of level word i's token at the last position (the next token)
     p      = softmax(l_1..l_n)                          softmax="levels" (Q-Align, ArtQuant, ArtiMuse)
            = softmax over the whole vocabulary, at the level words, NOT renormalised
@@ -39,9 +41,17 @@ weights and prompt, no padding, no resize):
     answer_prefix      the text the reply starts with ("" for none)
     level_words        answer words; level_weights: one number per word
     softmax            "levels" or "vocab" (above)
-    pad_square         pad to square with the image's mean colour first
+    pad_square         pad to square first, as expand2square: the fixed colour tuple(int(x*255) for x in
+                       image_processor.image_mean), RGB (122, 116, 104) for CLIP's mean (qalign, artquant-readout)
+    template           plain layout without a chat template: llava, qalign (scorer.py), qalign-iaa
+                       (iaa_eval.py: "USER: <image>{prompt} ASSISTANT:"), artquant
     resize             then a plain square bicubic resize to this side (0: none)
-    dtype              float32 (default), bfloat16 or float16; the softmax is always in float32
+    dtype              float32 (default), bfloat16 or float16: the model's weights and activations
+    precision          float32 (default: softmax and expectation in float32, from the exact logits) or
+                       original: the original code's dtype for the model and for the softmax and expectation
+                       (qalign float16/float16 as scorer.py; artquant-readout float16 then float64 as
+                       iqa_eval.py + eval.py; artimuse-readout bfloat16/bfloat16, so its scores come in
+                       bfloat16 steps and tie as the original's do). Recorded in describe().
     device             cpu (default), cuda, cuda:1, ...
     trust_remote_code  run modelling code shipped in the folder (default False: refused in one line)
     online             allow the Hugging Face hub (default False: local_files_only)
@@ -56,6 +66,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 from PIL import Image
 
@@ -67,9 +78,17 @@ from aesbench.weights import local_only, optional_import, pad_to_square, require
 
 QALIGN_PROMPT = "How would you rate the aesthetics of this image?"
 QALIGN_PREFIX = "The aesthetics of the image is"
-PLAIN_TEMPLATE = "USER: {image}\n{prompt} ASSISTANT:"
+# Text layouts for checkpoints without a chat template; the answer prefix follows after one space.
+PLAIN_TEMPLATES = {
+    "llava": "USER: {image}\n{prompt} ASSISTANT:",            # LLaVA-1.5's conversation
+    "qalign": "USER: {prompt}\n{image}\nASSISTANT:",          # Q-Align q_align/evaluate/scorer.py
+    "qalign-iaa": "USER: {image}{prompt} ASSISTANT:",          # Q-Align iaa_eval.py (conv mplug_owl2, TWO_NO_SYS)
+    "artquant": "USER: {prompt}\n{image} ASSISTANT:",          # ArtQuant src/evaluate/iqa_eval.py (same conv)
+}
+PLAIN_TEMPLATE = PLAIN_TEMPLATES["llava"]
 SOFTMAX_MODES = ("levels", "vocab")
 DTYPES = ("float32", "bfloat16", "float16")
+PRECISIONS = ("float32", "original")  # the readout's softmax and expectation: in float32, or as the original code
 CHECKPOINT = "a Hugging Face vision-language checkpoint folder (config.json, *.safetensors or *.bin, tokenizer and processor files)"
 
 
@@ -88,17 +107,33 @@ class MllmReadout(Model):
     capabilities = frozenset({"score", "comment", "suggest"})
     # Settings a subclass fixes differently; an option left as None takes the preset's value.
     preset = dict(prompt=QALIGN_PROMPT, answer_prefix=QALIGN_PREFIX, level_words=LEVEL_WORDS,
-                  level_weights=(1.0, 0.75, 0.5, 0.25, 0.0), softmax="levels", pad_square=False, resize=0)
+                  level_weights=(1.0, 0.75, 0.5, 0.25, 0.0), softmax="levels", pad_square=False, resize=0,
+                  template="llava")
+    # precision=original: the model's dtype and the dtype of the softmax and expectation in the original code
+    original: ClassVar[dict | None] = None
 
     def __init__(self, path: str, prompt: str | None = None, answer_prefix: str | None = None,
                  level_words: list[str] | None = None, level_weights: list[float] | None = None,
                  softmax: str | None = None, pad_square: bool | None = None, resize: int | None = None,
-                 dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False,
+                 template: str | None = None, dtype: str | None = None, precision: str = "float32",
+                 device: str = "cpu", trust_remote_code: bool = False,
                  online: bool = False, max_new_tokens: int = 128, num_beams: int = 1):
         given = dict(prompt=prompt, answer_prefix=answer_prefix, level_words=level_words, level_weights=level_weights,
-                     softmax=softmax, pad_square=pad_square, resize=resize)
+                     softmax=softmax, pad_square=pad_square, resize=resize, template=template)
         settings = {k: self.preset[k] if v is None else v for k, v in given.items()}
+        if precision not in PRECISIONS:
+            raise AesbenchError(f"model {self.name!r}: precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+        if precision == "original":
+            if self.original is None:
+                raise AesbenchError(f"model {self.name!r} has no original code to take a precision from; use dtype=...")
+            if dtype is not None and dtype != self.original["dtype"]:
+                raise AesbenchError(f"model {self.name!r}: precision=original runs {self.original['dtype']}, not dtype={dtype}")
+            dtype = self.original["dtype"]
+        dtype = dtype or "float32"
         self._check_settings(settings, dtype)
+        self.precision = precision
+        self.readout_dtype = self.original["readout"] if precision == "original" else "float32"
+        self.template = settings["template"]
         self.path = str(path)
         self.prompt, self.answer_prefix = str(settings["prompt"]), str(settings["answer_prefix"])
         self.level_words = [str(w) for w in settings["level_words"]]
@@ -128,6 +163,8 @@ class MllmReadout(Model):
             raise AesbenchError(f"model {self.name!r}: softmax must be one of {', '.join(SOFTMAX_MODES)} (got {settings['softmax']!r})")
         if dtype not in DTYPES:
             raise AesbenchError(f"model {self.name!r}: dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+        if settings["template"] not in PLAIN_TEMPLATES:
+            raise AesbenchError(f"model {self.name!r}: template must be one of {', '.join(PLAIN_TEMPLATES)} (got {settings['template']!r})")
         if not isinstance(settings["resize"], int) or settings["resize"] < 0:
             raise AesbenchError(f"model {self.name!r}: resize must be a side in pixels, or 0 for none (got {settings['resize']!r})")
 
@@ -161,6 +198,9 @@ class MllmReadout(Model):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.chat = bool(getattr(self.processor, "chat_template", None))
+        # expand2square's fill in the original code: tuple(int(x*255) for x in image_processor.image_mean)
+        mean = getattr(self.processor.image_processor, "image_mean", None) or (0.0, 0.0, 0.0)
+        self.pad_colour = tuple(int(x * 255) for x in mean)
         # Our own generation settings, not the checkpoint's generation_config (which may ask for sampling).
         self.generation = dict(do_sample=False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
                                eos_token_id=self.model.generation_config.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -168,7 +208,8 @@ class MllmReadout(Model):
     def config(self) -> dict:
         return {"path": self.path, "prompt": self.prompt, "answer_prefix": self.answer_prefix,
                 "level_words": self.level_words, "level_weights": self.level_weights, "softmax": self.softmax,
-                "pad_square": self.pad_square, "resize": self.resize, "dtype": self.dtype, "device": self.device,
+                "pad_square": self.pad_square, "resize": self.resize, "template": self.template, "dtype": self.dtype,
+                "precision": self.precision, "readout_dtype": self.readout_dtype, "device": self.device,
                 "trust_remote_code": self.trust_remote_code, "online": self.online,
                 "max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
 
@@ -180,14 +221,15 @@ class MllmReadout(Model):
                 return self.processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
             reply = {"role": "assistant", "content": [{"type": "text", "text": answer_prefix}]}
             return self.processor.apply_chat_template([user, reply], continue_final_message=True, tokenize=False)
-        text = PLAIN_TEMPLATE.format(image=getattr(self.processor, "image_token", "<image>"), prompt=prompt)
+        text = PLAIN_TEMPLATES[self.template].format(image=getattr(self.processor, "image_token", "<image>"), prompt=prompt)
         return f"{text} {answer_prefix}" if answer_prefix else text
 
     def prepare(self, img: Image.Image) -> Image.Image:
-        """Pad to square with the mean colour (Q-Align), then a plain square bicubic resize (ArtiMuse)."""
+        """Pad to square with the processor's mean colour (Q-Align's and ArtQuant's expand2square), then a plain
+        square bicubic resize (ArtiMuse)."""
         img = img.convert("RGB")
         if self.pad_square:
-            img = pad_to_square(img, "mean")
+            img = pad_to_square(img, self.pad_colour)
         if self.resize:
             img = img.resize((self.resize, self.resize), Image.BICUBIC)
         return img
@@ -216,7 +258,7 @@ class MllmReadout(Model):
         torch = self.torch
         if suffixes == [[]]:
             out, _ = self.generate(images, [self.score_text] * len(images), max_new_tokens=1, num_beams=1, output_logits=True)
-            return out.logits[0].float()  # raw logits of the token after the answer prefix; softmax in float32
+            return out.logits[0].float()  # raw logits of the token after the answer prefix (exact in float32)
         width, n = max(len(s) for s in suffixes), len(suffixes)
         tail = torch.full((n, width), self.processor.tokenizer.pad_token_id, dtype=torch.long)
         tail_mask = torch.zeros((n, width), dtype=torch.long)
@@ -238,10 +280,11 @@ class MllmReadout(Model):
         return torch.stack(rows)
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
+        dtype = getattr(self.torch, self.readout_dtype)
         probs = word_probs(self.plan, lambda suffixes: self.continuation_logits(images, suffixes),
-                           normalise=self.softmax == "levels")
+                           normalise=self.softmax == "levels", dtype=dtype)
         weights = self.torch.tensor(self.level_weights, dtype=probs.dtype, device=probs.device)
-        expectation = probs @ weights
+        expectation = (probs @ weights).double()  # in readout_dtype, as the original when precision=original
         lo, hi = request.score_range
         w_lo, w_hi = min(self.level_weights), max(self.level_weights)
         scores = lo + (expectation - w_lo) / (w_hi - w_lo) * (hi - lo)
@@ -275,13 +318,13 @@ class MllmReadout(Model):
             "dtype": self.dtype,
             "device": self.device,
             "preprocessing": {
-                "pad_square": "mean colour" if self.pad_square else False,
+                "pad_square": f"expand2square, fill RGB {self.pad_colour} (the processor's image_mean)" if self.pad_square else False,
                 "resize": f"{self.resize}x{self.resize} bicubic" if self.resize else False,
                 "image_processor": type(image_processor).__name__,
                 "size": _size(getattr(image_processor, "size", None)),
                 "crop_size": _size(getattr(image_processor, "crop_size", None)),
             },
-            "template": "chat template of the checkpoint" if self.chat else f"plain: {PLAIN_TEMPLATE} {{answer_prefix}}",
+            "template": "chat template of the checkpoint" if self.chat else f"plain {self.template}: {PLAIN_TEMPLATES[self.template]} {{answer_prefix}}",
             "special_tokens_added": self._add_special_tokens(self.score_text),
             "score_text": self.score_text,
             "answer_prefix": self.answer_prefix,
@@ -293,7 +336,7 @@ class MllmReadout(Model):
             "level_readout": ("next-token logits of the level tokens" if self.plan.single_token else
                               "summed log-probs of each word's tokens" + (f" with {self.plan.end!r} after each" if self.plan.end else "")),
             "level_weights": self.level_weights,
-            "softmax": f"{self.softmax} (float32)",
+            "softmax": f"{self.softmax} ({self.readout_dtype}, precision {self.precision})",
             "score_mapping": "lo + (sum p_i w_i - min w) / (max w - min w) * (hi - lo)",
             "padding_side": tokenizer.padding_side,
             "generation": {"do_sample": False, "num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens,
@@ -305,7 +348,8 @@ class MllmReadout(Model):
 class QAlign(MllmReadout):
     """Q-Align's aesthetics readout: excellent..bad after "The aesthetics of the image is", padded square."""
 
-    preset = dict(MllmReadout.preset, pad_square=True)
+    preset = dict(MllmReadout.preset, pad_square=True, template="qalign")
+    original: ClassVar[dict] = {"dtype": "float16", "readout": "float16"}  # scorer.py: .half() model, softmax @ half weights
 
 
 @register("artquant-readout")
@@ -315,4 +359,6 @@ class ArtQuantReadout(MllmReadout):
     # The weights span 1..10, so on a 1..10 task the mapped score is ArtQuant's own; on another
     # range it is the same score moved linearly. Its code base (Q-Align's) pads images square.
     preset = dict(MllmReadout.preset, prompt="How would you rate the quality of this painting?",
-                  answer_prefix="The quality of the painting is", level_weights=(10.0, 7.5, 5.0, 3.5, 1.0), pad_square=True)
+                  answer_prefix="The quality of the painting is", level_weights=(10.0, 7.5, 5.0, 3.5, 1.0), pad_square=True,
+                  template="artquant")
+    original: ClassVar[dict] = {"dtype": "float16", "readout": "float64"}  # iqa_eval.py: fp16 logits; eval.py: numpy softmax

@@ -25,6 +25,8 @@ checkpoint read exactly that text; it spells out a few tokens per range and elid
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 from aesbench.adapter import register
 from aesbench.baselines.mllm_readout import MllmReadout
 
@@ -59,3 +61,4 @@ class ArtiMuseReadout(MllmReadout):
 
     preset = dict(MllmReadout.preset, prompt=ARTIMUSE_PROMPT, answer_prefix="", level_words=SCORE_TOKENS,
                   level_weights=tuple(float(n) for n in range(101)), pad_square=False, resize=448)
+    original: ClassVar[dict] = {"dtype": "bfloat16", "readout": "bfloat16"}  # modeling_artimuse.py: bf16 model, softmax and expectation

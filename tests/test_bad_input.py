@@ -730,7 +730,7 @@ def test_suggest_task_without_kinds_uses_the_six(tmp_path):
     path = tmp_path / "mini-suggest.yaml"
     path.write_text(
         "name: mini-suggest\nfamily: suggest\n"
-        f"dataset: {{format: pccd, root: {REPO / 'tasks/data/tiny-pccd'}, path: pccd.json, images: images}}\n"
+        f"dataset: {{format: pccd, root: {REPO / 'tasks/data/tiny-pccd'}, path: pccd.json, images: images, image_suffix: .jpg}}\n"
         "protocol: {top: 12, bootstrap: {resamples: 10}}\n"
     )
     results = evaluate(load_task(str(path)), tmp_path / "OUT", model=load_model("handcrafted"))

@@ -221,3 +221,37 @@ def test_broken_inputs_are_one_line(files, tmp_path):
     assert "cannot read head file" in one_line_error(lambda: laion(files, "junk.pth"))
     assert "lacks config.json" in one_line_error(lambda: load_model("clip-iqa", {"path": str(tmp_path)}))
     assert "pairs" in one_line_error(lambda: clip_iqa(files, prompts=["only one"]))
+
+
+def relu_mlp_state(dim: int, seed: int = 3) -> dict:
+    """avaclipmlp_inf_wds-relu.py's MLP (the `ava+logos-l14-reluMSE.pth` layout): keys layers.{0,3,6,9,11}."""
+    torch.manual_seed(seed)
+    nn = torch.nn
+    layers = nn.Sequential(nn.Linear(dim, 1024), nn.ReLU(), nn.Dropout(0.2), nn.Linear(1024, 128), nn.ReLU(),
+                           nn.Dropout(0.2), nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 16),
+                           nn.ReLU(), nn.Linear(16, 1))
+    with torch.no_grad():
+        layers[11].weight.mul_(20.0)
+        layers[11].bias.fill_(5.5)
+    return {f"layers.{k}": v.clone() for k, v in layers.state_dict().items()}
+
+
+def test_laion_relu_mlp_head_equals_hand_computation(files, reference, images, tmp_path):
+    state = relu_mlp_state(EMBED_DIM)
+    assert {k.rsplit(".", 1)[0] for k in state} == {f"layers.{i}" for i in (0, 3, 6, 9, 11)}
+    torch.save(state, tmp_path / "ava+logos-l14-reluMSE.pth")
+    model = load_model("laion-aesthetic", {"clip_path": str(files["clip"]), "head_path": str(tmp_path / "ava+logos-l14-reluMSE.pth")})
+    assert model.describe()["head"]["kind"] == "relu-mlp"
+    for img in images[:3]:
+        x = hand_embedding(reference, img)
+        linear_chain = x
+        for i in (0, 3, 6, 9):  # eval: dropout is the identity; a ReLU after each of these four
+            x = torch.relu(state[f"layers.{i}.weight"] @ x + state[f"layers.{i}.bias"])
+            linear_chain = state[f"layers.{i}.weight"] @ linear_chain + state[f"layers.{i}.bias"]
+        expected = float(state["layers.11.weight"] @ x + state["layers.11.bias"])
+        without_relu = float(state["layers.11.weight"] @ linear_chain + state["layers.11.bias"])
+        got = model.score([img], Request())[0]["score"]
+        assert got == pytest.approx(expected, abs=1e-5) and abs(got - without_relu) > 1e-3
+    with pytest.raises(AesbenchError, match="holds the relu-mlp head"):
+        load_model("laion-aesthetic", {"clip_path": str(files["clip"]), "head": "mlp",
+                                       "head_path": str(tmp_path / "ava+logos-l14-reluMSE.pth")})

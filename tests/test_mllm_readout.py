@@ -208,11 +208,16 @@ def test_left_padding_gives_each_row_its_unpadded_logits(checkpoints, kind):
 def test_level_readout_matches_hand_computation(checkpoints, kind, name, weights, softmax):
     model = load_model(name, {"path": checkpoints[kind], "softmax": softmax})
     prompt, prefix = (QALIGN_PROMPT, QALIGN_PREFIX) if name == "qalign" else (ARTQUANT_PROMPT, ARTQUANT_PREFIX)
-    text = f"USER: <image>\n{prompt} ASSISTANT: {prefix}"  # what both the plain form and the chat template give
+    if kind == "chat":  # the checkpoint's template (llava-1.5's form)
+        text = f"USER: <image>\n{prompt} ASSISTANT: {prefix}"
+    elif name == "qalign":  # Q-Align's scorer.py, written out by hand
+        text = f"USER: {prompt}\n<image>\nASSISTANT: {prefix}"
+    else:  # ArtQuant's iqa_eval.py: conv mplug_owl2 with the question, "\n", the image token
+        text = f"USER: {prompt}\n<image> ASSISTANT: {prefix}"
     space = "▁" if kind == "chat" else ""
     ids = model.processor.tokenizer.convert_tokens_to_ids([space + w for w in LEVEL_WORDS])
     img = natural_image(5, (80, 48))
-    logits = hand_logits(model, text, pad_to_square(img, "mean"))
+    logits = hand_logits(model, text, pad_to_square(img, (122, 116, 104)))  # CLIP's mean, as expand2square fills
     probs = logits[ids].softmax(-1) if softmax == "levels" else logits.softmax(-1)[ids]
     expectation = float(probs @ torch.tensor(weights))
     lo, hi = 1.0, 5.0

@@ -81,7 +81,7 @@ def test_tiny_ava_comment_reader():
     by_id = data.by_id()
     for entry in test:
         item = by_id[Path(entry["filename"]).stem]
-        assert item.label["references"] == [s["raw"] for s in entry["sentences"]]
+        assert item.label["references"] == [" ".join(s["tokens"]) for s in entry["sentences"]]  # reference_field tokens
         assert len(item.label["references"]) == 5
         assert item.image.name == entry["filename"] and item.image.is_file()
     train_ids = {Path(e["filename"]).stem for e in entries if e["split"] != "test"}

@@ -286,8 +286,9 @@ def word_log_likelihoods(plan: ReadoutPlan, logits):
 Run = Callable[[list[list[int]]], "object"]
 
 
-def word_probs(plan: ReadoutPlan, run: Run, normalise: bool = True):
-    """The words' probabilities [batch, n words] (float32).
+def word_probs(plan: ReadoutPlan, run: Run, normalise: bool = True, dtype=None):
+    """The words' probabilities [batch, n words] (float32, or `dtype`: the softmax computed in it, as
+    original code run in float16 or bfloat16 computes it).
 
     run(suffixes) runs the model on context + each suffix (token ids; right-padding them is fine)
     and returns the logits word_log_likelihoods describes; on the fast path with nothing shared the
@@ -295,11 +296,14 @@ def word_probs(plan: ReadoutPlan, run: Run, normalise: bool = True):
     normalise=True: softmax over the words (the field's readout). False: each word's probability
     under the model, not renormalised (mllm_readout's softmax="vocab").
     """
+    import torch
+
+    dtype = dtype or torch.float32
     logits = _as_rows(plan, run(plan.suffixes))
     if plan.single_token and (normalise or not plan.shared):
-        last = logits[:, 0, len(plan.shared)].float()
+        last = logits[:, 0, len(plan.shared)].to(dtype)
         return last[:, plan.ids].softmax(-1) if normalise else last.softmax(-1)[:, plan.ids]
-    ll = word_log_likelihoods(plan, logits)
+    ll = word_log_likelihoods(plan, logits).to(dtype)
     return ll.softmax(-1) if normalise else ll.exp()
 
 

@@ -214,7 +214,7 @@ def suggest_task(folder, judge: str, extra: str = "") -> str:
     path = folder / "task.yaml"
     path.write_text(
         f"name: hostile-suggest\nfamily: suggest\n"
-        f"dataset: {{format: pccd, root: {root}, path: pccd.json, images: images, image_key: title}}\n"
+        f"dataset: {{format: pccd, root: {root}, path: pccd.json, images: images, image_key: title, image_suffix: .jpg}}\n"
         f"protocol: {{judge: {judge}}}\n{extra}"
     )
     return str(path)
@@ -251,7 +251,7 @@ def test_command_line_only_keys_refused_anywhere_in_a_task(payload, tmp_path):
             load_task(task)
     task = suggest_task(folder.parent, "keyword")
     Path(task).write_text(
-        Path(task).read_text().replace("image_key: title}", "image_key: title, local_files_only: false}")
+        Path(task).read_text().replace("image_suffix: .jpg}", "image_suffix: .jpg, local_files_only: false}")
     )
     with pytest.raises(AesbenchError, match="dataset.local_files_only cannot be set in a file"):
         load_task(task)
