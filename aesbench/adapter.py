@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import importlib.util
 import json
 import pkgutil
 from dataclasses import dataclass
@@ -103,9 +104,15 @@ def register(name: str):
     return wrap
 
 
-# The trainable reference models: their modules build torch networks at import, so without torch
-# they are listed by a stand-in that says what to install.
-REFERENCE_MODELS = {"calm": "aesbench.models.calm", "artquant": "aesbench.models.artquant"}
+# The trainable reference models: their modules import torch (and build torch networks) at import,
+# so they are listed from this table and imported only when one is loaded: `aesbench models`, `tasks`
+# and an eval of a model that needs no torch never import torch. A test holds the table to the classes.
+REFERENCE_MODELS = {
+    "calm": ("aesbench.models.calm", frozenset({"score", "distribution", "comment", "suggest", "personalize"}),
+             "CALM: encoder + multi-scale alignment + LLM; train with `aesbench train calm`, then --model CHECKPOINT."),
+    "artquant": ("aesbench.models.artquant", frozenset({"score", "comment", "suggest"}),
+                 "ArtQuant: joint three-level description and level-readout score; train with `aesbench train artquant`."),
+}
 
 
 def _discover() -> None:
@@ -113,11 +120,33 @@ def _discover() -> None:
 
     for info in pkgutil.iter_modules(baselines.__path__):
         importlib.import_module(f"{baselines.__name__}.{info.name}")
-    for name, module in REFERENCE_MODELS.items():
-        try:
-            importlib.import_module(module)
-        except AesbenchError as e:
-            _REGISTRY[name] = _unavailable(name, str(e))
+    for name, (module, capabilities, doc) in REFERENCE_MODELS.items():
+        _REGISTRY.setdefault(name, _lazy(name, module, capabilities, doc))
+
+
+def _lazy(name: str, module: str, capabilities: frozenset, doc: str) -> type[Model]:
+    """A registry entry that stands for a model whose module is imported only when it is loaded."""
+    if importlib.util.find_spec("torch") is None:  # what its import would say, without importing anything
+        doc = "(not installed: model {!r} needs the 'train' extra: pip install 'aesbench[train]')".format(name)
+
+    class Lazy(Model):
+        __doc__ = doc
+        lazy_module = module
+
+    Lazy.name, Lazy.capabilities = name, capabilities
+    return Lazy
+
+
+def _resolve(cls: type[Model]) -> type[Model]:
+    """The real class behind a lazy entry (importing its module now), or the class itself."""
+    module = getattr(cls, "lazy_module", None)
+    if module is None:
+        return cls
+    try:
+        importlib.import_module(module)  # its @register replaces the entry
+    except AesbenchError as e:
+        _REGISTRY[cls.name] = _unavailable(cls.name, str(e))
+    return _REGISTRY[cls.name]
 
 
 def _unavailable(name: str, reason: str) -> type[Model]:
@@ -136,6 +165,7 @@ def _unavailable(name: str, reason: str) -> type[Model]:
 
 
 def registry() -> dict[str, type[Model]]:
+    """Every registered model by name; the reference models (torch) as lazy entries until one is loaded."""
     global _DISCOVERED
     if not _DISCOVERED:
         _discover()
@@ -180,7 +210,7 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
                 f"{config_file} names model_type {model_type!r}, which is not an aesbench model; for a Hugging Face"
                 f" checkpoint pick an adapter and pass the folder: --model qalign --model-arg path={path}"
                 " (`aesbench models` lists the adapters)")
-        cls = models[model_type]
+        cls = _resolve(models[model_type])
         accepted = {n: p for n, p in keyword_parameters(cls.from_pretrained).items() if n != "path"}
         unknown = [k for k in options if k not in accepted]
         if unknown:
@@ -190,7 +220,7 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
     if name_or_path not in models:
         hint = nearest(name_or_path, models)
         raise AesbenchError(f"unknown model {name_or_path!r}{hint or ''} (`aesbench models` lists them; a checkpoint folder also works)")
-    cls = models[name_or_path]
+    cls = _resolve(models[name_or_path])
     params = keyword_parameters(cls.__init__)  # a model without its own __init__ takes none
     if seed is not None and "seed" in params and "seed" not in options:
         options["seed"] = seed

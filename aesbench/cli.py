@@ -23,6 +23,7 @@ from .judges import check_judge, judge_spec
 from .leaderboard import render_csv, render_markdown
 from .options import FALSE, TRUE
 from .runs import evaluate, load_results
+from .sizes import task_size
 from .task import builtin_tasks, check_safe_name, load_task
 
 console = Console(stderr=True)
@@ -125,8 +126,7 @@ def tasks(name, data_root):
         task = load_task(task_name)
         try:
             task.resolve_root(data_root if "${" in str(task.dataset.get("root", "")) else None)
-            data = read_dataset(task)
-            size = f"{len(data.groups)} people, {len(data.items)} ratings" if data.groups else str(len(data.items))
+            size = task_size(task)  # remembered while the task and label files are unchanged (sizes.py)
         except AesbenchError:
             env = re.findall(r"\$\{(\w+)\}", str(task.dataset.get("root", "")))
             size = f"needs ${env[0]}" if env else "needs data"

