@@ -6,7 +6,7 @@
               the LLM (so a step costs an encoder pass): augmented or untouched pre-training images, each
               part's mean token pulled to the LLM's embedding of the words describing the image
               (VLMNetwork.align_loss). Hundreds of cheap steps on fresh augmentations give every part,
-              the Q-Formers included, image-dependent tokens the frozen LLM can read; without it the
+              the Q-Formers included, image-dependent tokens the LLM can read; without it the
               Q-Formers end as a constant prompt and the model answers from the text prior.
     pretrain  text-guided self-supervised learning (aesbench/models/ssl.py) on unlabeled images,
               plus generic image-text pairs (the comment task's training captions) for the FC;
@@ -17,7 +17,8 @@
               training workers) and suggesting (advice for degraded training images), with one
               caption per comment image replayed each epoch (comment_replay) so that a small model
               does not forget how to comment. In comment and score the MFAM is trained, and the LLM as
-              model.llm_tuning says (frozen in the small config, else LoRA adapters or every weight).
+              model.llm_tuning says (LoRA adapters in the small config; frozen, or every weight).
+              Pretrain, comment and score also replay alignment samples (align_replay).
 
 The encoder is frozen throughout. Each finished stage saves the checkpoint folder, so a run stopped
 at any point resumes: finished stages are skipped, and an unfinished one continues from its last

@@ -24,8 +24,8 @@ import yaml
 
 from .. import __version__, distributed
 from ..datasets import read_dataset
-from ..errors import AesbenchError
 from ..degradations import item_rng
+from ..errors import AesbenchError
 from ..families import decode
 from ..runs import LOCK, git_state, package_version, run_lock
 from ..task import Task, load_task
@@ -86,10 +86,11 @@ def readable(items, task: Task, skipped: list, what: str) -> list:
 
 
 def align_specs(paths: list, load: Callable, config, per_image: int) -> tuple[list, Callable]:
-    """Alignment samples (VLMNetwork.align_loss): per_image per image and epoch, each image augmented afresh from config.aug_groups (or left clean, a config.align_clean
-    share of them) with the words that describe it as its target. It stands in for the image-text
-    pre-training that gives the papers' aligners a start (LLaVA's 558K pairs for CALM's FC,
-    mPLUG-Owl2's abstractor for ArtQuant), which a small config does not have."""
+    """Alignment samples (VLMNetwork.align_loss): per_image per image and epoch, each image augmented
+    afresh from config.aug_groups (or left clean, a config.align_clean share of them), with the words
+    that describe it as its target. They stand in for the image-text pre-training that gives the
+    papers' aligners a start (LLaVA's 558K pairs for CALM's FC, mPLUG-Owl2's abstractor for
+    ArtQuant), which a small config does not have."""
     specs = [i for i in range(len(paths)) for _ in range(per_image)]
 
     def build(epoch, index, stage="align"):
