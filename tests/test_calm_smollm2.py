@@ -23,7 +23,7 @@ from aesbench.models.diagnostics import grounding  # noqa: E402
 from aesbench.models.packaged_llm import SMOLLM2, gguf_path, packaged_llm_folder, packaged_source, PACKAGED  # noqa: E402
 from aesbench.models.recipe import trainable, with_lora  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
-from aesbench.models.vlm import ALIGN, VLMConfig, build_network, readout_sample, text_sample  # noqa: E402
+from aesbench.models.vlm import ALIGN, VLMConfig, build_network, in_context_sample, readout_sample, text_sample  # noqa: E402
 from aesbench.training import Schedule  # noqa: E402
 from aesbench.adapter import sha256_file  # noqa: E402
 
@@ -69,6 +69,28 @@ def test_readout_through_the_chat_template_equals_hand_computation(network, imag
             logits = network.llm(inputs_embeds=x[None]).logits[0, -1].double()
         p = torch.softmax(logits[ids], 0).numpy()
         assert score == pytest.approx(1 + 9 * float(p @ np.array([1, 0.75, 0.5, 0.25, 0])), abs=1e-5)
+
+
+def test_in_context_readout_with_the_shared_support_prefix_equals_the_full_pass(network, images):
+    r = network.config.levels
+    support, words = images[:2], ["good", "poor"]
+    queries = images + [natural_image(seed=9, size=(64, 120))]
+    samples = [readout_sample(support + [img], r, in_context_sample(r, words)) for img in queries]
+    full = network.level_probs(samples, "levels")
+    shared = network.level_probs(samples, "levels", shared_images=len(support))
+    prefix = {}
+    in_batches = np.concatenate([network.level_probs(samples[i:i + 2], "levels", shared_images=2, prefix=prefix) for i in (0, 2)])
+    np.testing.assert_allclose(shared, full, atol=1e-5)
+    np.testing.assert_allclose(in_batches, full, atol=1e-5)
+    assert prefix["cache"].get_seq_length() > 2 * network.aligner.tokens_per_image(network.encoder, network.taps)
+    assert np.abs(full - full[0]).max() > 1e-4  # the query image moves the readout, so the check can fail
+    network.config.personalize = "in_context"
+    try:
+        adapted = Calm(network).personalize(support, [4.0, 2.0], Request(score_range=(1.0, 5.0)))
+        got = [s["score"] for s in adapted.score(queries, Request(score_range=(1.0, 5.0)))]
+    finally:
+        network.config.personalize = "finetune"
+    assert got == pytest.approx(list(r.score(full, (1.0, 5.0))), abs=1e-5)
 
 
 def test_visual_tokens_start_at_the_scale_of_the_word_embeddings(network, images):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -431,16 +432,20 @@ class VLMNetwork(nn.Module):
             pieces.append(("text", ids, group))
         return pieces
 
-    def embed(self, samples: list[Sample], aligner=None, cache: bool = True, left_pad: bool = False):
+    def embed(self, samples: list[Sample], aligner=None, cache: bool = True, left_pad: bool = False, after_images: int = 0):
         """Embeddings, attention mask, LM labels (-100 where not learned), each label's loss group
-        (an index into the returned names) and each row's readout position (its last token unless marked)."""
+        (an index into the returned names) and each row's readout position (its last token unless marked).
+        after_images = n: each row starts at the sample's image number n (what follows a shared prefix)."""
         embedding = self.llm.get_input_embeddings()
-        images = [img for s in samples for img in s.images]
+        images = [img for s in samples for img in s.images[after_images:]]
         visual = (aligner or self.aligner)(self.encode(images, cache)) if images else None
-        rows, labels, groups, names, readout_at, offset = [], [], [], [], [], 0
+        rows, labels, groups, names, readout_at, offset = [], [], [], [], [], -after_images
         for s in samples:
             row, row_labels, row_groups, at = [], [], [], None
-            for kind, value, group in self._pieces(s):
+            pieces = self._pieces(s)
+            if after_images:
+                pieces = pieces[next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= after_images):]
+            for kind, value, group in pieces:
                 if kind == "readout":
                     at = len(row_labels) - 1
                     continue
@@ -455,7 +460,7 @@ class VLMNetwork(nn.Module):
                     names.append(group)
                 row_labels += value if group is not None else [-100] * len(value)
                 row_groups += [names.index(group) if group is not None else -1] * len(value)
-            offset += len(s.images)
+            offset += len(s.images) - after_images
             dtype = embedding.weight.dtype
             rows.append(torch.cat([r.to(dtype) for r in row]))
             labels.append(row_labels)
@@ -476,7 +481,7 @@ class VLMNetwork(nn.Module):
             last.append(readout_at[i] + (length - n if left_pad else 0))
         return x, mask, (y, g, names), torch.tensor(last, device=self.device)
 
-    def _logits(self, x, positions):
+    def _logits(self, x, positions, past=None):
         """Logits of right-padded rows at the given positions only (the same for every row), and a
         position -> column map: with a 49k vocabulary the LM head over every position costs a fifth of
         a small LLM's forward. No attention mask is passed: under causal attention a real token never
@@ -484,7 +489,11 @@ class VLMNetwork(nn.Module):
         output is the masked one's (tested: scores do not depend on the batch), and attention keeps its
         plain causal path."""
         keep = torch.tensor(sorted(set(positions)), dtype=torch.long, device=self.device)
-        logits = self.llm(inputs_embeds=x, logits_to_keep=keep).logits.float()
+        if past is not None:  # transformers 5 names it `cache`, 4.x `past_key_values`
+            base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm  # under LoRA: the wrapped model
+            name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+            past = {name: past}
+        logits = self.llm(inputs_embeds=x, logits_to_keep=keep, **(past or {})).logits.float()
         column = torch.full((x.shape[1],), -1, dtype=torch.long, device=self.device)
         column[keep] = torch.arange(len(keep), device=self.device)
         return logits, column
@@ -569,12 +578,41 @@ class VLMNetwork(nn.Module):
             sums["kl"] = (torch.stack(kl).sum(), len(kl))
         return sums
 
-    def level_probs(self, samples: list[Sample], readout: str, aligner=None) -> np.ndarray:
+    def level_probs(self, samples: list[Sample], readout: str, aligner=None, shared_images: int = 0, prefix: dict | None = None) -> np.ndarray:
+        """The readout's softmax for each sample. With shared_images = n, every sample starts with the same
+        n images and the same text around them (CALM-In's support turns): that prefix runs through the
+        LLM once (once per `prefix` dict, where the caller keeps it across batches), and its keys and
+        values serve every sample, which then costs what a one-image readout costs (equal to the full
+        pass up to float rounding, tested)."""
         with torch.no_grad():
+            if shared_images:
+                x, _, _, last = self.embed(samples, aligner, after_images=shared_images)
+                if len(set(last.tolist())) == 1:  # no padding: the rows differ only in their last image
+                    prefix = {} if prefix is None else prefix
+                    if "cache" not in prefix:
+                        prefix["cache"] = self._shared_prefix(samples[0], shared_images, aligner)
+                    past = copy.deepcopy(prefix["cache"])
+                    past.batch_repeat_interleave(len(samples))
+                    logits, column = self._logits(x, last.tolist(), past)
+                    rows = logits[torch.arange(len(samples)), column[last]][:, self.readout_ids[readout]]
+                    return rows.double().softmax(-1).cpu().numpy()
             x, _, _, last = self.embed(samples, aligner)
             logits, column = self._logits(x, last.tolist())
         rows = logits[torch.arange(len(samples)), column[last]][:, self.readout_ids[readout]]
         return rows.double().softmax(-1).cpu().numpy()  # in float64, so each row sums to 1
+
+    def _shared_prefix(self, sample: Sample, n_images: int, aligner=None):
+        """The LLM's keys and values for the sample up to its image number n_images."""
+        pieces = self._pieces(sample)
+        pieces = pieces[:next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= n_images)]
+        x, _, _, _ = self.embed([sample], aligner)
+        out = self.llm(inputs_embeds=x[:, :self._prefix_length(pieces)], use_cache=True, logits_to_keep=1)
+        return out.cache if hasattr(out, "cache") else out.past_key_values  # transformers 5 / 4.x
+
+    def _prefix_length(self, pieces: list) -> int:
+        """How many input positions the pieces take."""
+        per_image = self.aligner.tokens_per_image(self.encoder, self.taps)
+        return sum(per_image if kind == "image" else len(value) for kind, value, _ in pieces if kind != "readout")
 
     def generate(self, samples: list[Sample], aligner=None) -> list[str]:
         with torch.no_grad():
@@ -692,6 +730,7 @@ class AlignedVLM(Model):
                                 " then pass --model DIR (the checkpoint folder)")
         self.network, self.distribution = network, parse_bool(distribution, "distribution")
         self.aligner, self.support = aligner, support  # set on a personalized copy
+        self._prefixes: dict = {}  # CALM-In: the LLM cache of the support turns, per readout
         if network.config.personalize == "in_context":
             self.name = f"{type(self).name}-in"  # CALM-In: its own leaderboard row
         self.checkpoint: Path | None = None
@@ -733,6 +772,8 @@ class AlignedVLM(Model):
         else:
             support_images, words = self.support
             samples = [readout_sample(list(support_images) + [img], r, in_context_sample(r, words)) for img in images]
+            prefix = self._prefixes.setdefault(readout, {})  # the support turns run once per support set and readout
+            return net.level_probs(samples, readout, self.aligner, shared_images=len(support_images), prefix=prefix)
         return net.level_probs(samples, readout, self.aligner)
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
