@@ -489,11 +489,7 @@ class VLMNetwork(nn.Module):
         output is the masked one's (tested: scores do not depend on the batch), and attention keeps its
         plain causal path."""
         keep = torch.tensor(sorted(set(positions)), dtype=torch.long, device=self.device)
-        if past is not None:  # transformers 5 names it `cache`, 4.x `past_key_values`
-            base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm  # under LoRA: the wrapped model
-            name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-            past = {name: past}
-        logits = self.llm(inputs_embeds=x, logits_to_keep=keep, **(past or {})).logits.float()
+        logits = self.llm(inputs_embeds=x, logits_to_keep=keep, **(self._cache_argument(past) if past is not None else {})).logits.float()
         column = torch.full((x.shape[1],), -1, dtype=torch.long, device=self.device)
         column[keep] = torch.arange(len(keep), device=self.device)
         return logits, column
@@ -606,8 +602,7 @@ class VLMNetwork(nn.Module):
         pieces = self._pieces(sample)
         pieces = pieces[:next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= n_images)]
         x, _, _, _ = self.embed([sample], aligner)
-        out = self.llm(inputs_embeds=x[:, :self._prefix_length(pieces)], use_cache=True, logits_to_keep=1)
-        return out.cache if hasattr(out, "cache") else out.past_key_values  # transformers 5 / 4.x
+        return _cache_of(self.llm(inputs_embeds=x[:, :self._prefix_length(pieces)], use_cache=True, logits_to_keep=1))
 
     def _prefix_length(self, pieces: list) -> int:
         """How many input positions the pieces take."""
@@ -621,6 +616,16 @@ class VLMNetwork(nn.Module):
                                     max_new_tokens=self.config.max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
                                     pad_token_id=self.tokenizer.pad_token_id)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def _cache_argument(self, past) -> dict:
+        """The LLM's keyword for a cache of earlier keys and values: `cache` in transformers 5, `past_key_values` in 4.x."""
+        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm  # under LoRA: the wrapped model
+        return {"cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values": past}
+
+
+def _cache_of(out):
+    """The cache a forward pass returned (`cache` in transformers 5, `past_key_values` in 4.x)."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
 def nearest_word(readout: LevelReadout, value: float, score_range) -> str:
