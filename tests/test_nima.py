@@ -7,6 +7,7 @@ With the default multi-level pooling (layers 5, 11, 17) NIMA's SRCC was 0.49-0.5
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -21,7 +22,7 @@ pytest.importorskip("safetensors")
 import torch  # noqa: E402
 
 from aesbench.adapter import Request, load_model  # noqa: E402
-from aesbench.baselines.nima import LOG_FILE, PROVENANCE_FILE, Nima, TrainConfig, emd_loss, train_nima  # noqa: E402
+from aesbench.baselines.nima import LOG_FILE, PROVENANCE_FILE, RUN_FILE, Nima, TrainConfig, emd_loss, train_nima  # noqa: E402
 from aesbench.models.vision import make_encoder, pooled  # noqa: E402
 from aesbench.datasets import read_dataset  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
@@ -116,10 +117,11 @@ def _items(split):
 
 def test_checkpoint_round_trip_gives_identical_scores(trained):
     ckpt = trained["root"] / "ckpt"
-    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", LOG_FILE, PROVENANCE_FILE}
+    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", LOG_FILE, PROVENANCE_FILE, RUN_FILE}
     assert json.loads((ckpt / "config.json").read_text())["model_type"] == "nima"
     log = [json.loads(line) for line in (ckpt / LOG_FILE).read_text().splitlines()]
-    assert [r["epoch"] for r in log] == list(range(1, 31)) and all({"loss", "time_s"} <= set(r) for r in log)
+    assert [r["step"] for r in log] == list(range(1, 151)) and log[-1]["epoch"] == 30  # 75 images, batches of 16
+    assert all({"stage", "loss", "emd", "lr", "time_s"} <= set(r) for r in log)
     provenance = json.loads((ckpt / PROVENANCE_FILE).read_text())
     assert provenance["task"] == TASK and len(provenance["task_sha256"]) == 64 and provenance["seed"] == 0
     assert provenance["settings"]["freeze_backbone"] is True and provenance["aesbench"]
@@ -187,6 +189,15 @@ def test_hugging_face_backbone_fine_tunes_and_round_trips(tmp_path):
     restored = load_model(str(tmp_path / "ckpt"))
     assert restored.score(images, Request()) == model.score(images, Request())
     assert restored.describe()["config"]["backbone_source"]["backbone"] == str(vit.resolve())
+    # Run again with the same task and settings: the stopped training resumes where it stopped (the shared runner's
+    # saved state) and finishes; the whole run in another folder takes the same steps.
+    again = dataclasses.replace(settings, max_minutes=None)
+    _, resumed = train_nima(_csv_task(tmp_path / "data"), tmp_path / "ckpt", again)
+    assert resumed["stopped"] == "finished" and resumed["steps"] == 6 and resumed["epochs_done"] == 3
+    log = [json.loads(line) for line in (tmp_path / "ckpt" / LOG_FILE).read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]  # step 1 before the stop, then on from the saved state
+    with pytest.raises(AesbenchError, match="other settings or another task"):
+        train_nima(_csv_task(tmp_path / "data"), tmp_path / "ckpt", dataclasses.replace(again, lr=0.5))
 
 
 def test_one_line_errors(tmp_path, trained):

@@ -14,12 +14,13 @@ import pytest
 from aesbench.runs import run_lock
 
 from hostile_util import cli, one_line_error
+from conftest import prediction_records
 
 EVAL = ("eval", "--task", "tiny-ava-score", "--model", "handcrafted", "--quiet")
 
 
 def ids_of(path):
-    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+    return [line["id"] for line in prediction_records(path)]
 
 
 def test_predictions_input_is_never_overwritten(tmp_path):
