@@ -1,12 +1,18 @@
 """aesbench: benchmark image aesthetics assessment models on the standard protocols.
 
-    from aesbench import Model, load_task, load_model, evaluate
+from aesbench import Model, load_task, load_model, evaluate
 """
 
 __version__ = "0.1.0"
 
-_API = {"Model": "adapter", "Request": "adapter", "register": "adapter", "load_model": "adapter", "load_task": "task",
-        "evaluate": "api"}
+_API = {
+    "Model": "adapter",
+    "Request": "adapter",
+    "register": "adapter",
+    "load_model": "adapter",
+    "load_task": "task",
+    "evaluate": "api",
+}
 __all__ = ["Model", "Request", "__version__", "evaluate", "load_model", "load_task", "register"]
 
 

@@ -79,7 +79,9 @@ def load(items: list[Item], task: Task, store, transform=None) -> tuple[list[Ite
     return ok, images
 
 
-def predict_items(task: Task, data: Dataset, store, batch_size: int, track: Track, verb: str, ask, transform=None) -> None:
+def predict_items(
+    task: Task, data: Dataset, store, batch_size: int, track: Track, verb: str, ask, transform=None
+) -> None:
     """Pending items in batches, decoded, asked (ask(items, images) -> lines), appended to `store`.
     The next batch decodes on the threads while the model works on this one."""
     pending = [it for it in data.items if it.id not in store]

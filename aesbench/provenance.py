@@ -26,12 +26,19 @@ def git_state() -> dict:
     """Commit of the aesbench source tree when it is a git checkout (an editable install)."""
     src = Path(__file__).resolve().parent.parent
     try:
-        top = subprocess.run(["git", "-C", str(src), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
-        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        top = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10
+        )
+        commit = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode != 0 or Path(top.stdout.strip()).resolve() != src:  # not some enclosing repository
             return {"commit": None, "dirty": None, "note": "aesbench is not running from a git checkout"}
         status = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired):

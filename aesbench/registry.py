@@ -99,7 +99,10 @@ class Registry:
         if not isinstance(name, str) or name not in self._lazy:
             known = self.names()
             hint = nearest(name, known) if isinstance(name, str) else ""
-            raise AesbenchError(f"unknown {self.kind} {name!r}{hint}" + (f" ({self.hint})" if self.hint else f"; known: {', '.join(known)}"))
+            raise AesbenchError(
+                f"unknown {self.kind} {name!r}{hint}"
+                + (f" ({self.hint})" if self.hint else f"; known: {', '.join(known)}")
+            )
         target, _ = self._lazy[name]
         value = import_target(target, f"{self.kind} {name!r}")
         if name not in self._entries:  # the module did not register it under this name itself

@@ -27,11 +27,10 @@ from .datasets import Dataset, read_dataset
 from .errors import AesbenchError
 from .pipeline import identity_track
 from .provenance import sha256_file
-from .store import HEADER_KEY, MemoryStore, PredictionStore, ShardStore, read_predictions, write_json, write_text
+from .store import HEADER_KEY, MemoryStore, run_lock, PredictionStore, ShardStore, read_predictions, write_json, write_text
 from .task import Task
 
 PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
-LOCK = ".aesbench.lock"  # held by the run using the folder (run_lock)
 SHARD, SHARDS = "predictions.rank{}.jsonl", "predictions.rank*.jsonl"  # one per process of a multi-process run
 
 
@@ -48,34 +47,6 @@ def run_provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch
         "batch_size": batch_size,
         "processes": processes,
     })
-
-
-@contextlib.contextmanager
-def run_lock(output: Path):
-    """Exclusive use of a run folder while a run reads and writes it: a second run into the same
-    folder is refused in one line naming the process that holds it (released when that process ends,
-    even by kill -9)."""
-    try:
-        import fcntl
-    except ImportError:  # not a POSIX system: no lock
-        yield
-        return
-    try:
-        fd = os.open(output / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise AesbenchError(f"cannot use {output} as a run folder: {e.strerror or type(e).__name__}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = "".join(ch for ch in os.pread(fd, 32, 0).decode("ascii", "replace") if ch.isdigit()) or "?"
-            raise AesbenchError(f"{output} is in use by pid {holder} (another aesbench run); wait for it to end"
-                                " or choose another --output") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _pin_run(output: Path, identity: dict) -> dict:

@@ -10,6 +10,7 @@ gives the run's own metrics, undefined ones included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from .errors import AesbenchError
 
 HEADER_KEY = "aesbench_run"
+LOCK = ".aesbench.lock"  # held by the run (an evaluation or a training) using the folder (run_lock)
 
 
 class MemoryStore:
@@ -58,7 +60,9 @@ class PredictionStore(MemoryStore):
             # Whose file is it? Checked before anything is cut: a file of someone else's is left as it is.
             own = (json.dumps(self.header) + "\n").encode()
             if not lines and not own.startswith(raw):
-                raise AesbenchError(f"{self.path} does not start with a header line; choose another output or move the file away")
+                raise AesbenchError(
+                    f"{self.path} does not start with a header line; choose another output or move the file away"
+                )
             if lines:
                 self._check_header(lines[0])
         if repair and good < len(raw):
@@ -72,7 +76,9 @@ class PredictionStore(MemoryStore):
                     record = json.loads(line)
                     self.lines.setdefault(str(record["id"]), record)
                 except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-                    raise AesbenchError(f"{self.path} line {n} is not a prediction record; move the file away to start over") from None
+                    raise AesbenchError(
+                        f"{self.path} line {n} is not a prediction record; move the file away to start over"
+                    ) from None
 
     def _check_header(self, first: bytes) -> None:
         try:
@@ -81,7 +87,9 @@ class PredictionStore(MemoryStore):
             found = None
         if found != self.header:
             if not isinstance(found, dict) or not set(found) & set(self.header):  # someone else's file: not echoed
-                raise AesbenchError(f"{self.path} does not start with a header line; choose another output or move the file away")
+                raise AesbenchError(
+                    f"{self.path} does not start with a header line; choose another output or move the file away"
+                )
             diff = next(k for k in sorted(set(found) | set(self.header)) if found.get(k) != self.header.get(k))
             raise AesbenchError(
                 f"{self.path} holds a different run ({diff}: {found.get(diff)!r}, now {self.header.get(diff)!r});"
@@ -160,7 +168,9 @@ def read_predictions(path: Path) -> tuple[dict[str, dict], list[dict], dict | No
         try:
             item_id = str(record["id"])
         except (KeyError, TypeError):
-            skipped.append({"id": f"{Path(path).name}:{n}", "reason": "malformed line: expected a JSON object with an 'id'"})
+            skipped.append(
+                {"id": f"{Path(path).name}:{n}", "reason": "malformed line: expected a JSON object with an 'id'"}
+            )
             continue
         if item_id in lines:
             skipped.append({"id": item_id, "reason": f"duplicate prediction at line {n}; the first was kept"})
@@ -197,3 +207,31 @@ def write_text(path: Path, text: str) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise AesbenchError(f"cannot write {path}: {e.strerror or type(e).__name__}") from None
+
+
+@contextlib.contextmanager
+def run_lock(output: Path):
+    """Exclusive use of a run folder while a run reads and writes it: a second run into the same
+    folder is refused in one line naming the process that holds it (released when that process ends,
+    even by kill -9)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        yield
+        return
+    try:
+        fd = os.open(output / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise AesbenchError(f"cannot use {output} as a run folder: {e.strerror or type(e).__name__}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = "".join(ch for ch in os.pread(fd, 32, 0).decode("ascii", "replace") if ch.isdigit()) or "?"
+            raise AesbenchError(f"{output} is in use by pid {holder} (another aesbench run); wait for it to end"
+                                " or choose another --output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

@@ -64,6 +64,7 @@ from aesbench.pipeline import chunks, decode, identity_track
 from aesbench.degradations import item_rng
 from aesbench.provenance import build as build_provenance
 from aesbench.provenance import sha256_file
+from aesbench.store import LOCK, run_lock
 from aesbench.task import Task
 from aesbench.weights import optional_import, require_files, weight_hashes
 
@@ -308,7 +309,7 @@ def _training_folder(output: Path, identity: dict) -> None:
     anything else is refused in one line."""
     if not output.exists():
         return
-    if not output.is_dir() or (any(output.iterdir()) and not (output / RUN_FILE).is_file()):
+    if not output.is_dir() or (any(p.name != LOCK for p in output.iterdir()) and not (output / RUN_FILE).is_file()):
         raise AesbenchError(f"output {output} already exists and is not an empty folder (nor a stopped `aesbench train nima`);"
                             " choose another --output or delete it")
     if not (output / RUN_FILE).is_file():
@@ -334,9 +335,6 @@ def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConf
 
     on_step(done, total, loss) is called after every optimiser step (the CLI draws its progress bar from it).
     """
-    from aesbench.training import Schedule, StagePlan, run_stage
-
-    torch = _torch()
     started = time.time()
     train_task = training_split(task)
     if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0 or not 0 <= settings.dropout < 1:
@@ -345,6 +343,16 @@ def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConf
     recipe = {k: v for k, v in asdict(settings).items() if k != "max_minutes"}  # a resumed run may change its budget
     identity = {"task": task.name, "task_sha256": task.sha256(), "settings": recipe}
     _training_folder(output, identity)
+    output.mkdir(parents=True, exist_ok=True)
+    with run_lock(output):  # one training per folder at a time
+        return _train(task, train_task, output, identity, settings, data_root, track, on_step, started)
+
+
+def _train(task: Task, train_task: Task, output: Path, identity: dict, settings: TrainConfig, data_root: Path | None,
+           track: Callable, on_step: Callable | None, started: float) -> tuple[Nima, dict]:
+    from aesbench.training import Schedule, StagePlan, run_stage
+
+    torch = _torch()
     train_task.resolve_root(data_root)
     data = read_dataset(train_task)
     if not data.items:
@@ -379,7 +387,6 @@ def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConf
         return {"emd": emd_loss(network.distribution(x), targets[idx].to(network.device))}
 
     schedule = Schedule(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr)
-    output.mkdir(parents=True, exist_ok=True)
     (output / RUN_FILE).write_text(json.dumps(identity, indent=2) + "\n")
     deadline = time.monotonic() + 60 * settings.max_minutes if settings.max_minutes else None  # caching not counted
     summary = run_stage(StagePlan("nima", network.modules, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),

@@ -23,7 +23,12 @@ FAST_BOOTSTRAP = "protocol: {bootstrap: {resamples: 40}}\n"
 
 @pytest.mark.parametrize(
     "family, fmt, gives",
-    [("suggest", "ava", "mos"), ("piaa", "ava", "mos"), ("score", "pccd", "degradation"), ("comment", "flickr-aes", "person-ratings")],
+    [
+        ("suggest", "ava", "mos"),
+        ("piaa", "ava", "mos"),
+        ("score", "pccd", "degradation"),
+        ("comment", "flickr-aes", "person-ratings"),
+    ],
 )
 def test_a_family_format_mismatch_is_one_line_at_load(tmp_path, family, fmt, gives):
     """A suggest task over AVA used to die with KeyError: 'kind'; a PIAA task over AVA exited 0 with n = 0."""
@@ -69,16 +74,22 @@ def test_rescoring_a_runs_own_file_reproduces_it(tmp_path, name):
     recorded as undefined (its scores are not on the task's scale)."""
     if name in ("brisque", "niqe"):
         pytest.importorskip("skimage")
-    task = write_csv_task(tmp_path / "data", [3, 5, 7, 4, 6, 2, 8, 5], extra="metrics: [srcc, acc, mse, plcc]\n" + FAST_BOOTSTRAP)
+    task = write_csv_task(
+        tmp_path / "data", [3, 5, 7, 4, 6, 2, 8, 5], extra="metrics: [srcc, acc, mse, plcc]\n" + FAST_BOOTSTRAP
+    )
     run = evaluate(str(task), name, output=tmp_path / "run")
     again = evaluate(str(task), predictions=tmp_path / "run" / PREDICTIONS, output=tmp_path / "again")
     for key in ("n", "metrics", "ci95", "undefined", "skipped", "model"):
         assert again[key] == run[key], key
     if name == "brisque":  # (NIQE cannot read images this small: every item is a recorded skip, the same twice)
-        assert {k: run["undefined"][k] for k in ("acc", "mse")} == dict.fromkeys(("acc", "mse"), "the model's scores are not on the task's scale")
+        assert {k: run["undefined"][k] for k in ("acc", "mse")} == dict.fromkeys(
+            ("acc", "mse"), "the model's scores are not on the task's scale"
+        )
         assert set(run["metrics"]) == {"srcc", "plcc"}
     assert again["provenance"]["model"]["predictions_sha256"]
-    assert {k: v for k, v in again["provenance"]["model"].items() if not k.startswith("predictions_")} == run["provenance"]["model"]
+    assert {k: v for k, v in again["provenance"]["model"].items() if not k.startswith("predictions_")} == run[
+        "provenance"
+    ]["model"]
 
 
 def test_rescoring_for_another_score_range_leaves_scale_metrics_undefined(tmp_path):
@@ -139,18 +150,26 @@ def test_plugins_from_an_installed_package(tmp_path):
     (site / "myplug" / "models.py").write_text(PLUGIN)
     (site / "myplug" / "tasks" / "__init__.py").write_text("")
     data = write_csv_task(tmp_path / "data", [3, 5, 7], extra=FAST_BOOTSTRAP)
-    task = data.read_text().replace("name: my-score", "name: plug-score").replace("labels.csv", str(data.parent / "labels.csv"))
+    task = (
+        data.read_text()
+        .replace("name: my-score", "name: plug-score")
+        .replace("labels.csv", str(data.parent / "labels.csv"))
+    )
     (site / "myplug" / "tasks" / "plug-score.yaml").write_text(task.replace("images/", str(data.parent / "images")))
     dist = site / "myplug-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplug\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[aesbench.models]\nfives = myplug.models:Fives\n\n[aesbench.tasks]\nmyplug = myplug.tasks\n")
+    (dist / "entry_points.txt").write_text(
+        "[aesbench.models]\nfives = myplug.models:Fives\n\n[aesbench.tasks]\nmyplug = myplug.tasks\n"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     listed = run_cli("models", env=env)
     assert listed.returncode == 0 and "fives" in listed.stdout and "Scores every image 5." in listed.stdout
     tasks = run_cli("tasks", env=env)
     assert tasks.returncode == 0 and "plug-score" in tasks.stdout, tasks.stderr
-    r = run_cli("eval", "--task", "plug-score", "--model", "fives", "--output", str(tmp_path / "run"), "--quiet", env=env)
+    r = run_cli(
+        "eval", "--task", "plug-score", "--model", "fives", "--output", str(tmp_path / "run"), "--quiet", env=env
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "run" / RESULTS).read_text())["model"] == "fives"
 
@@ -159,7 +178,9 @@ def test_include_path_adds_a_folder_of_tasks(tmp_path):
     task = write_csv_task(tmp_path / "data", [3, 5, 7], extra=FAST_BOOTSTRAP)
     folder = tmp_path / "mytasks" / "nested"
     folder.mkdir(parents=True)
-    (folder / "mine.yaml").write_text(task.read_text().replace("labels.csv", "../../data/labels.csv").replace("images/", "../../data/images/"))
+    (folder / "mine.yaml").write_text(
+        task.read_text().replace("labels.csv", "../../data/labels.csv").replace("images/", "../../data/images/")
+    )
     assert load_task("mine", include=[tmp_path / "mytasks"]).name == "my-score"
     with pytest.raises(AesbenchError, match="unknown task 'mine'"):
         load_task("mine")
@@ -167,8 +188,18 @@ def test_include_path_adds_a_folder_of_tasks(tmp_path):
     with pytest.raises(AesbenchError, match="task 'tiny-ava-score' is defined twice"):
         load_task("mine", include=[tmp_path / "mytasks"])
     (folder / "tiny-ava-score.yaml").unlink()
-    r = run_cli("eval", "--task", "mine", "--include-path", str(tmp_path / "mytasks"), "--model", "constant",
-                "--output", str(tmp_path / "run"), "--quiet")
+    r = run_cli(
+        "eval",
+        "--task",
+        "mine",
+        "--include-path",
+        str(tmp_path / "mytasks"),
+        "--model",
+        "constant",
+        "--output",
+        str(tmp_path / "run"),
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -177,8 +208,14 @@ def test_include_path_adds_a_folder_of_tasks(tmp_path):
     [
         (lambda: load_model("handcraftd"), "unknown model 'handcraftd'; did you mean 'handcrafted'?"),
         (lambda: load_task("tiny-ava-scor"), "did you mean 'tiny-ava-score'?"),
-        (lambda: __import__("aesbench.judges").judges.check_judge("keywrd"), "unknown judge 'keywrd'; did you mean 'keyword'?"),
-        (lambda: __import__("aesbench.datasets").datasets.FORMATS.get("avaa"), "unknown dataset format 'avaa'; did you mean 'ava'?"),
+        (
+            lambda: __import__("aesbench.judges").judges.check_judge("keywrd"),
+            "unknown judge 'keywrd'; did you mean 'keyword'?",
+        ),
+        (
+            lambda: __import__("aesbench.datasets").datasets.FORMATS.get("avaa"),
+            "unknown dataset format 'avaa'; did you mean 'ava'?",
+        ),
     ],
 )
 def test_unknown_names_say_the_closest_one(call, message):
@@ -192,8 +229,15 @@ def test_unknown_recipe_is_one_line():
 
 
 def _record(model: str, metrics: dict) -> dict:
-    return {"task": "t", "model": model, "n": 5, "metrics": metrics, "ci95": {},
-            "protocol": {"family": "score", "metrics": list(metrics), "protocol": {}}, "provenance": {}}
+    return {
+        "task": "t",
+        "model": model,
+        "n": 5,
+        "metrics": metrics,
+        "ci95": {},
+        "protocol": {"family": "score", "metrics": list(metrics), "protocol": {}},
+        "provenance": {},
+    }
 
 
 def test_leaderboard_sorts_by_each_metrics_direction():
@@ -206,5 +250,7 @@ def test_leaderboard_sorts_by_each_metrics_direction():
 
 def test_public_api_is_importable_without_heavy_modules():
     code = "import sys, aesbench; from aesbench import Model, evaluate, load_model, load_task; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
-    out = __import__("subprocess").run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    out = __import__("subprocess").run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert out.stdout.strip() == "[]", out.stderr

@@ -25,6 +25,7 @@ from aesbench.adapter import Request, load_model  # noqa: E402
 from aesbench.baselines.nima import LOG_FILE, PROVENANCE_FILE, RUN_FILE, Nima, TrainConfig, emd_loss, train_nima  # noqa: E402
 from aesbench.models.vision import make_encoder, pooled  # noqa: E402
 from aesbench.datasets import read_dataset  # noqa: E402
+from aesbench.store import LOCK  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
 from aesbench.images import load_image  # noqa: E402
 from aesbench.metrics import emd  # noqa: E402
@@ -62,6 +63,13 @@ def test_nima_learns_tiny_ava_votes(trained, record_property):
     prior = np.mean([it.label["distribution"] for it in _items("train")], axis=0)
     votes = np.array([it.label["distribution"] for it in _items("test")])
     assert nima["metrics"]["emd"] < emd(np.tile(prior, (len(votes), 1)), votes) - 0.005  # 0.153 vs 0.179
+
+
+def test_rescoring_the_runs_own_predictions_reproduces_it(trained, tmp_path):
+    """Rescoring = scoring: the run's predictions.jsonl alone gives its metrics, intervals and undefined ones."""
+    again = evaluate(load_task(TASK), tmp_path / "again", predictions=trained["root"] / "eval-nima" / "predictions.jsonl")
+    for key in ("n", "metrics", "ci95", "undefined", "skipped", "model"):
+        assert again[key] == trained["nima"][key], key
 
 
 def test_pooling_the_last_layer_is_the_papers_feature():
@@ -117,7 +125,7 @@ def _items(split):
 
 def test_checkpoint_round_trip_gives_identical_scores(trained):
     ckpt = trained["root"] / "ckpt"
-    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", LOG_FILE, PROVENANCE_FILE, RUN_FILE}
+    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", LOG_FILE, PROVENANCE_FILE, RUN_FILE, LOCK}
     assert json.loads((ckpt / "config.json").read_text())["model_type"] == "nima"
     log = [json.loads(line) for line in (ckpt / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 151)) and log[-1]["epoch"] == 30  # 75 images, batches of 16

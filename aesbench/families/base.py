@@ -54,7 +54,10 @@ def setting(default, valid, expected: str, factory: bool = False):
     and what a valid value looks like (for the one-line error)."""
     meta = {"valid": valid, "expected": expected}
     if factory:
-        return field(default_factory=lambda: list(default) if isinstance(default, (list, tuple)) else dict(default), metadata=meta)
+        return field(
+            default_factory=lambda: list(default) if isinstance(default, (list, tuple)) else dict(default),
+            metadata=meta,
+        )
     return field(default=default, metadata=meta)
 
 
@@ -68,7 +71,10 @@ class Protocol:
     holds the resolved protocol, never only what a task happened to write."""
 
     bootstrap: dict = setting(
-        DEFAULT_BOOTSTRAP, _valid_bootstrap, "{resamples: whole number, seed: whole number, level: between 0 and 1}", factory=True
+        DEFAULT_BOOTSTRAP,
+        _valid_bootstrap,
+        "{resamples: whole number, seed: whole number, level: between 0 and 1}",
+        factory=True,
     )
 
     @classmethod
@@ -163,7 +169,13 @@ def check_score(line: dict) -> str | None:
             arr = np.asarray(dist, dtype=float) if isinstance(dist, list) else None
         except (TypeError, ValueError):
             arr = None
-        if arr is None or arr.shape != (10,) or not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1) > 1e-3:
+        if (
+            arr is None
+            or arr.shape != (10,)
+            or not np.isfinite(arr).all()
+            or (arr < 0).any()
+            or abs(arr.sum() - 1) > 1e-3
+        ):
             return "distribution must be 10 finite non-negative probabilities summing to 1"
     return None
 
@@ -189,7 +201,9 @@ def usable(dataset: Dataset, lines: dict[str, dict], check) -> tuple[list[tuple[
     known = {item.id for item in dataset.items}
     extra = sorted(set(lines) - known)
     if extra:
-        skipped.append({"id": extra[0], "reason": f"{len(extra)} prediction id(s) not in the task, ignored (first: {extra[0]})"})
+        skipped.append(
+            {"id": extra[0], "reason": f"{len(extra)} prediction id(s) not in the task, ignored (first: {extra[0]})"}
+        )
     return pairs, skipped
 
 

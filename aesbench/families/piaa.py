@@ -29,7 +29,9 @@ PIAA_COLUMNS = ("piaa_srcc", "piaa_srcc_generic", "piaa_delta_srcc")  # per pers
 @dataclass
 class PiaaProtocol(Protocol):
     shots: list = setting(
-        [10, 100], lambda v: isinstance(v, list) and v and all(is_int(k) and k > 0 for k in v), "a list of positive whole numbers",
+        [10, 100],
+        lambda v: isinstance(v, list) and v and all(is_int(k) and k > 0 for k in v),
+        "a list of positive whole numbers",
         factory=True,
     )
     repeats: int = setting(10, *POSITIVE)
@@ -50,7 +52,9 @@ def _mean_defined(values: np.ndarray) -> float:
 
 
 def _scores_map(scores) -> bool:
-    return isinstance(scores, dict) and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in scores.values())
+    return isinstance(scores, dict) and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in scores.values()
+    )
 
 
 def draw_support(seed: int, unit: str, n: int, k: int) -> list[int]:
@@ -126,7 +130,9 @@ class PiaaFamily(Family):
                     store.write([{"id": unit, "worker": worker, "k": k, "repeat": r, "support": [ids[i] for i in support],
                                   "scores": {ids[i]: s for i, s in zip(query, predicted)}}])  # fmt: skip
 
-    def _repeat(self, task: Task, lines: dict, worker: str, k: int, r: int, truth: dict, readable: list, generic, skipped: list):
+    def _repeat(
+        self, task: Task, lines: dict, worker: str, k: int, r: int, truth: dict, readable: list, generic, skipped: list
+    ):
         """(SRCC personalized, SRCC generic) of one repeat, or None with the reason appended to `skipped`."""
         unit = f"{worker}/k{k}/r{r}"
         line = lines.get(unit)
@@ -160,7 +166,9 @@ class PiaaFamily(Family):
 
     def score(self, task: Task, data: Dataset, lines: dict[str, dict], scoring: dict) -> dict:
         boot, shots, repeats = task.bootstrap, list(task.protocol.shots), task.protocol.repeats
-        skipped = list(data.skipped) + [{"id": i, "reason": line["skipped"]} for i, line in lines.items() if "skipped" in line]
+        skipped = list(data.skipped) + [
+            {"id": i, "reason": line["skipped"]} for i, line in lines.items() if "skipped" in line
+        ]
         per_worker = {k: {} for k in shots}  # k -> worker -> PIAA_COLUMNS values
         for worker, items in data.groups.items():
             truth = {it.id: it.label["score"] for it in items}
@@ -169,7 +177,9 @@ class PiaaFamily(Family):
             if not _scores_map(generic):
                 generic = None
             for k in shots:
-                pairs = [self._repeat(task, lines, worker, k, r, truth, readable, generic, skipped) for r in range(repeats)]
+                pairs = [
+                    self._repeat(task, lines, worker, k, r, truth, readable, generic, skipped) for r in range(repeats)
+                ]
                 arr = np.array([pair for pair in pairs if pair is not None], dtype=np.float64).reshape(-1, 2)
                 # A repeat with constant predictions has no SRCC: each column averages its defined repeats,
                 # and the gain only counts repeats where both are defined.
@@ -188,7 +198,11 @@ class PiaaFamily(Family):
             for name in task.metrics:
                 column = columns[:, PIAA_COLUMNS.index(name)]
                 metrics[name + suffix] = _mean_defined(column)
-                ci95[name + suffix] = bootstrap_ci(_mean_defined, [column], boot["resamples"], boot["seed"], boot["level"])
+                ci95[name + suffix] = bootstrap_ci(
+                    _mean_defined, [column], boot["resamples"], boot["seed"], boot["level"]
+                )
             details[f"k{k}"] = {w: dict(zip(PIAA_COLUMNS, v)) for w, v in table.items()}
         n_workers = len(per_worker[shots[0]]) if shots else 0
-        return summary(metrics, ci95, {}, n_workers, skipped, {"per_worker": details, "shots": shots, "repeats": repeats})
+        return summary(
+            metrics, ci95, {}, n_workers, skipped, {"per_worker": details, "shots": shots, "repeats": repeats}
+        )

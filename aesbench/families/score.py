@@ -36,10 +36,12 @@ class ScoreProtocol(Protocol):
     acc_threshold: float = setting(5.0, is_number, "a finite number")
     attributes: list = setting(
         [],
-        lambda v: isinstance(v, list)
-        and v
-        and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9_]+", a) for a in v)
-        and len(set(v)) == len(v),
+        lambda v: (
+            isinstance(v, list)
+            and v
+            and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9_]+", a) for a in v)
+            and len(set(v)) == len(v)
+        ),
         "a list of distinct attribute keys (lower case, digits, _), e.g. [color, mood]",
         factory=True,
     )
@@ -70,7 +72,9 @@ class ScoreFamily(Family):
 
     def request(self, task: Task) -> Request:
         lo, hi = task.protocol.score_range
-        return Request(prompt=task.prompt, score_range=(float(lo), float(hi)), attributes=tuple(task.protocol.attributes))
+        return Request(
+            prompt=task.prompt, score_range=(float(lo), float(hi)), attributes=tuple(task.protocol.attributes)
+        )
 
     def scoring(self, model: Model, task: Task) -> dict:
         return {"on_task_scale": model.on_task_scale, "score_range": list(task.protocol.score_range)}
@@ -136,7 +140,9 @@ class ScoreFamily(Family):
                 fn = functions[name]
                 metrics[name], on_pairs[name] = fn(pred, mos), fn
         if on_pairs or on_arrays:
-            ci95.update(bootstrap_cis(on_pairs, pred, mos, boot["resamples"], boot["seed"], boot["level"], extra=on_arrays))
+            ci95.update(
+                bootstrap_cis(on_pairs, pred, mos, boot["resamples"], boot["seed"], boot["level"], extra=on_arrays)
+            )
         details = {}
         if task.protocol.attributes:
             resampling = (boot["resamples"], boot["seed"], boot["level"])
@@ -174,4 +180,3 @@ class ScoreFamily(Family):
                 ci95.update(bootstrap_cis(fns, p, y, *boot))
             details[key] = {"n": len(labels), "left_out": dict(left_out)}
         return details
-

@@ -26,7 +26,7 @@ from ..degradations import item_rng
 from ..errors import AesbenchError
 from ..pipeline import decode
 from ..provenance import build as build_provenance
-from ..runs import LOCK, run_lock
+from ..store import LOCK, run_lock
 from ..task import Task, load_task
 from ..training import LOG_FILE, PLOT_FILE, Schedule, StagePlan, plot_losses, run_stage
 from ..weights import optional_import

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from aesbench.runs import run_lock
+from aesbench.store import run_lock
 
 from hostile_util import cli, one_line_error
 from conftest import prediction_records
