@@ -28,7 +28,7 @@ def test_predictions_input_is_never_overwritten(tmp_path):
     assert cli(*EVAL, "--output", str(run)).returncode == 0
     preds = run / "predictions.jsonl"
     before = preds.read_bytes()
-    assert len(before.splitlines()) == 60
+    assert len(before.splitlines()) == 1 + 60  # the run header, then one line per item
     for _ in range(2):  # the second try is refused the same way: nothing was changed by the first
         r = cli("eval", "--task", "tiny-ava-score", "--predictions", str(preds), "--output", str(run), "--limit", "30")
         line = one_line_error(r)
