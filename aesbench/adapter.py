@@ -1,17 +1,18 @@
 """The model adapter interface and the model registry.
 
 A model declares its capabilities and implements the matching request methods; a task asks for one
-capability only. Models are named by registry name (`handcrafted`) or by a checkpoint folder whose
-config.json names a registered `model_type`.
+capability only. Models are named by registry name (`handcrafted`), by a checkpoint folder whose
+config.json names a registered `model_type`, or from outside the package: `path/to/file.py:Class`,
+`package.module:Class`, or a name an installed package declares in the entry-point group `aesbench.models`.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import importlib.util
 import json
 import pkgutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 from .errors import AesbenchError
 from .options import keyword_parameters, parse_options, refuse_command_line_only
+from .registry import Registry, import_target
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,17 @@ class Model:
         return cls(**parse_options(config, params, f"checkpoint {path}"))
 
 
-_REGISTRY: dict[str, type[Model]] = {}
-_DISCOVERED = False
+def _discover() -> None:
+    from . import baselines
+
+    for info in pkgutil.iter_modules(baselines.__path__):
+        importlib.import_module(f"{baselines.__name__}.{info.name}")
+    for name, (module, capabilities, doc) in REFERENCE_MODELS.items():
+        MODELS.lazy(name, module, capabilities=capabilities, doc=doc)
+
+
+SPEC_HINT = "`aesbench models` lists them; a checkpoint folder, path/to/file.py:Class or package.module:Class also works"
+MODELS = Registry("model", group="aesbench.models", hint=SPEC_HINT, discover=_discover)
 
 
 def register(name: str):
@@ -98,8 +109,7 @@ def register(name: str):
 
     def wrap(cls):
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return MODELS.register(name, cls)
 
     return wrap
 
@@ -115,67 +125,71 @@ REFERENCE_MODELS = {
 }
 
 
-def _discover() -> None:
-    from . import baselines
-
-    for info in pkgutil.iter_modules(baselines.__path__):
-        importlib.import_module(f"{baselines.__name__}.{info.name}")
-    for name, (module, capabilities, doc) in REFERENCE_MODELS.items():
-        _REGISTRY.setdefault(name, _lazy(name, module, capabilities, doc))
-
-
-def _lazy(name: str, module: str, capabilities: frozenset, doc: str) -> type[Model]:
-    """A registry entry that stands for a model whose module is imported only when it is loaded."""
-    if importlib.util.find_spec("torch") is None:  # what its import would say, without importing anything
-        doc = "(not installed: model {!r} needs the 'train' extra: pip install 'aesbench[train]')".format(name)
-
-    class Lazy(Model):
-        __doc__ = doc
-        lazy_module = module
-
-    Lazy.name, Lazy.capabilities = name, capabilities
-    return Lazy
-
-
-def _resolve(cls: type[Model]) -> type[Model]:
-    """The real class behind a lazy entry (importing its module now), or the class itself."""
-    module = getattr(cls, "lazy_module", None)
-    if module is None:
-        return cls
-    try:
-        importlib.import_module(module)  # its @register replaces the entry
-    except AesbenchError as e:
-        _REGISTRY[cls.name] = _unavailable(cls.name, str(e))
-    return _REGISTRY[cls.name]
+def model_listing() -> dict[str, tuple[frozenset, str]]:
+    """Every model by name with its capabilities and the first line of its description, importing only
+    what is registered eagerly: the reference models (torch) are listed from REFERENCE_MODELS, and a
+    plug-in (entry point aesbench.models) that cannot be imported says why."""
+    listing = {}
+    for name in MODELS.names():
+        info = MODELS.info(name)
+        if info is not None and "plugin" not in info:
+            doc = info["doc"]
+            if importlib.util.find_spec("torch") is None:  # what its import would say, without importing anything
+                doc = f"(not installed: model {name!r} needs the 'train' extra: pip install 'aesbench[train]')"
+            listing[name] = (info["capabilities"], doc)
+            continue
+        try:
+            cls = model_class(name)
+        except AesbenchError as e:
+            listing[name] = (frozenset(), f"(cannot load: {e})")
+            continue
+        doc = (cls.__doc__ or "").strip().splitlines()
+        listing[name] = (cls.capabilities, doc[0] if doc else "")
+    return listing
 
 
-def _unavailable(name: str, reason: str) -> type[Model]:
-    class Unavailable(Model):
-        __doc__ = f"(not installed: {reason})"
+def _plugin_class(spec: str) -> type[Model]:
+    """The Model subclass named by path/to/file.py:Class or package.module:Class (code the command line asked for)."""
+    where, _, attribute = spec.rpartition(":")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise AesbenchError(f"model file {path} not found (--model {spec})")
+        module_name = f"aesbench_plugin_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            loader = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[module_name] = module
+            try:
+                loader.loader.exec_module(module)
+            except AesbenchError:
+                raise
+            except Exception as e:  # the user's file: its own error, in one line
+                del sys.modules[module_name]
+                raise AesbenchError(f"cannot import {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        cls = getattr(module, attribute, None)
+        if cls is None:
+            raise AesbenchError(f"{path} defines no {attribute!r} (--model {spec})")
+    else:
+        cls = import_target(spec, f"model {spec!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise AesbenchError(f"{spec} is not a subclass of aesbench.Model")
+    if not cls.name:
+        cls.name = cls.__name__
+    return cls
 
-        def __init__(self, **options):
-            raise AesbenchError(reason)
 
-        @classmethod
-        def from_pretrained(cls, path, **options):
-            raise AesbenchError(reason)
-
-    Unavailable.name = name
-    return Unavailable
-
-
-def registry() -> dict[str, type[Model]]:
-    """Every registered model by name; the reference models (torch) as lazy entries until one is loaded."""
-    global _DISCOVERED
-    if not _DISCOVERED:
-        _discover()
-        _DISCOVERED = True
-    return dict(sorted(_REGISTRY.items()))
-
-
-def nearest(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.4)
-    return f"; did you mean {close[0]!r}?" if close else ""
+def model_class(name: str) -> type[Model]:
+    """The class of a registered model (imported now if lazy), or of a plug-in spec with a ':'."""
+    if ":" in name:
+        return _plugin_class(name)
+    cls = MODELS.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise AesbenchError(f"model {name!r} ({MODELS.info(name) or 'plug-in'}) is not a subclass of aesbench.Model")
+    if not cls.name:
+        cls.name = name
+    return cls
 
 
 def read_config(config_file: Path) -> dict:
@@ -194,8 +208,8 @@ def read_config(config_file: Path) -> dict:
 
 
 def load_model(name_or_path: str, options: dict | None = None, seed: int | None = None) -> Model:
-    """A registered model by name, or a checkpoint folder holding config.json with `model_type`."""
-    models = registry()
+    """A registered model by name, a checkpoint folder holding config.json with `model_type`, or a plug-in:
+    path/to/file.py:Class or package.module:Class (a Model subclass)."""
     options = dict(options or {})
     path = Path(name_or_path)
     if path.is_dir():
@@ -205,22 +219,19 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
         config = read_config(config_file)
         model_type = config.get("model_type")
         refuse_command_line_only(config, str(config_file), "--model-arg", allow_safe=True)
-        if not isinstance(model_type, str) or model_type not in models:
+        if not isinstance(model_type, str) or model_type not in MODELS:
             raise AesbenchError(
                 f"{config_file} names model_type {model_type!r}, which is not an aesbench model; for a Hugging Face"
                 f" checkpoint pick an adapter and pass the folder: --model qalign --model-arg path={path}"
                 " (`aesbench models` lists the adapters)")
-        cls = _resolve(models[model_type])
+        cls = model_class(model_type)
         accepted = {n: p for n, p in keyword_parameters(cls.from_pretrained).items() if n != "path"}
         unknown = [k for k in options if k not in accepted]
         if unknown:
             takes = ", ".join(accepted) or "none"
             raise AesbenchError(f"checkpoint {path} ({model_type}) takes no option {unknown[0]!r} (accepted: {takes})")
         return cls.from_pretrained(path, **parse_options(options, accepted, f"checkpoint {path}"))
-    if name_or_path not in models:
-        hint = nearest(name_or_path, models)
-        raise AesbenchError(f"unknown model {name_or_path!r}{hint or ''} (`aesbench models` lists them; a checkpoint folder also works)")
-    cls = _resolve(models[name_or_path])
+    cls = model_class(name_or_path)
     params = keyword_parameters(cls.__init__)  # a model without its own __init__ takes none
     if seed is not None and "seed" in params and "seed" not in options:
         options["seed"] = seed
@@ -238,11 +249,3 @@ def require(model: Model, capability: str, task_name: str) -> None:
     if capability not in model.capabilities:
         have = ", ".join(sorted(model.capabilities)) or "nothing"
         raise AesbenchError(f"model {model.name!r} cannot {capability} (it can: {have}), which task {task_name!r} needs")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

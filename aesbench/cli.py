@@ -15,16 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__, distributed
-from .adapter import load_model, registry
+from .adapter import load_model, model_listing
 from .baselines.nima import TrainConfig, train_nima
-from .datasets import read_dataset
 from .errors import AesbenchError
 from .judges import check_judge, judge_spec
 from .leaderboard import render_csv, render_markdown
 from .options import FALSE, TRUE
 from .runs import evaluate, load_results
 from .sizes import task_size
-from .task import builtin_tasks, check_safe_name, load_task
+from .task import check_safe_name, load_task, task_index
+from .training import RECIPES
 
 console = Console(stderr=True)
 out = Console()
@@ -110,20 +110,26 @@ def cli():
     """Benchmark image aesthetics assessment models on the standard protocols, offline."""
 
 
+INCLUDE_PATH_OPTION = click.option(
+    "--include-path", "include", multiple=True, type=click.Path(path_type=Path),
+    help="A folder of your own task YAMLs (searched recursively; a task is named by its file name). Repeatable.")
+
+
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
-def tasks(name, data_root):
+@INCLUDE_PATH_OPTION
+def tasks(name, data_root, include):
     """List the tasks, or show one in full."""
     if name:
-        task = load_task(name)
+        task = load_task(name, include)
         out.print(yaml.safe_dump({**task.to_dict(), "file": str(task.path)}, sort_keys=False, allow_unicode=True), end="")
         return
     table = Table()
     for col in ("task", "family", "dataset", "metrics", "size"):
         table.add_column(col, no_wrap=col == "task")
-    for task_name in builtin_tasks():
-        task = load_task(task_name)
+    for task_path in task_index(include).values():
+        task = load_task(str(task_path))
         try:
             task.resolve_root(data_root if "${" in str(task.dataset.get("root", "")) else None)
             size = task_size(task)  # remembered while the task and label files are unchanged (sizes.py)
@@ -141,15 +147,14 @@ def models():
     table = Table()
     for col in ("model", "capabilities", "description"):
         table.add_column(col)
-    for name, cls in registry().items():
-        doc = (cls.__doc__ or "").strip().splitlines()
-        table.add_row(name, ", ".join(sorted(cls.capabilities)), doc[0] if doc else "")
+    for name, (capabilities, doc) in model_listing().items():
+        table.add_row(name, ", ".join(sorted(capabilities)), doc)
     out.print(table)
 
 
 @cli.command("eval")
 @click.option("--task", "task_name", required=True, help="Task name or path to a task YAML.")
-@click.option("--model", "model_name", help="Registered model name or checkpoint folder.")
+@click.option("--model", "model_name", help="Registered model name, checkpoint folder, path/to/file.py:Class or package.module:Class.")
 @click.option("--predictions", type=click.Path(path_type=Path), help="Score a predictions JSONL made elsewhere.")
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Run folder (resumed if it exists).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
@@ -160,23 +165,24 @@ def models():
 @click.option("--judge", help="Suggest tasks: the judge to use instead of the task's (recorded with each verdict).")
 @click.option("--judge-arg", multiple=True, help="Judge option key=value (repeatable).")
 @FEATURE_CACHE_OPTION
+@INCLUDE_PATH_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bars or summary table.")
 def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed, data_root, model_arg, judge, judge_arg,
-             feature_cache, quiet):
+             feature_cache, include, quiet):
     """Evaluate a model (or a predictions file) on a task; re-running resumes."""
     distributed.start()  # under a launcher: before the model is built, so each process takes its own GPU
     quiet = quiet or distributed.rank() != 0  # rank 0 reports
     if (model_name is None) == (predictions is None):
         raise AesbenchError("give exactly one of --model and --predictions")
-    task = load_task(task_name)
+    task = load_task(task_name, include)
     if judge or judge_arg:
         if task.family != "suggest":
             raise AesbenchError(f"--judge applies to suggest tasks; {task.name!r} is a {task.family} task")
-        own, own_options = judge_spec(task.protocol.get("judge", "keyword"))
+        own, own_options = judge_spec(task.protocol.judge)
         name = judge or own
         # --judge-arg alone adds to the task's judge options (its folder, say); --judge NAME starts afresh
-        task.protocol["judge"] = {"name": name, **(own_options if name == own else {}), **_model_options(judge_arg)}
-        check_judge(task.protocol["judge"])
+        task.protocol.judge = {"name": name, **(own_options if name == own else {}), **_model_options(judge_arg)}
+        check_judge(task.protocol.judge)
     progress, track = _progress(quiet)
     model = load_model(model_name, _model_options(model_arg), seed) if model_name else None
     if model is not None and feature_cache:
@@ -195,8 +201,9 @@ def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed
 @click.option("--seed", default=0, show_default=True)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @FEATURE_CACHE_OPTION
+@INCLUDE_PATH_OPTION
 @click.option("--quiet", is_flag=True)
-def suite(output, task_names, model_names, seed, batch_size, feature_cache, quiet):
+def suite(output, task_names, model_names, seed, batch_size, feature_cache, include, quiet):
     """Run several models on several tasks (default: the tiny suite with the built-in baselines)."""
     distributed.start()
     quiet = quiet or distributed.rank() != 0
@@ -206,7 +213,7 @@ def suite(output, task_names, model_names, seed, batch_size, feature_cache, quie
         table.add_column(col)
     with progress:
         for task_name in task_names.split(","):
-            task = load_task(task_name.strip())
+            task = load_task(task_name.strip(), include)
             for model_name in model_names.split(","):
                 model = load_model(model_name.strip(), seed=seed)
                 if task.capability not in model.capabilities:
@@ -259,12 +266,26 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
         raise click.BadParameter(f"expected comma-separated integers such as 5,11,17, got {value!r}", param_hint=option) from None
 
 
-@cli.group()
+class RecipeGroup(click.Group):
+    """`aesbench train NAME`: NAME is looked up in the recipe registry (training.RECIPES), which also holds the
+    recipes installed packages declare (entry-point group aesbench.recipes: a click command)."""
+
+    def list_commands(self, ctx):
+        return RECIPES.names()
+
+    def get_command(self, ctx, name):
+        command = RECIPES.get(name)  # an unknown name: one line with the closest recipe
+        if not isinstance(command, click.Command):
+            raise AesbenchError(f"training recipe {name!r} is not a click command")
+        return command
+
+
+@cli.group(cls=RecipeGroup)
 def train():
     """Train a model on a task's training split and save a checkpoint folder for --model."""
 
 
-@train.command("nima")
+@click.command("nima")
 @click.option("--task", "task_name", required=True, help="Score task name or YAML; trains on its training split.")
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to create.")
 @click.option("--backbone", default=TrainConfig.backbone, show_default=True, help="efficientnet-lite0, or a local Hugging Face vision model folder.")
@@ -306,7 +327,7 @@ def _recipe_command(name: str, module: str, config_class: str, train_function: s
     """`train calm` and `train artquant`: a recipe config, its stages, resume; the recipe's module
     (torch and all) is imported only when the command runs."""
 
-    @train.command(name, help=doc)
+    @click.command(name, help=doc)
     @click.option("--config", "config_file", type=click.Path(path_type=Path), help=f"Training config YAML (model: and train:) or a shipped config's name; default: {default}.")
     @click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder (resumed if it holds a stopped run).")
     @click.option("--stage", "stages", multiple=True, help=f"Run only these stages ({stage_names}; repeatable); default: the config's.")
@@ -321,9 +342,10 @@ def _recipe_command(name: str, module: str, config_class: str, train_function: s
         _train_reference(lambda on_step: run(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
                          config, seed, max_minutes, output, quiet)
 
-    return command
+    return RECIPES.register(name, command)
 
 
+RECIPES.register("nima", train_nima_cmd)
 _recipe_command("calm", "aesbench.models.calm_train", "CalmTrainConfig", "train_calm", "the small config on the tiny tasks",
                 "lm, pretrain, comment, score", "CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py).")
 _recipe_command("artquant", "aesbench.models.artquant_train", "ArtQuantTrainConfig", "train_artquant", "the small config on tiny-art-score",

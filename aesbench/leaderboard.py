@@ -16,8 +16,9 @@ from importlib import resources
 
 import yaml
 
+from .families import DEFAULT_BOOTSTRAP, FAMILIES, get_family
 from .images import Preprocessing
-from .metrics import ATTRIBUTE_METRICS
+from .metrics import ATTRIBUTE_METRICS, metric_info
 from .task import builtin_tasks, load_task
 
 
@@ -29,12 +30,17 @@ IDENTITY_KEYS = ("family", "version", "dataset", "preprocessing", "prompt", "pro
 
 
 def _identity(protocol: dict | None) -> dict:
-    """What decides a task's numbers (IDENTITY_KEYS of its definition as run), with the defaults of
-    settings added since filled in: a record written before preprocessing.draft_size existed ran with
-    its default, so it is the same protocol."""
+    """What decides a task's numbers (IDENTITY_KEYS of its definition as run), with the defaults
+    filled in: a record written before preprocessing.draft_size existed, or before results recorded the
+    family's protocol defaults, ran with those defaults, so it is the same protocol."""
     core = {k: (protocol or {}).get(k) for k in IDENTITY_KEYS}
     if isinstance(core["preprocessing"], dict):
         core["preprocessing"] = {**Preprocessing().to_dict(), **core["preprocessing"]}
+    if isinstance(core["protocol"], dict) and core["family"] in FAMILIES:
+        given = core["protocol"]
+        core["protocol"] = {**get_family(core["family"]).Protocol().to_dict(), **given}
+        if isinstance(given.get("bootstrap"), dict):
+            core["protocol"]["bootstrap"] = {**DEFAULT_BOOTSTRAP, **given["bootstrap"]}
     return core
 
 
@@ -90,7 +96,7 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
         })
     for table in tables.values():
         key = table["metrics"][0] if table["metrics"] else None
-        table["rows"].sort(key=lambda r: -(r["metrics"].get(key, float("-inf"))) if key else 0)
+        table["rows"].sort(key=lambda r: _rank(r["metrics"], key))
     if include_reported:
         builtin = builtin_tasks()
         for row in reported_rows():
@@ -104,6 +110,18 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
             table["rows"].append({"model": row["model"], "type": "reported", "n": None, "metrics": row["metrics"],
                                   "ci95": {}, "source": row["source"]})
     return dict(sorted(tables.items()))
+
+
+def _rank(metrics: dict, key: str | None) -> float:
+    """Sort key for a row: best first by the table's first metric in its own direction (MSE and EMD: lower
+    is better), rows without it last."""
+    if key is None:
+        return 0.0
+    value = metrics.get(key)
+    if value is None:
+        return float("inf")
+    info = metric_info(key)
+    return value if info is not None and not info.higher_is_better else -value
 
 
 def md(text) -> str:

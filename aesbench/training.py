@@ -23,9 +23,14 @@ from typing import Callable
 from . import distributed
 from .degradations import item_rng
 from .errors import AesbenchError
+from .registry import Registry
 from .weights import optional_import
 
 LOG_FILE, PLOT_FILE, STATE_DIR = "train_log.jsonl", "loss.png", "state"
+
+# `aesbench train NAME`: each recipe is the click command that runs it (the built-in ones are registered by
+# cli.py; an installed package adds its own under the entry-point group aesbench.recipes).
+RECIPES = Registry("training recipe", group="aesbench.recipes", hint="`aesbench train --help` lists them")
 
 
 @dataclass
@@ -68,15 +73,32 @@ def make_accelerator(mixed_precision: str = "auto"):
                                   dataloader_config=accelerate.utils.DataLoaderConfiguration(split_batches=True))
 
 
-def run_stage(stage: str, module, params: list, n_samples: int, build: Callable, loss_fn: Callable, schedule: Schedule,
-              seed: int, output: Path, mixed_precision: str = "auto", on_step: Callable | None = None, save_every: int = 50,
-              deadline: float | None = None, on_epoch: Callable | None = None) -> dict:
-    """Train `params` (tensors, or optimiser groups with their own "lr") of `module` for one stage; return a summary (steps, final loss, stopped why).
+@dataclass
+class StagePlan:
+    """One stage of training: `params` (tensors, or optimiser groups with their own "lr") of `module`,
+    trained on `n_samples` samples, build(epoch, index) -> one sample, towards loss_fn(module, samples)
+    -> dict of named loss tensors whose sum is minimised."""
 
-    build(epoch, index) -> one sample; loss_fn(module, samples) -> dict of named loss tensors whose
-    sum is minimised. on_step(stage, step, total, loss) feeds a progress bar; on_epoch(stage, epoch)
+    stage: str
+    module: object
+    params: list
+    n_samples: int
+    build: Callable
+    loss_fn: Callable
+    schedule: Schedule
+    seed: int = 0
+    mixed_precision: str = "auto"
+    save_every: int = 50
+
+
+def run_stage(plan: StagePlan, output: Path, on_step: Callable | None = None, deadline: float | None = None,
+              on_epoch: Callable | None = None) -> dict:
+    """Run one stage of training into `output` (resuming its saved state); return a summary (steps, final
+    loss, stopped why). on_step(stage, step, total, loss) feeds a progress bar; on_epoch(stage, epoch)
     runs after each whole epoch (learning curves), with the module in eval mode.
     """
+    stage, module, params, n_samples, build, loss_fn = plan.stage, plan.module, plan.params, plan.n_samples, plan.build, plan.loss_fn
+    schedule, seed, mixed_precision, save_every = plan.schedule, plan.seed, plan.mixed_precision, plan.save_every
     torch = optional_import("torch", "train", "training")
     accelerate_utils = optional_import("accelerate.utils", "train", "training")
     schedule.check(stage)

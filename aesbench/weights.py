@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .adapter import sha256_file
+from .provenance import sha256_file
 from .errors import AesbenchError
 from .options import parse_bool
 

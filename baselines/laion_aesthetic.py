@@ -28,7 +28,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from aesbench.adapter import Model, Request, register, sha256_file
+from aesbench.adapter import Model, Request, register
+from aesbench.provenance import sha256_file
 from aesbench.baselines.clip_iqa import LocalClip
 from aesbench.errors import AesbenchError, first_line
 from aesbench.options import parse_bool

@@ -21,13 +21,15 @@ Backbones (aesbench/models/vision.py, shared with CALM and ArtQuant):
 
 Training (`train_nima`, behind `aesbench train nima`): the EMD loss (r = 2) against each training
 image's AVA vote distribution; a CSV task has only a MOS, so its target is the two-bin distribution
-whose expectation is the MOS. Adam, lr for the head and lr / 10 for the backbone when it is trained
-(the paper's 10x ratio between last layer and base network). Backbone batch-norm statistics stay at
+whose expectation is the MOS. Adam (AdamW without weight decay) on the shared stage runner
+(aesbench/training.py: seeded batches, warm-up then cosine decay, resume after a stop), lr for the head
+and lr / 10 for the backbone when it is trained (the paper's 10x ratio between last layer and base network). Backbone batch-norm statistics stay at
 their ImageNet values (small batches would only add noise). Every training image is decoded once;
 with a frozen backbone (the default) only its features are kept and the head trains on them, so an
 epoch costs next to nothing; otherwise the prepared inputs are kept in memory (about 0.6 MB each)
 and flipped left-right at random. Seeded. The checkpoint folder gets config.json, model.safetensors
-(backbone and head), train_log.jsonl (one line per epoch) and training.json (provenance).
+(backbone and head), train_log.jsonl (one line per step), nima_run.json (task and settings, so a
+stopped training resumes) and training.json (provenance).
 
 Personalization (PIAA): a copy of the head is tuned on the support set's features: full batch, no
 dropout, `personal_steps` SGD steps (momentum 0.9) of size `personal_lr` divided by the features'
@@ -43,10 +45,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as dt
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,14 +55,16 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from aesbench import __version__
-from aesbench.adapter import Model, Request, read_config, register, sha256_file
+from aesbench.adapter import Model, Request, read_config, register
 from aesbench.datasets import read_dataset
 from aesbench.errors import AesbenchError, first_line
-from aesbench.families import chunks, decode
 from aesbench.features import module_cache
-from aesbench.models.vision import EFFICIENTNET, HFVision, make_encoder, pooled
-from aesbench.runs import git_state, identity_track, package_version
+from aesbench.models.vision import EFFICIENTNET, make_encoder, pooled
+from aesbench.pipeline import chunks, decode, identity_track
+from aesbench.degradations import item_rng
+from aesbench.provenance import build as build_provenance
+from aesbench.provenance import sha256_file
+from aesbench.store import LOCK, run_lock
 from aesbench.task import Task
 from aesbench.weights import optional_import, require_files, weight_hashes
 
@@ -299,20 +301,58 @@ def _cache(items, task: Task, network: Network, freeze: bool, batch_size: int, t
     return kept, (torch.cat(tensors) if tensors else None), skipped
 
 
+RUN_FILE = "nima_run.json"  # what a training folder is being trained with; a rerun with the same resumes
+
+
+def _training_folder(output: Path, identity: dict) -> None:
+    """A fresh folder, or one holding a stopped training of the same task and settings (it resumes);
+    anything else is refused in one line."""
+    if not output.exists():
+        return
+    if not output.is_dir() or (any(p.name != LOCK for p in output.iterdir()) and not (output / RUN_FILE).is_file()):
+        raise AesbenchError(f"output {output} already exists and is not an empty folder (nor a stopped `aesbench train nima`);"
+                            " choose another --output or delete it")
+    if not (output / RUN_FILE).is_file():
+        return
+    try:
+        previous = json.loads((output / RUN_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        previous = None
+    if previous != identity:
+        raise AesbenchError(f"output {output} holds a NIMA training with other settings or another task; resume with the"
+                            " same ones or choose another --output")
+    done = output / PROVENANCE_FILE
+    if done.is_file() and json.loads(done.read_text()).get("stopped") == "finished":
+        raise AesbenchError(f"output {output} already holds a finished NIMA training and is not an empty folder;"
+                            " choose another --output or delete it")
+
+
 def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConfig(), data_root: Path | None = None,
                track: Callable = identity_track, on_step: Callable | None = None) -> tuple[Nima, dict]:
-    """Train NIMA on the task's training split and save the checkpoint folder; return the model and its provenance.
+    """Train NIMA on the task's training split with the shared stage runner (aesbench/training.py) and save
+    the checkpoint folder; return the model and its provenance. A stopped training (--max-minutes, a kill)
+    resumes when run again with the same task and settings.
 
     on_step(done, total, loss) is called after every optimiser step (the CLI draws its progress bar from it).
     """
-    torch = _torch()
     started = time.time()
     train_task = training_split(task)
     if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0 or not 0 <= settings.dropout < 1:
         raise AesbenchError(f"nima training needs epochs >= 1, batch size >= 1, lr > 0 and 0 <= dropout < 1; got {settings}")
     output = Path(output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise AesbenchError(f"output {output} already exists and is not an empty folder; choose another --output or delete it")
+    recipe = {k: v for k, v in asdict(settings).items() if k != "max_minutes"}  # a resumed run may change its budget
+    identity = {"task": task.name, "task_sha256": task.sha256(), "settings": recipe}
+    _training_folder(output, identity)
+    output.mkdir(parents=True, exist_ok=True)
+    with run_lock(output):  # one training per folder at a time
+        return _train(task, train_task, output, identity, settings, data_root, track, on_step, started)
+
+
+def _train(task: Task, train_task: Task, output: Path, identity: dict, settings: TrainConfig, data_root: Path | None,
+           track: Callable, on_step: Callable | None, started: float) -> tuple[Nima, dict]:
+    from aesbench.training import Schedule, StagePlan, run_stage
+
+    torch = _torch()
     train_task.resolve_root(data_root)
     data = read_dataset(train_task)
     if not data.items:
@@ -324,57 +364,39 @@ def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConf
     if not items:
         raise AesbenchError(f"task {task.name!r}: none of its {len(data.items)} training images could be decoded"
                             f" (first: {skipped[0]['id']}: {skipped[0]['reason']})")
-    score_range = tuple(task.protocol.get("score_range", (1.0, 10.0)))
+    score_range = tuple(task.protocol.score_range)
     targets = torch.tensor([target_distribution(item.label, score_range) for item in items], dtype=torch.float32)
 
     for p in network.backbone.module.parameters():
         p.requires_grad_(not settings.freeze_backbone)
-    groups = [{"params": network.head.parameters(), "lr": settings.lr}]
+    groups = [{"params": list(network.head.parameters()), "lr": settings.lr}]
     if not settings.freeze_backbone:
-        groups.append({"params": network.backbone.module.parameters(), "lr": settings.lr * BACKBONE_LR_SCALE})
-    optimiser = torch.optim.Adam(groups)
-    generator = torch.Generator().manual_seed(settings.seed)
-    steps_per_epoch = math.ceil(len(items) / settings.batch_size)
-    total, done, stopped = settings.epochs * steps_per_epoch, 0, "finished"
-    deadline = time.monotonic() + 60 * settings.max_minutes if settings.max_minutes else None
-    network.head.train()  # dropout on; the backbone stays in eval mode, so its batch-norm statistics are kept
-    output.mkdir(parents=True, exist_ok=True)
-    with open(output / LOG_FILE, "w") as log:
-        for epoch in range(1, settings.epochs + 1):
-            epoch_start, losses = time.monotonic(), []
-            for idx in torch.randperm(len(items), generator=generator).split(settings.batch_size):
-                x = cached[idx]
-                if not settings.freeze_backbone:
-                    flip = torch.rand(len(idx), generator=generator) < 0.5
-                    x = network.features(torch.where(flip[:, None, None, None], x.flip(-1), x))
-                loss = emd_loss(network.distribution(x), targets[idx].to(network.device))
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                losses.append((loss.item(), len(idx)))
-                done += 1
-                if on_step:
-                    on_step(done, total, loss.item())
-                if deadline and time.monotonic() > deadline:
-                    stopped = f"time budget of {settings.max_minutes:g} min"
-                    break
-            epoch_loss = sum(l * n for l, n in losses) / sum(n for _, n in losses)
-            record = {"epoch": epoch, "loss": round(epoch_loss, 6), "time_s": round(time.monotonic() - epoch_start, 3),
-                      "steps": len(losses)}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if stopped != "finished":
-                break
+        groups.append({"params": list(network.backbone.module.parameters()), "lr": settings.lr * BACKBONE_LR_SCALE})
+
+    def build(epoch: int, index: int):
+        """An image and whether it is flipped left-right (only when the backbone trains), fixed by (seed, epoch, index)."""
+        return index, not settings.freeze_backbone and bool(item_rng(settings.seed, f"nima/flip/{epoch}/{index}").random() < 0.5)
+
+    def loss_fn(module, samples):
+        idx = torch.tensor([index for index, _ in samples])
+        x = cached[idx]
+        if not settings.freeze_backbone:
+            network.backbone.module.eval()  # batch-norm statistics stay at their ImageNet values
+            flip = torch.tensor([flipped for _, flipped in samples])
+            x = network.features(torch.where(flip[:, None, None, None], x.flip(-1), x))
+        return {"emd": emd_loss(network.distribution(x), targets[idx].to(network.device))}
+
+    schedule = Schedule(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr)
+    (output / RUN_FILE).write_text(json.dumps(identity, indent=2) + "\n")
+    deadline = time.monotonic() + 60 * settings.max_minutes if settings.max_minutes else None  # caching not counted
+    summary = run_stage(StagePlan("nima", network.modules, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),
+                        output, on_step and (lambda stage, done, total, loss: on_step(done, total, loss)), deadline)
     network.modules.eval()
 
     model = Nima(network)
     model.save_pretrained(output)
-    ended = time.time()
-    provenance = {
-        "aesbench": __version__,
-        "git": git_state(),
-        "torch": package_version("torch"),
-        "transformers": package_version("transformers") if isinstance(network.backbone, HFVision) else None,
+    steps_per_epoch = math.ceil(len(items) / settings.batch_size)
+    provenance = build_provenance(started, time.time(), ("torch", "transformers", "accelerate"), {
         "device": network.device,
         "task": task.name,
         "task_file": str(task.path),
@@ -388,15 +410,12 @@ def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConf
         "seed": settings.seed,
         "settings": asdict(settings),
         "backbone_lr_scale": BACKBONE_LR_SCALE,
-        "epochs_done": epoch,
-        "steps": done,
-        "stopped": stopped,
-        "final_loss": record["loss"],
+        "epochs_done": summary["steps"] // steps_per_epoch,
+        "steps": summary["steps"],
+        "stopped": summary["stopped"],
+        "final_loss": summary["final_loss"],
+        "stage": summary,
         "model": model.describe(),
-        "start": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
-        "end": dt.datetime.fromtimestamp(ended, dt.timezone.utc).isoformat(timespec="seconds"),
-        "duration_s": round(ended - started, 3),
-        "command": " ".join(sys.argv),
-    }
+    })
     (output / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     return model, provenance

@@ -60,7 +60,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, optimize, signal, special
 
-from aesbench.adapter import Model, Request, register, sha256_file
+from aesbench.adapter import Model, Request, register
+from aesbench.provenance import sha256_file
 from aesbench.errors import AesbenchError
 from aesbench.weights import optional_import
 

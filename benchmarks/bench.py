@@ -49,11 +49,13 @@ from PIL import Image
 from aesbench.adapter import Model, load_model
 from aesbench.baselines.nima import TrainConfig, train_nima
 from aesbench.datasets import Dataset, Item, read_dataset
-from aesbench.families import ScoreFamily, _request, chunks
+from aesbench.families.score import ScoreFamily
+from aesbench.pipeline import chunks, identity_track
 from aesbench.images import Preprocessing, cpu_cores, load_image
 from aesbench.models.calm import Calm
 from aesbench.models.vlm import VLMConfig, build_network
-from aesbench.runs import PredictionStore, evaluate, identity_track
+from aesbench.runs import evaluate
+from aesbench.store import PredictionStore, read_predictions
 from aesbench.task import Task, load_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,7 +69,7 @@ SIDE = 224
 
 
 def bare_loop(task, data, batch_size: int, model: Model) -> float:
-    request = _request(task)
+    request = ScoreFamily().request(task)
     start = time.perf_counter()
     for batch in chunks(data.items, batch_size):
         model.score([load_image(it.image, task.preprocessing) for it in batch], request)
@@ -143,7 +145,7 @@ def time_piaa(checkpoint: str, cache: str | None, people: int, batch_size: int) 
         start = time.perf_counter()
         results = evaluate(load_task(PIAA), Path(tmp), model=model, limit=people, batch_size=batch_size)
         elapsed = time.perf_counter() - start
-        lines = PredictionStore(Path(tmp) / "predictions.jsonl").lines
+        lines = read_predictions(Path(tmp) / "predictions.jsonl")[0]
     scores = {f"{unit}/{i}": s for unit, line in lines.items() for i, s in line.get("scores", {}).items()}
     return {"time": elapsed, "metrics": results["metrics"], "scores": scores, "rss": rss_mb("VmHWM") - before,
             "cache": model.feature_cache.describe() if model.feature_cache else None}
@@ -299,11 +301,9 @@ def ava_like(n: int, seed: int = 0):
 
 
 def time_scoring(n: int, way: str) -> dict:
-    """ava-score's metrics with their 1000-resample CIs on n AVA-shaped predictions (ScoreFamily.evaluate),
+    """ava-score's metrics with their 1000-resample CIs on n AVA-shaped predictions (ScoreFamily.score),
     or scipy's bare SRCC and PLCC on the same data: wall time, CPU time and peak RSS growth."""
     from scipy import stats
-
-    from aesbench.families import ScoreFamily
 
     pred, mos, dist, true = ava_like(n)
     task = load_task("ava-score")
@@ -316,14 +316,14 @@ def time_scoring(n: int, way: str) -> dict:
         stats.spearmanr(pred, mos), stats.pearsonr(pred, mos)
         out = {}
     else:
-        result = ScoreFamily().evaluate(task, data, lines, task.bootstrap)
+        result = ScoreFamily().score(task, data, lines, {})
         out = {"ci": result["ci95"], "metrics": result["metrics"]}
     return dict(out, time=time.perf_counter() - start, cpu=cpu_seconds() - cpu, rss=rss_mb("VmHWM") - before)
 
 
 def bench_scoring(args) -> None:
     print(f"\nscoring AVA-shaped predictions: {', '.join(load_task('ava-score').metrics)} with 1000-resample CIs"
-          " (ScoreFamily.evaluate), against scipy's bare spearmanr + pearsonr on the same data; fresh process each:")
+          " (ScoreFamily.score), against scipy's bare spearmanr + pearsonr on the same data; fresh process each:")
     for n in args.scoring_n:
         bare = in_fresh_process(time_scoring, n, "scipy")
         ours = in_fresh_process(time_scoring, n, "aesbench")

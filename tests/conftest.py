@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,14 @@ def write_csv_task(root: Path, scores: list, splits: list[str] | None = None, sp
     path.write_text("name: my-score\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images/"
                     + (f", split: {split}" if split else "") + "}\n" + extra)
     return path
+
+
+def prediction_records(path: Path) -> list[dict]:
+    """A run's predictions.jsonl without its header line (store.py): one record per item."""
+    from aesbench.store import HEADER_KEY
+
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return records[1:] if records and HEADER_KEY in records[0] else records
 
 
 requires_java = pytest.mark.skipif(shutil.which("java") is None, reason="Java is needed by pycocoevalcap")

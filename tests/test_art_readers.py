@@ -179,7 +179,7 @@ def test_apdd_training_split_and_category_blanks(apdd):
 
 def test_apdd_header_and_attribute_errors_are_one_line(apdd, tmp_path):
     task = real_task("apdd-score", apdd)
-    task.protocol["attributes"] = ["colour"]
+    task.protocol.attributes = ["colour"]
     with pytest.raises(AesbenchError, match="APDD has no attribute 'colour'; its attributes are theme_and_logic, creativity"):
         read_dataset(task)
     (apdd / "APDDv2-10023.csv").write_text("filename,Score\nx.jpg,5\n")
@@ -189,7 +189,7 @@ def test_apdd_header_and_attribute_errors_are_one_line(apdd, tmp_path):
 
 
 def test_attribute_keys_are_the_column_names_lower_cased():
-    assert [attribute_key(c) for c in APDD_ATTRIBUTES] == load_task("apdd-score").protocol["attributes"]
+    assert [attribute_key(c) for c in APDD_ATTRIBUTES] == load_task("apdd-score").protocol.attributes
     assert attribute_key("The sense of order") == "the_sense_of_order"
 
 

@@ -21,7 +21,7 @@ from aesbench.leaderboard import render_csv, render_markdown
 from aesbench.runs import PREDICTIONS, evaluate
 from aesbench.task import load_task
 
-from conftest import REPO, write_csv_task
+from conftest import REPO, prediction_records, write_csv_task
 
 TINY_ART = REPO / "tasks" / "data" / "tiny-art"
 
@@ -29,7 +29,7 @@ TINY_ART = REPO / "tasks" / "data" / "tiny-art"
 def quick_task():
     """tiny-art-score with a short bootstrap: the per-attribute CIs, not the point values, would take the time."""
     task = load_task("tiny-art-score")
-    task.protocol["bootstrap"] = {"resamples": 30, "seed": 0, "level": 0.95}
+    task.protocol.bootstrap = {"resamples": 30, "seed": 0, "level": 0.95}
     return task
 
 
@@ -111,8 +111,8 @@ class MeanPixel(Model):
 def test_model_attribute_scores_are_stored_and_scored(tmp_path):
     model = MeanPixel()
     results = evaluate(quick_task(), tmp_path, model=model, batch_size=8)
-    assert model.requests[0].attributes == tuple(load_task("tiny-art-score").protocol["attributes"])
-    lines = [json.loads(line) for line in open(tmp_path / PREDICTIONS)]
+    assert model.requests[0].attributes == tuple(load_task("tiny-art-score").protocol.attributes)
+    lines = prediction_records(tmp_path / PREDICTIONS)
     assert all(line["attributes"]["mood"] is None and isinstance(line["attributes"]["color"], float) for line in lines)
     truth = labels()
     means = {line["id"]: np.asarray(Image.open(TINY_ART / "images" / line["id"]).convert("RGB"), dtype=np.float64).mean()

@@ -25,7 +25,7 @@ from aesbench.images import ImageError, Preprocessing, load_image
 from aesbench.runs import PREDICTIONS, evaluate
 from aesbench.task import load_task
 
-from conftest import REPO, natural_image, run_cli
+from conftest import REPO, natural_image, prediction_records, run_cli
 
 TINY_AVA = REPO / "tasks" / "data" / "tiny-ava"
 VENV_BIN = Path(sys.executable).parent
@@ -298,7 +298,7 @@ def test_unreadable_images_and_bad_rows_never_stop_a_run(tmp_path):
         assert "\n" not in reasons[item_id][0]
     assert results["protocol"]["preprocessing"]["max_pixels"] == 1000  # the choice is recorded
 
-    lines = [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
+    lines = prediction_records(out / PREDICTIONS)
     by_id = {line["id"]: line for line in lines}
     assert len(by_id) == len(lines)  # each id once
     for name in expected["readable"]:
@@ -483,7 +483,7 @@ def test_model_returning_nan_gives_skip_lines_that_are_not_recomputed(tmp_path):
     results = evaluate(load_task("tiny-ava-score"), out, model=model, batch_size=7)
     total = len(TINY_AVA_TEST_IDS)
     assert model.calls == total
-    lines = [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
+    lines = prediction_records(out / PREDICTIONS)
     assert len(lines) == total
     skipped = [line for line in lines if "skipped" in line]
     assert len(skipped) == total // 3
@@ -498,7 +498,7 @@ def test_model_returning_nan_gives_skip_lines_that_are_not_recomputed(tmp_path):
     assert again.calls == 0  # finished ids, NaN skips included, are not asked again
     assert results2["resumed_from"] == total
     assert results2["metrics"] == results["metrics"]
-    assert len((out / PREDICTIONS).read_text().splitlines()) == total
+    assert len(prediction_records(out / PREDICTIONS)) == total
 
 
 class NoneScore(Model):
@@ -741,7 +741,7 @@ def test_suggest_task_without_kinds_uses_the_six(tmp_path):
 def test_malformed_piaa_lines_are_skips(tmp_path):
     task = load_task("tiny-flickr-aes-piaa")
     run = evaluate(task, tmp_path / "run", model=load_model("random"), limit=2)
-    lines = [json.loads(x) for x in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
+    lines = prediction_records(tmp_path / "run" / PREDICTIONS)
     broken = [dict(x, scores=["not", "a", "map"]) if x["id"].endswith("/k10/r0") else x for x in lines]
     preds = tmp_path / "broken.jsonl"
     preds.write_text("".join(json.dumps(x) + "\n" for x in broken))

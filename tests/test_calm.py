@@ -205,7 +205,7 @@ def test_train_commands_report_bad_configs_in_one_line(tmp_path):
 
 
 def test_a_training_folder_in_use_is_refused_and_a_first_stage_stop_resumes(tmp_path):
-    from aesbench.runs import run_lock
+    from aesbench.store import run_lock
 
     def interrupt(stage, step, total, loss):
         if stage == "pretrain" and step == 3:

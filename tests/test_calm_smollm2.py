@@ -25,7 +25,7 @@ from aesbench.models.recipe import trainable, with_lora  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
 from aesbench.models.vlm import ALIGN, VLMConfig, build_network, in_context_sample, readout_sample, text_sample  # noqa: E402
 from aesbench.training import Schedule  # noqa: E402
-from aesbench.adapter import sha256_file  # noqa: E402
+from aesbench.provenance import sha256_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")

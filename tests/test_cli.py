@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import REPO, requires_java, run_cli
+from conftest import REPO, prediction_records, requires_java, run_cli
 
 TOLERANCE = 1e-6
 SUITE_MODELS = ("handcrafted", "constant", "random", "brisque", "niqe")  # reproducible by name alone
@@ -79,8 +79,8 @@ def test_eval_twice_resumes_without_duplicates(tmp_path):
     assert "acc_avg" in first.stdout
     second = run_cli(*args, "--quiet")
     assert second.returncode == 0 and second.stdout == ""
-    lines = (tmp_path / "predictions.jsonl").read_text().splitlines()
-    assert len(lines) == len({json.loads(x)["id"] for x in lines}) == 30
+    lines = prediction_records(tmp_path / "predictions.jsonl")
+    assert len(lines) == len({x["id"] for x in lines}) == 30
     assert json.loads((tmp_path / "results.json").read_text())["resumed_from"] == 30
 
 

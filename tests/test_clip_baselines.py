@@ -7,7 +7,6 @@ detection, and that every broken input is one line.
 """
 from __future__ import annotations
 
-import json
 import math
 import string
 
@@ -17,11 +16,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from aesbench.adapter import Request, load_model, sha256_file  # noqa: E402
+from aesbench.adapter import Request, load_model  # noqa: E402
+from aesbench.provenance import sha256_file  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
 from aesbench.runs import PREDICTIONS, evaluate  # noqa: E402
 from aesbench.task import load_task  # noqa: E402
-from conftest import natural_image  # noqa: E402
+from conftest import natural_image, prediction_records  # noqa: E402
 
 EMBED_DIM = 16
 TWO_PAIRS = [["Good photo.", "Bad photo."], ["A beautiful picture.", "An ugly picture."]]
@@ -118,7 +118,7 @@ def hand_mlp(state, x):
 def tiny_ava_score():
     """tiny-ava-score with a short bootstrap: the adapters are under test here, not the CIs (1000 cost ~8 s)."""
     task = load_task("tiny-ava-score")
-    task.protocol["bootstrap"] = {"resamples": 20}
+    task.protocol.bootstrap = {"resamples": 20}
     return task
 
 
@@ -126,7 +126,7 @@ def tiny_ava_score():
 def test_end_to_end_on_tiny_ava(files, tmp_path, name):
     model = laion(files) if name == "laion-aesthetic" else clip_iqa(files)
     results = evaluate(tiny_ava_score(), tmp_path / "run", model=model, limit=10, batch_size=4)
-    scores = [json.loads(line)["score"] for line in open(tmp_path / "run" / PREDICTIONS)]
+    scores = [line["score"] for line in prediction_records(tmp_path / "run" / PREDICTIONS)]
     assert results["n"] == 10 and len(scores) == 10
     assert all(math.isfinite(s) and 1.0 <= s <= 10.0 for s in scores)
     described = results["provenance"]["model"]

@@ -3,7 +3,6 @@ at a time, byte for byte, and the same skips; JPEG draft decoding is an explicit
 never goes below its size. Real JPEG and PNG files, decoded by Pillow."""
 import hashlib
 import io
-import json
 
 import numpy as np
 import pytest
@@ -12,11 +11,12 @@ from PIL import Image, ImageOps
 from aesbench.adapter import Model
 from aesbench.datasets import Item
 from aesbench.errors import AesbenchError
-from aesbench.families import SuggestFamily, decode
+from aesbench.families.suggest import SuggestFamily, SuggestProtocol
+from aesbench.pipeline import decode
 from aesbench.images import ImageError, Preprocessing, load_image
 from aesbench.runs import PREDICTIONS, evaluate
 from aesbench.task import Task, load_task
-from conftest import REPO
+from conftest import REPO, prediction_records
 
 PHOTOS = sorted((REPO / "tasks/data/tiny-ava/images").glob("*.jpg"))
 
@@ -102,7 +102,7 @@ def test_a_transform_runs_on_the_threads_with_the_serial_result(images):
     kinds = ["noise", "blur", "dark", "bright", "desaturated", "crop"]
     items = [Item(p.name, p, {"kind": kinds[i % len(kinds)]}) for i, p in enumerate(paths)]
     task = score_task(Preprocessing(draft_size=224))
-    task.protocol = {"seed": 3, "severity": 0.8}
+    task.protocol = SuggestProtocol(seed=3, severity=0.8)
     transform = SuggestFamily().transform(task)
     ok, imgs, _ = decode(items, task, transform)
     expected_ok, _ = serial(paths, task.preprocessing, transform, items)
@@ -161,7 +161,7 @@ def test_a_run_with_prefetching_sees_the_serial_pixels_in_order(images, tmp_path
     task = load_task(str(yaml_path))
     model = Recorder()
     results = evaluate(task, tmp_path / "run", model=model, batch_size=3)
-    lines = [json.loads(line) for line in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()]
+    lines = prediction_records(tmp_path / "run" / PREDICTIONS)
     lines = [line for line in lines if "id" in line and line["id"] in {p.name for p in paths}]
 
     expected, order = {}, []

@@ -11,7 +11,7 @@ import pytest
 from aesbench.adapter import Model, load_model
 from aesbench.descriptions import LEVELS, PROMPTS, describe, read_descriptions, score_sentence
 from aesbench.errors import AesbenchError
-from aesbench.runs import PredictionStore
+from aesbench.store import PredictionStore
 from aesbench.datasets import read_dataset
 from aesbench.task import load_task
 

@@ -64,11 +64,10 @@ def test_two_processes_give_the_results_of_one(single_root, tmp_path):
 
 def test_one_process_finishes_an_interrupted_multi_process_run(single_root, tmp_path):
     source = single_root / "tiny-ava-score"
-    header = json.loads((source / RUN).read_text())
-    lines = open(source / PREDICTIONS).read().splitlines(keepends=True)
+    header, *lines = open(source / PREDICTIONS).read().splitlines(keepends=True)  # shards start with the run's header
     # Two shards of a killed run: rank 0 had recorded 10 items, rank 1 15 and was cut mid-line.
-    (tmp_path / SHARD.format(0)).write_text(json.dumps(header) + "\n" + "".join(lines[:10]))
-    (tmp_path / SHARD.format(1)).write_text(json.dumps(header) + "\n" + "".join(lines[10:25]) + lines[25][:20])
+    (tmp_path / SHARD.format(0)).write_text(header + "".join(lines[:10]))
+    (tmp_path / SHARD.format(1)).write_text(header + "".join(lines[10:25]) + lines[25][:20])
     model, scored = load_model("handcrafted"), []
     score = model.score
     model.score = lambda images, request: scored.extend(images) or score(images, request)
@@ -88,7 +87,7 @@ TRAIN = textwrap.dedent("""
     from pathlib import Path
     import torch
     from aesbench import distributed
-    from aesbench.training import Schedule, run_stage
+    from aesbench.training import Schedule, StagePlan, run_stage
 
     def train(output):
         output = Path(output)
@@ -106,7 +105,7 @@ TRAIN = textwrap.dedent("""
             return {"mse": ((net(x)[:, 0] - y) ** 2).mean()}
 
         schedule = Schedule(epochs=1, batch_size=5, grad_accum=2, lr=0.05, warmup=0.0)
-        run_stage("tiny", module, list(module.parameters()), 11, build, loss_fn, schedule, 0, output, mixed_precision="no")
+        run_stage(StagePlan("tiny", module, list(module.parameters()), 11, build, loss_fn, schedule, 0, "no"), output)
         if int(__import__("os").environ.get("RANK", "0")) == 0:
             weights = {k: v.tolist() for k, v in module.state_dict().items()}
             (output / "weights.json").write_text(json.dumps(weights))

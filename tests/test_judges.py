@@ -117,7 +117,7 @@ def test_llm_judge_end_to_end(tiny_llm, tmp_path):
     assert described["prompt_version"] == "yesno-v1" and "model.safetensors" in described["weights_sha256"]
 
     task = load_task("tiny-pccd-suggest")
-    task.protocol["judge"] = {"name": "llm", "path": str(tiny_llm)}
+    task.protocol.judge = {"name": "llm", "path": str(tiny_llm)}
     results = evaluate(task, tmp_path / "run", model=load_model("handcrafted"), limit=6)
     verdicts = results["details"]["verdicts"]
     assert len(verdicts) == 6 and all(v["judge"] == "llm-yesno-v1" and 0 <= v["p_yes"] <= 1 for v in verdicts.values())

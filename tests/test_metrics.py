@@ -40,8 +40,10 @@ def test_acc_mse_by_hand():
 
 
 def test_emd_by_hand():
-    p = np.zeros((1, 10)); p[0, 0] = 1.0
-    t = np.zeros((1, 10)); t[0, 9] = 1.0
+    p = np.zeros((1, 10))
+    p[0, 0] = 1.0
+    t = np.zeros((1, 10))
+    t[0, 9] = 1.0
     # CDF difference is 1 on the first nine bins, 0 on the last: sqrt(9/10)
     assert metrics.emd(p, t) == pytest.approx(np.sqrt(0.9))
     assert metrics.emd(t, t) == 0.0

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import natural_image, requires_java, run_cli
+from conftest import natural_image, prediction_records, requires_java, run_cli
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -125,7 +125,7 @@ def odd_images():
 def quick(task_name: str):
     """A built-in task with 20 bootstrap resamples: its logistic-fit CIs, not the model, would take the time."""
     task = load_task(task_name)
-    task.protocol["bootstrap"] = {**task.bootstrap, "resamples": 20}
+    task.protocol.bootstrap = {**task.bootstrap, "resamples": 20}
     return task
 
 
@@ -142,7 +142,7 @@ def hand_logits(model, text: str, image: Image.Image):
 def test_qalign_scores_tiny_ava_end_to_end(qalign, tmp_path):
     results = evaluate(quick("tiny-ava-score"), tmp_path, model=qalign, batch_size=3, limit=8)
     assert results["n"] == 8 and (tmp_path / RESULTS).is_file()
-    lines = [json.loads(line) for line in open(tmp_path / "predictions.jsonl")]
+    lines = prediction_records(tmp_path / "predictions.jsonl")
     assert len(lines) == 8 and all(1.0 <= line["score"] <= 10.0 for line in lines)
     assert np.ptp([line["score"] for line in lines]) > 0, "images should not all score alike"
     model = results["provenance"]["model"]
@@ -152,14 +152,14 @@ def test_qalign_scores_tiny_ava_end_to_end(qalign, tmp_path):
 @requires_java
 def test_qalign_comments_tiny_ava_end_to_end(qalign, tmp_path):
     results = evaluate(quick("tiny-ava-comment"), tmp_path, model=qalign, batch_size=2, limit=4)
-    lines = [json.loads(line) for line in open(tmp_path / "predictions.jsonl")]
+    lines = prediction_records(tmp_path / "predictions.jsonl")
     assert results["n"] == 4 and all(isinstance(line["comment"], str) for line in lines)
     assert (tmp_path / RESULTS).is_file()
 
 
 def test_qalign_suggests_tiny_pccd_end_to_end(qalign, tmp_path):
     results = evaluate(quick("tiny-pccd-suggest"), tmp_path, model=qalign, batch_size=4, limit=6)
-    lines = [json.loads(line) for line in open(tmp_path / "predictions.jsonl")]
+    lines = prediction_records(tmp_path / "predictions.jsonl")
     assert results["n"] == 6 and all(isinstance(line["suggestion"], str) for line in lines)
     assert (tmp_path / RESULTS).is_file() and "acc_avg" in results["metrics"]
 
@@ -167,7 +167,7 @@ def test_qalign_suggests_tiny_pccd_end_to_end(qalign, tmp_path):
 def test_artimuse_scores_tiny_ava_end_to_end(checkpoints, tmp_path):
     model = load_model("artimuse-readout", {"path": checkpoints["plain"], "resize": 64})
     results = evaluate(quick("tiny-ava-score"), tmp_path, model=model, batch_size=2, limit=4)
-    scores = [json.loads(line)["score"] for line in open(tmp_path / "predictions.jsonl")]
+    scores = [line["score"] for line in prediction_records(tmp_path / "predictions.jsonl")]
     assert results["n"] == 4 and all(1.0 <= s <= 10.0 for s in scores)
     assert results["provenance"]["model"]["preprocessing"]["resize"] == "64x64 bicubic"
 

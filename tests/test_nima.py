@@ -7,6 +7,7 @@ With the default multi-level pooling (layers 5, 11, 17) NIMA's SRCC was 0.49-0.5
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -21,9 +22,10 @@ pytest.importorskip("safetensors")
 import torch  # noqa: E402
 
 from aesbench.adapter import Request, load_model  # noqa: E402
-from aesbench.baselines.nima import LOG_FILE, PROVENANCE_FILE, Nima, TrainConfig, emd_loss, train_nima  # noqa: E402
+from aesbench.baselines.nima import LOG_FILE, PROVENANCE_FILE, RUN_FILE, Nima, TrainConfig, emd_loss, train_nima  # noqa: E402
 from aesbench.models.vision import make_encoder, pooled  # noqa: E402
 from aesbench.datasets import read_dataset  # noqa: E402
+from aesbench.store import LOCK  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
 from aesbench.images import load_image  # noqa: E402
 from aesbench.metrics import emd  # noqa: E402
@@ -61,6 +63,13 @@ def test_nima_learns_tiny_ava_votes(trained, record_property):
     prior = np.mean([it.label["distribution"] for it in _items("train")], axis=0)
     votes = np.array([it.label["distribution"] for it in _items("test")])
     assert nima["metrics"]["emd"] < emd(np.tile(prior, (len(votes), 1)), votes) - 0.005  # 0.153 vs 0.179
+
+
+def test_rescoring_the_runs_own_predictions_reproduces_it(trained, tmp_path):
+    """Rescoring = scoring: the run's predictions.jsonl alone gives its metrics, intervals and undefined ones."""
+    again = evaluate(load_task(TASK), tmp_path / "again", predictions=trained["root"] / "eval-nima" / "predictions.jsonl")
+    for key in ("n", "metrics", "ci95", "undefined", "skipped", "model"):
+        assert again[key] == trained["nima"][key], key
 
 
 def test_pooling_the_last_layer_is_the_papers_feature():
@@ -116,10 +125,11 @@ def _items(split):
 
 def test_checkpoint_round_trip_gives_identical_scores(trained):
     ckpt = trained["root"] / "ckpt"
-    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", LOG_FILE, PROVENANCE_FILE}
+    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", LOG_FILE, PROVENANCE_FILE, RUN_FILE, LOCK}
     assert json.loads((ckpt / "config.json").read_text())["model_type"] == "nima"
     log = [json.loads(line) for line in (ckpt / LOG_FILE).read_text().splitlines()]
-    assert [r["epoch"] for r in log] == list(range(1, 31)) and all({"loss", "time_s"} <= set(r) for r in log)
+    assert [r["step"] for r in log] == list(range(1, 151)) and log[-1]["epoch"] == 30  # 75 images, batches of 16
+    assert all({"stage", "loss", "emd", "lr", "time_s"} <= set(r) for r in log)
     provenance = json.loads((ckpt / PROVENANCE_FILE).read_text())
     assert provenance["task"] == TASK and len(provenance["task_sha256"]) == 64 and provenance["seed"] == 0
     assert provenance["settings"]["freeze_backbone"] is True and provenance["aesbench"]
@@ -152,7 +162,7 @@ def test_cli_train_then_eval_writes_emd(tmp_path):
     ckpt, run = tmp_path / "ckpt", tmp_path / "run"
     trained = run_cli("train", "nima", "--task", TASK, "--output", str(ckpt), "--epochs", "2", "--quiet")
     assert trained.returncode == 0, trained.stderr
-    assert len((ckpt / LOG_FILE).read_text().splitlines()) == 2
+    assert json.loads((ckpt / LOG_FILE).read_text().splitlines()[-1])["epoch"] == 2  # one line per step
     evaluated = run_cli("eval", "--task", TASK, "--model", str(ckpt), "--output", str(run), "--limit", "12", "--quiet")
     assert evaluated.returncode == 0, evaluated.stderr
     results = json.loads((run / "results.json").read_text())
@@ -187,6 +197,15 @@ def test_hugging_face_backbone_fine_tunes_and_round_trips(tmp_path):
     restored = load_model(str(tmp_path / "ckpt"))
     assert restored.score(images, Request()) == model.score(images, Request())
     assert restored.describe()["config"]["backbone_source"]["backbone"] == str(vit.resolve())
+    # Run again with the same task and settings: the stopped training resumes where it stopped (the shared runner's
+    # saved state) and finishes; the whole run in another folder takes the same steps.
+    again = dataclasses.replace(settings, max_minutes=None)
+    _, resumed = train_nima(_csv_task(tmp_path / "data"), tmp_path / "ckpt", again)
+    assert resumed["stopped"] == "finished" and resumed["steps"] == 6 and resumed["epochs_done"] == 3
+    log = [json.loads(line) for line in (tmp_path / "ckpt" / LOG_FILE).read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]  # step 1 before the stop, then on from the saved state
+    with pytest.raises(AesbenchError, match="other settings or another task"):
+        train_nima(_csv_task(tmp_path / "data"), tmp_path / "ckpt", dataclasses.replace(again, lr=0.5))
 
 
 def test_one_line_errors(tmp_path, trained):

@@ -4,7 +4,6 @@ tiny-ava ids 100001 + 3p are the clean resized photos (variant 0); the others ca
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import types
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, prediction_records
 from aesbench.adapter import Request, load_model
 from aesbench.degradations import degrade, item_rng
 from aesbench.runs import PREDICTIONS, evaluate
@@ -51,7 +50,7 @@ def niqe():
 def test_runs_on_tiny_ava(name, tmp_path):
     results = evaluate(load_task("tiny-ava-score"), tmp_path, model=load_model(name), limit=15)
     assert results["n"] == 15 and results["skipped"] == []
-    lines = [json.loads(line) for line in (tmp_path / PREDICTIONS).read_text().splitlines()]
+    lines = prediction_records(tmp_path / PREDICTIONS)
     assert len(lines) == 15 and all(math.isfinite(line["score"]) and set(line) == {"id", "score"} for line in lines)
     assert math.isfinite(results["metrics"]["srcc"])
     described = results["provenance"]["model"]

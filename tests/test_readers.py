@@ -21,7 +21,7 @@ from aesbench.datasets import read_dataset
 from aesbench.degradations import SUGGEST_KINDS
 from aesbench.task import load_task
 
-from conftest import REPO, natural_image, requires_java, run_cli, write_csv_task
+from conftest import REPO, natural_image, prediction_records, requires_java, run_cli, write_csv_task
 
 DATA = REPO / "tasks" / "data"
 TINY_AVA = DATA / "tiny-ava"
@@ -267,5 +267,5 @@ def test_users_comment_task_end_to_end(tmp_path, monkeypatch):
     assert results["n"] == 3 and results["skipped"] == []
     assert set(results["metrics"]) == {"bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"}
     assert all(0 <= v <= 10 for v in results["metrics"].values())
-    lines = [json.loads(l) for l in (elsewhere / "out" / "predictions.jsonl").read_text().splitlines()]
+    lines = prediction_records(elsewhere / "out" / "predictions.jsonl")
     assert sorted(l["id"] for l in lines) == ["a", "b", "c"] and all(isinstance(l["comment"], str) for l in lines)

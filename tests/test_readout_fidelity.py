@@ -19,13 +19,13 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from aesbench.baselines.mllm_readout import QALIGN_PREFIX, QALIGN_PROMPT
-from aesbench.baselines.token_score import SCORE_TOKENS
-from test_mllm_readout import ARTQUANT_PREFIX, ARTQUANT_PROMPT, build_checkpoint
+from aesbench.baselines.mllm_readout import QALIGN_PREFIX, QALIGN_PROMPT  # noqa: E402
+from aesbench.baselines.token_score import SCORE_TOKENS  # noqa: E402
+from test_mllm_readout import ARTQUANT_PREFIX, ARTQUANT_PROMPT, build_checkpoint  # noqa: E402
 
-from aesbench.adapter import Request, load_model
-from aesbench.errors import AesbenchError
-from aesbench.models.readout import LEVEL_WORDS
+from aesbench.adapter import Request, load_model  # noqa: E402
+from aesbench.errors import AesbenchError  # noqa: E402
+from aesbench.models.readout import LEVEL_WORDS  # noqa: E402
 
 
 def expand2square(pil_img, background_color):

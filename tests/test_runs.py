@@ -11,6 +11,7 @@ import pytest
 from aesbench.adapter import load_model
 from aesbench.runs import PREDICTIONS, evaluate
 from aesbench.task import load_task
+from conftest import prediction_records
 
 # A handcrafted model that logs every image it scores (and can be slowed down), run in a child process.
 CHILD = textwrap.dedent("""
@@ -35,7 +36,7 @@ CHILD = textwrap.dedent("""
 
 
 def ids_in(path):
-    return [json.loads(line)["id"] for line in open(path)]
+    return [line["id"] for line in prediction_records(path)]
 
 
 def test_kill_9_then_resume_loses_nothing_and_redoes_nothing(tmp_path):
@@ -45,7 +46,7 @@ def test_kill_9_then_resume_loses_nothing_and_redoes_nothing(tmp_path):
     child = subprocess.Popen([sys.executable, str(script), str(out), str(log), "0.05"])
     deadline = time.time() + 60
     while time.time() < deadline:
-        if (out / PREDICTIONS).exists() and len(open(out / PREDICTIONS).readlines()) >= 10:
+        if (out / PREDICTIONS).exists() and len(open(out / PREDICTIONS).readlines()) >= 11:  # the header and 10 items
             break
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
@@ -76,10 +77,11 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     from aesbench.errors import AesbenchError
     with pytest.raises(AesbenchError, match="different run"):
         evaluate(task, tmp_path / "part", model=load_model("handcrafted"))
-    lines = open(tmp_path / "part" / PREDICTIONS).read()
+    header, *lines = open(tmp_path / "part" / PREDICTIONS).read().splitlines(keepends=True)
     (tmp_path / "resumed").mkdir()
-    (tmp_path / "resumed" / PREDICTIONS).write_text(lines)
-    # The full run, stopped after 25 items: its run.json names no limit (a folder without one is refused).
+    # The full run, stopped after 25 items: its run.json and header name no limit (a folder without one is refused).
+    header = json.dumps({**json.loads(header), "limit": None}) + "\n"
+    (tmp_path / "resumed" / PREDICTIONS).write_text(header + "".join(lines))
     identity = json.loads((tmp_path / "part" / "run.json").read_text())
     (tmp_path / "resumed" / "run.json").write_text(json.dumps({**identity, "limit": None}))
     resumed = evaluate(task, tmp_path / "resumed", model=load_model("handcrafted"))

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from aesbench.adapter import REFERENCE_MODELS, _resolve, load_model, registry
+from aesbench.adapter import MODELS, REFERENCE_MODELS, load_model, model_class, model_listing
 
 PROBE = """
 import runpy, sys
@@ -30,13 +30,14 @@ def test_commands_import_no_torch(argv, tmp_path):
 
 
 def test_lazy_entries_match_the_classes():
-    models = registry()
+    listing = model_listing()
     for name, (module, capabilities, doc) in REFERENCE_MODELS.items():
-        real = _resolve(models[name])
+        assert listing[name] == (capabilities, doc)
+        real = model_class(name)
         assert real.__module__ == module and real.name == name
         assert real.capabilities == capabilities
         assert real.__doc__.strip().splitlines()[0] == doc
-        assert _resolve(registry()[name]) is real  # loaded once, the real class stays registered
+        assert MODELS.is_loaded(name) and model_class(name) is real  # loaded once, the real class stays registered
 
 
 def test_lazy_model_loads_and_refuses_like_the_real_one():

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..adapter import sha256_file
+from ..provenance import sha256_file
 from ..descriptions import LEVELS, read_descriptions
 from ..degradations import item_rng
 from ..errors import AesbenchError
@@ -32,7 +32,7 @@ from ..images import load_image
 from ..training import Schedule
 from .artquant import SCORE_PROMPTS, ArtQuant, artquant_config, level_word, original_scale
 from . import ssl
-from .recipe import align_specs, load_recipe, readable, run_recipe, train_split, with_align_replay, write_provenance
+from .recipe import RecipeStage, align_specs, load_recipe, readable, run_recipe, train_split, with_align_replay, write_provenance
 from .readout import fit_soft_label
 from .vlm import ALIGN, READOUT, Sample, VLMConfig, text_sample
 
@@ -100,7 +100,7 @@ def collect(config: ArtQuantTrainConfig, data_root: Path | None) -> ArtData:
                "label_files": {str(p): sha256_file(p) for p in ds.label_files}}
     if found is not None:
         sources["descriptions"] = {"file": str(path.resolve()), "sha256": sha256_file(path), "n": len(descriptions)}
-    return ArtData(items, descriptions, tuple(float(v) for v in task.protocol.get("score_range", (0, 10))),
+    return ArtData(items, descriptions, tuple(float(v) for v in task.protocol.score_range),
                    task.preprocessing, sources, skipped)
 
 
@@ -163,11 +163,11 @@ def train_artquant(config: ArtQuantTrainConfig, output: str | Path, data_root: P
         paths, load = [it.image for it in data.items], lambda path: load_image(path, data.preprocessing)
         if stage == "align":
             specs, build = align_specs(paths, load, config, config.align_per_image)
-            return specs, build, "aligner", lambda module, samples: module(samples)
+            return RecipeStage(specs, build, "aligner", lambda module, samples: module(samples))
         specs, build = specs_for(stage, config, data)
         if stage == "instruct" and config.align_replay:
             specs, build = with_align_replay(stage, config, paths, load, specs, build)
-        return specs, build, "llm" if stage == "lm" else "aligner+llm", weighted_loss(config)
+        return RecipeStage(specs, build, "llm" if stage == "lm" else "aligner+llm", weighted_loss(config))
 
     loss = f"{config.description_weight} x LM(descriptions) + {config.score_weight} x (LM(score sentence without level) + KL)"
     network, provenance = run_recipe(config, output, list(stages or config.stages), STAGES, texts, plan,

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 from scipy.stats import spearmanr
 
-from ..adapter import sha256_file
+from ..provenance import sha256_file
 from ..degradations import SUGGEST_KINDS, item_rng
 from ..errors import AesbenchError
 from ..images import ImageError, Preprocessing, load_image
@@ -44,7 +44,8 @@ from .diagnostics import linear_probe
 from .calm import Calm
 from .vlm import Sample, VLMConfig, in_context_sample, nearest_word, readout_sample, text_sample
 from .readout import LEVEL_WORDS
-from .recipe import align_specs, load_recipe, readable, run_recipe, train_split, with_align_replay, write_provenance
+from .recipe import (RecipeStage, SkipStage, align_specs, load_recipe, readable, run_recipe, train_split, with_align_replay,
+                     write_provenance)
 
 STAGES = ("lm", "align", "pretrain", "comment", "score")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -131,7 +132,7 @@ def collect(config: CalmTrainConfig, data_root: Path | None) -> TrainingData:
         task, ds = train_split(config.score_task, "score", data_root)
         data.skipped += [{**s, "source": task.name} for s in ds.skipped]
         data.score = readable(ds.items, task, data.skipped, task.name)
-        data.score_range = tuple(float(v) for v in task.protocol.get("score_range", (1, 10)))
+        data.score_range = tuple(float(v) for v in task.protocol.score_range)
         data.preprocessing, data.prompts["score"] = task.preprocessing, task.prompt
         data.sources["score"] = record(task, ds, len(data.score))
     if config.comment_task:
@@ -146,7 +147,7 @@ def collect(config: CalmTrainConfig, data_root: Path | None) -> TrainingData:
             ok = readable(items, task, data.skipped, task.name)
             if len(ok) > config.model.in_context_examples:
                 data.piaa[worker] = ok
-        data.piaa_range = tuple(float(v) for v in task.protocol.get("score_range", (1, 5)))
+        data.piaa_range = tuple(float(v) for v in task.protocol.score_range)
         data.sources["piaa"] = {**record(task, ds, sum(len(v) for v in data.piaa.values())), "workers": sorted(data.piaa)}
     if config.suggest_task:
         data.prompts["suggest"] = load_task(config.suggest_task).prompt
@@ -310,11 +311,11 @@ def train_calm(config: CalmTrainConfig, output: str | Path, data_root: Path | No
     def plan(stage):
         specs, build = SPECS[stage](config, data)
         if not specs:
-            return "no training data for it in this config"
+            return SkipStage("no training data for it in this config")
         if stage in ("pretrain", "comment", "score") and config.align_replay:
             specs, build = with_align_replay(stage, config, data.pretrain, data.image, specs, build)
         cache = stage != "pretrain"  # pre-training images are augmented afresh every time (alignment samples never cache)
-        return specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache)
+        return RecipeStage(specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache))
 
     def stage_check(stage, network):  # after scoring is taught: the readout vs a linear probe, both on the training images
         if stage != "score" or not data.score:

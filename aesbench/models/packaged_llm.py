@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapter import sha256_file
+from ..provenance import sha256_file
 from ..errors import AesbenchError, first_line
 from ..weights import optional_import
 

@@ -2,18 +2,16 @@
 checkpoint folder with resume, choosing the parameters a stage trains, and the provenance record.
 
 A recipe is a dataclass with `model` (a VLMConfig), `stages`, `schedules` (stage -> Schedule), `seed`,
-`mixed_precision`, `save_every` and `max_minutes`. A stage's plan is (specs, build, part, loss_fn):
-the samples, how to build one, which parameters it trains ("llm", "aligner" or "aligner+llm") and
-its objective. Each finished stage saves the checkpoint folder and is listed in stages_done.json,
+`mixed_precision`, `save_every` and `max_minutes`. A stage's plan is a RecipeStage (specs, build,
+part, loss_fn): the samples, how to build one, which parameters it trains ("llm", "aligner" or
+"aligner+llm") and its objective; or a SkipStage saying why the stage does not run. Each finished stage saves the checkpoint folder and is listed in stages_done.json,
 so a rerun skips it; an unfinished stage resumes from its saved state (aesbench/training.py).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,14 +20,15 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from .. import __version__, distributed
+from .. import distributed
 from ..datasets import read_dataset
 from ..degradations import item_rng
 from ..errors import AesbenchError
-from ..families import decode
-from ..runs import LOCK, git_state, package_version, run_lock
+from ..pipeline import decode
+from ..provenance import build as build_provenance
+from ..store import LOCK, run_lock
 from ..task import Task, load_task
-from ..training import LOG_FILE, PLOT_FILE, Schedule, plot_losses, run_stage
+from ..training import LOG_FILE, PLOT_FILE, Schedule, StagePlan, plot_losses, run_stage
 from ..weights import optional_import
 from . import ssl
 from .diagnostics import grounding
@@ -37,6 +36,23 @@ from .text import train_tokenizer
 from .vlm import ALIGN, CONFIG_FILE, VLMNetwork, build_network, load_network, save_network, text_sample
 
 PROGRESS_FILE, PROVENANCE_FILE = "stages_done.json", "training.json"
+
+
+@dataclasses.dataclass
+class RecipeStage:
+    """A stage as a recipe plans it: its samples, build(epoch, index) -> one, the part it trains and its loss."""
+
+    specs: list
+    build: Callable
+    part: str
+    loss_fn: Callable
+
+
+@dataclasses.dataclass
+class SkipStage:
+    """A stage that does not run in this config, and why."""
+
+    reason: str
 GROUNDING_SAMPLES = 24
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -149,7 +165,7 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
     """Run `stages` of a recipe into `output` (resuming what is there); return the network and its provenance.
 
     texts() gives the small config's tokenizer its training texts; plan(stage) gives the stage's
-    (specs, build, part, loss_fn), or a string saying why the stage is skipped. After each finished
+    RecipeStage, or a SkipStage saying why it is skipped. After each finished
     stage its summary records the grounding check on samples spread over the stage, and whatever
     stage_check(stage, network) returns (a dict).
     """
@@ -193,15 +209,16 @@ def _run_stages(config, output: Path, stages: list[str], texts: Callable, plan: 
             summaries.append({"stage": "lm", "skipped": "the LLM is pretrained; lm is for the small config's new decoder"})
             continue
         stage_plan = plan(stage)
-        if isinstance(stage_plan, str):
-            summaries.append({"stage": stage, "skipped": stage_plan})
+        if isinstance(stage_plan, SkipStage):
+            summaries.append({"stage": stage, "skipped": stage_plan.reason})
             continue
-        specs, build, part, loss_fn = stage_plan
-        if part == "aligner+llm" and config.model.llm_tuning == "lora":
+        specs, build = stage_plan.specs, stage_plan.build
+        if stage_plan.part == "aligner+llm" and config.model.llm_tuning == "lora":
             with_lora(network)
-        summary = run_stage(stage, network, trainable(network, part, config.schedules[stage]), len(specs), build, loss_fn, config.schedules[stage],
-                            config.seed, output, config.mixed_precision, on_step, config.save_every, deadline,
-                            on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)))
+        schedule = config.schedules[stage]
+        summary = run_stage(StagePlan(stage, network, trainable(network, stage_plan.part, schedule), len(specs), build,
+                                      stage_plan.loss_fn, schedule, config.seed, config.mixed_precision, config.save_every),
+                            output, on_step, deadline, on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)))
         network.requires_grad_(False)
         main = distributed.rank() == 0  # under accelerate launch every process holds the same weights: one writes
         if main and summary["stopped"] == "finished":  # does the stage's model read the image? (diagnostics.py)
@@ -220,15 +237,10 @@ def _run_stages(config, output: Path, stages: list[str], texts: Callable, plan: 
     if distributed.rank() == 0 and (output / LOG_FILE).is_file():
         plot_losses(output / LOG_FILE, output / PLOT_FILE)
     ended = time.time()
-    provenance = {
-        "aesbench": __version__, "git": git_state(), "torch": package_version("torch"),
-        "transformers": package_version("transformers"), "accelerate": package_version("accelerate"),
+    provenance = build_provenance(started, ended, ("torch", "transformers", "accelerate"), {
         "device": str(network.device), "config": config_dict, **(extra or {}), "data": data_record["sources"],
         "skipped": data_record["skipped"], "stages": summaries, "stages_done": progress["done"], "seed": config.seed,
-        "start": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
-        "end": dt.datetime.fromtimestamp(ended, dt.timezone.utc).isoformat(timespec="seconds"),
-        "duration_s": round(ended - started, 3), "command": " ".join(sys.argv),
-    }
+    })
     return network, provenance
 
 

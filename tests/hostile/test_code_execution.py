@@ -264,7 +264,7 @@ def test_task_judge_path_resolves_beside_the_task_and_command_line_can_trust_it(
     task = suggest_task(folder.parent, "{name: llm, path: judge_model}")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    assert load_task(task).protocol["judge"]["path"] == str(folder)
+    assert load_task(task).protocol.judge["path"] == str(folder)
     r = cli(
         "eval",
         "--task",

@@ -11,15 +11,16 @@ import sys
 
 import pytest
 
-from aesbench.runs import run_lock
+from aesbench.store import run_lock
 
 from hostile_util import cli, one_line_error
+from conftest import prediction_records
 
 EVAL = ("eval", "--task", "tiny-ava-score", "--model", "handcrafted", "--quiet")
 
 
 def ids_of(path):
-    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+    return [line["id"] for line in prediction_records(path)]
 
 
 def test_predictions_input_is_never_overwritten(tmp_path):
@@ -27,7 +28,7 @@ def test_predictions_input_is_never_overwritten(tmp_path):
     assert cli(*EVAL, "--output", str(run)).returncode == 0
     preds = run / "predictions.jsonl"
     before = preds.read_bytes()
-    assert len(before.splitlines()) == 60
+    assert len(before.splitlines()) == 1 + 60  # the run header, then one line per item
     for _ in range(2):  # the second try is refused the same way: nothing was changed by the first
         r = cli("eval", "--task", "tiny-ava-score", "--predictions", str(preds), "--output", str(run), "--limit", "30")
         line = one_line_error(r)

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from aesbench.adapter import Model, load_model, register, _REGISTRY
+from aesbench.adapter import MODELS, Model, load_model, register
 from aesbench.errors import AesbenchError
 
 from hostile_util import REPO, cli, one_line_error
@@ -63,7 +63,7 @@ def test_model_without_init_given_an_option():
                 load_model("hostile-no-init", {option: 1})
         assert isinstance(load_model("hostile-no-init"), NoInit)
     finally:
-        _REGISTRY.pop("hostile-no-init", None)
+        MODELS._entries.pop("hostile-no-init", None)
 
 
 @pytest.fixture(scope="module")

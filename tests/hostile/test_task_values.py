@@ -7,12 +7,14 @@ from __future__ import annotations
 import pytest
 
 from aesbench.errors import AesbenchError
-from aesbench.task import FAMILIES, FORMATS, load_task
+from aesbench.datasets import FORMATS
+from aesbench.families import FAMILIES
+from aesbench.task import family_formats, load_task
 
 from conftest import write_csv_task
 from hostile_util import cli, one_line_error
 
-ALL_FORMATS = sorted({f for fs in FORMATS.values() for f in fs})
+ALL_FORMATS = FORMATS.names()
 
 
 def task_with(tmp_path, old: str, new: str):
@@ -72,13 +74,13 @@ def test_protocol_values(tmp_path, protocol, message):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES.names())
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_every_family_format_pair(tmp_path, family, fmt):
     """Each of the 4 x 8 pairs: the family's own formats load; every other pair is refused at load."""
     path = tmp_path / "t.yaml"
     path.write_text(f"name: pair\nfamily: {family}\ndataset: {{format: {fmt}, images: images}}\n")
-    if fmt in FORMATS[family]:
+    if fmt in family_formats(family):
         assert load_task(str(path)).dataset["format"] == fmt
         return
     with pytest.raises(AesbenchError) as e:

@@ -1,0 +1,182 @@
+"""Aesthetic scoring: predict the mean opinion score (MOS). SRCC, PLCC, KRCC, accuracy at a threshold, MSE,
+EMD against the vote distribution, PLCC after the 4-parameter logistic fit; artistic datasets add SRCC and
+PLCC per attribute (`protocol.attributes`)."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..adapter import Model, Request
+from ..metrics import ATTRIBUTE_METRICS, METRICS, SCORE_FUNCTIONS, Metric, acc, bootstrap_cis, emd
+from ..pipeline import predict_items
+from .base import Family, Protocol, check_count, check_score, finite_number, is_number, setting, summary, usable
+
+if TYPE_CHECKING:
+    from ..datasets import Dataset
+    from ..pipeline import Track
+    from ..task import Task
+
+
+def valid_range(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(map(is_number, v)) and v[0] < v[1]
+
+
+RANGE = (valid_range, "[low, high]: two finite numbers, low below high")
+
+
+@dataclass
+class ScoreProtocol(Protocol):
+    score_range: list = setting([1, 10], *RANGE, factory=True)
+    acc_threshold: float = setting(5.0, is_number, "a finite number")
+    attributes: list = setting(
+        [],
+        lambda v: (
+            isinstance(v, list)
+            and v
+            and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9_]+", a) for a in v)
+            and len(set(v)) == len(v)
+        ),
+        "a list of distinct attribute keys (lower case, digits, _), e.g. [color, mood]",
+        factory=True,
+    )
+
+
+def _attribute_values(values) -> dict:
+    """A model's per-attribute scores as JSON numbers; a value that is no finite number is kept as null,
+    so scoring reports it rather than it vanishing."""
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): float(v) if finite_number(v) else None for k, v in values.items()}
+
+
+class ScoreFamily(Family):
+    name, capability, label = "score", "score", "mos"
+    Protocol = ScoreProtocol
+    known_metrics = (
+        Metric("srcc", "score"),
+        Metric("plcc", "score"),
+        Metric("krcc", "score"),
+        Metric("acc", "score", needs_scale=True),
+        Metric("mse", "score", higher_is_better=False, needs_scale=True),
+        Metric("emd", "score", higher_is_better=False, needs_distribution=True),
+        Metric("plcc_logistic", "score"),
+    )
+    default_metrics = ("srcc", "plcc", "krcc", "plcc_logistic", "mse")
+    prompt = "How would you rate the aesthetics of this image?"
+
+    def request(self, task: Task) -> Request:
+        lo, hi = task.protocol.score_range
+        return Request(
+            prompt=task.prompt, score_range=(float(lo), float(hi)), attributes=tuple(task.protocol.attributes)
+        )
+
+    def scoring(self, model: Model, task: Task) -> dict:
+        return {"on_task_scale": model.on_task_scale, "score_range": list(task.protocol.score_range)}
+
+    def predict(self, model: Model, task: Task, data: Dataset, store, batch_size: int, track: Track) -> None:
+        request = self.request(task)
+
+        def ask(items, images):
+            outputs = model.score(images, request)
+            check_count(model, outputs, len(items))
+            lines = []
+            for item, out in zip(items, outputs):
+                line = {"id": item.id, "score": out.get("score")}
+                if out.get("distribution") is not None:
+                    line["distribution"] = list(out["distribution"])
+                reason = check_score(line)
+                if reason:
+                    line = {"id": item.id, "skipped": f"model output unusable: {reason}"}
+                else:  # numpy scalars become JSON numbers
+                    line["score"] = float(line["score"])
+                    if "distribution" in line:
+                        line["distribution"] = [float(p) for p in line["distribution"]]
+                    if out.get("attributes") is not None:
+                        line["attributes"] = _attribute_values(out["attributes"])
+                lines.append(line)
+            return lines
+
+        predict_items(task, data, store, batch_size, track, "scoring", ask)
+
+    def _off_scale(self, task: Task, scoring: dict) -> str | None:
+        """Why the scores are not on the task's scale (scale-bound metrics are then undefined), or None."""
+        if not scoring.get("on_task_scale", True):
+            return "the model's scores are not on the task's scale"
+        asked = scoring.get("score_range")
+        if asked is not None and [float(v) for v in asked] != [float(v) for v in task.protocol.score_range]:
+            return f"the predictions were made for score range {asked}, the task's is {task.protocol.score_range}"
+        return None
+
+    def score(self, task: Task, data: Dataset, lines: dict[str, dict], scoring: dict) -> dict:
+        boot = task.bootstrap
+        pairs, skipped = usable(data, lines, check_score)
+        pred = np.array([line["score"] for _, line in pairs], dtype=np.float64)
+        mos = np.array([item.label["mos"] for item, _ in pairs], dtype=np.float64)
+        metrics, ci95, undefined = {}, {}, {}
+        functions = dict(SCORE_FUNCTIONS, acc=functools.partial(acc, threshold=float(task.protocol.acc_threshold)))
+        off_scale = self._off_scale(task, scoring)
+        on_pairs, on_arrays = {}, {}  # every CI over the same resamples at once (metrics.bootstrap_cis)
+        for name in task.metrics:
+            if len(pairs) < 2:
+                undefined[name] = f"needs at least 2 scored items, got {len(pairs)}"
+            elif METRICS.get(name).needs_scale and off_scale:
+                undefined[name] = off_scale
+            elif name == "emd":
+                if not all("distribution" in line for _, line in pairs):
+                    undefined[name] = "the model gives no 10-bin distribution"
+                elif not all("distribution" in item.label for item, _ in pairs):
+                    undefined[name] = "the dataset has no vote distributions"
+                else:
+                    p = np.array([line["distribution"] for _, line in pairs], dtype=np.float64)
+                    t = np.array([item.label["distribution"] for item, _ in pairs], dtype=np.float64)
+                    metrics[name], on_arrays[name] = emd(p, t), (emd, [p, t])
+            else:
+                fn = functions[name]
+                metrics[name], on_pairs[name] = fn(pred, mos), fn
+        if on_pairs or on_arrays:
+            ci95.update(
+                bootstrap_cis(on_pairs, pred, mos, boot["resamples"], boot["seed"], boot["level"], extra=on_arrays)
+            )
+        details = {}
+        if task.protocol.attributes:
+            resampling = (boot["resamples"], boot["seed"], boot["level"])
+            details["attributes"] = self._attributes(task, pairs, resampling, metrics, ci95, undefined)
+        return summary(metrics, ci95, undefined, len(pairs), skipped, details)
+
+    def _attributes(self, task: Task, pairs: list, boot: tuple, metrics: dict, ci95: dict, undefined: dict) -> dict:
+        """SRCC and PLCC per attribute over the items with both a label and a predicted value for it;
+        every item left out is counted under its reason, and an attribute the model never scores is undefined."""
+        details = {}
+        for key in task.protocol.attributes:
+            labels, preds, left_out = [], [], collections.Counter()
+            for item, line in pairs:
+                label = item.label.get("attributes", {}).get(key)
+                given = line.get("attributes") if isinstance(line.get("attributes"), dict) else {}
+                if label is None:
+                    left_out["no label for this attribute"] += 1
+                elif key not in given:
+                    left_out["no prediction for this attribute"] += 1
+                elif not finite_number(given[key]):
+                    left_out["predicted value is not a finite number"] += 1
+                else:
+                    labels.append(label)
+                    preds.append(given[key])
+            names = [f"{m}@{key}" for m in ATTRIBUTE_METRICS]
+            if not any(isinstance(line.get("attributes"), dict) and key in line["attributes"] for _, line in pairs):
+                undefined.update({name: f"the model gives no score for attribute {key!r}" for name in names})
+            elif len(labels) < 2:
+                reason = f"needs at least 2 items with a label and a prediction for {key!r}, got {len(labels)}"
+                undefined.update({name: reason for name in names})
+            else:
+                y, p = np.array(labels, dtype=np.float64), np.array(preds, dtype=np.float64)
+                fns = {name: SCORE_FUNCTIONS[metric] for metric, name in zip(ATTRIBUTE_METRICS, names)}
+                metrics.update({name: fn(p, y) for name, fn in fns.items()})
+                ci95.update(bootstrap_cis(fns, p, y, *boot))
+            details[key] = {"n": len(labels), "left_out": dict(left_out)}
+        return details
