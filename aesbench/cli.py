@@ -347,9 +347,9 @@ def _recipe_command(name: str, module: str, config_class: str, train_function: s
 
 RECIPES.register("nima", train_nima_cmd)
 _recipe_command("calm", "aesbench.models.calm_train", "CalmTrainConfig", "train_calm", "the small config on the tiny tasks",
-                "lm, pretrain, comment, score", "CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py).")
+                "lm, align, pretrain, comment, score", "CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py).")
 _recipe_command("artquant", "aesbench.models.artquant_train", "ArtQuantTrainConfig", "train_artquant", "the small config on tiny-art-score",
-                "lm, instruct", "ArtQuant: joint three-level descriptions and level-readout scores (see aesbench/models/artquant_train.py).")
+                "lm, align, instruct", "ArtQuant: joint three-level descriptions and level-readout scores (see aesbench/models/artquant_train.py).")
 
 
 def _train_reference(run, config, seed, max_minutes, output, quiet):
