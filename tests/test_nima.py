@@ -189,7 +189,8 @@ def _csv_task(folder):
 def test_hugging_face_backbone_fine_tunes_and_round_trips(tmp_path):
     vit = _tiny_vit(tmp_path / "vit")
     settings = TrainConfig(backbone=str(vit), epochs=3, batch_size=4, freeze_backbone=False, max_minutes=1e-9)
-    model, provenance = train_nima(_csv_task(tmp_path / "data"), tmp_path / "ckpt", settings)
+    task = _csv_task(tmp_path / "data")
+    model, provenance = train_nima(task, tmp_path / "ckpt", settings)
     assert provenance["n_train"] == 6 and provenance["steps"] == 1 and provenance["stopped"].startswith("time budget")
     assert provenance["target"].startswith("two-bin")
     assert (tmp_path / "ckpt" / "backbone" / "config.json").is_file()
@@ -200,12 +201,12 @@ def test_hugging_face_backbone_fine_tunes_and_round_trips(tmp_path):
     # Run again with the same task and settings: the stopped training resumes where it stopped (the shared runner's
     # saved state) and finishes; the whole run in another folder takes the same steps.
     again = dataclasses.replace(settings, max_minutes=None)
-    _, resumed = train_nima(_csv_task(tmp_path / "data"), tmp_path / "ckpt", again)
+    _, resumed = train_nima(task, tmp_path / "ckpt", again)
     assert resumed["stopped"] == "finished" and resumed["steps"] == 6 and resumed["epochs_done"] == 3
     log = [json.loads(line) for line in (tmp_path / "ckpt" / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]  # step 1 before the stop, then on from the saved state
     with pytest.raises(AesbenchError, match="other settings or another task"):
-        train_nima(_csv_task(tmp_path / "data"), tmp_path / "ckpt", dataclasses.replace(again, lr=0.5))
+        train_nima(task, tmp_path / "ckpt", dataclasses.replace(again, lr=0.5))
 
 
 def test_one_line_errors(tmp_path, trained):
