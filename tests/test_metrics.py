@@ -102,3 +102,26 @@ def test_bootstrap_cis_equal_the_plain_bootstrap(n, monkeypatch):
                 assert fast[name] == pytest.approx(plain[name], rel=1e-12, abs=1e-12), (kind, name)
         if plain["krcc"] is not None:
             assert fast["krcc"] == plain["krcc"], kind  # scipy's own discordant-pair count: bit for bit
+
+
+def test_logistic_refits_in_worker_processes_equal_the_plain_bootstrap(monkeypatch):
+    """plcc_logistic's per-resample refits in worker processes (as on a large set) give the plain
+    bootstrap's interval bit for bit, on well-posed, tied, ill-posed and random data, over several
+    blocks (rows in flight in several chunks per worker)."""
+    monkeypatch.setattr(metrics, "RESAMPLE_BLOCK", 9 * 50)
+    functions = {"plcc_logistic": metrics.plcc_logistic, "srcc": metrics.srcc}
+    for seed in range(2):
+        for kind, pred, mos in _kinds(50, seed):
+            parallel = metrics.bootstrap_cis(functions, pred, mos, 60, seed, workers=2)
+            here = metrics.bootstrap_cis(functions, pred, mos, 60, seed, workers=0)
+            plain = metrics.bootstrap_ci(metrics.plcc_logistic, [pred, mos], 60, seed)
+            assert parallel["plcc_logistic"] == here["plcc_logistic"] == plain, (seed, kind)
+            assert parallel["srcc"] == here["srcc"], (seed, kind)
+
+
+def test_refit_workers_only_for_large_work(monkeypatch):
+    monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert metrics.refit_workers(60, 1000) == 0
+    assert metrics.refit_workers(20_000, 1000) == 2
+    monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert metrics.refit_workers(20_000, 1000) == 0
