@@ -6,8 +6,10 @@ harness records it as undefined with the reason instead of a number.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import time
 import warnings
 
 import numpy as np
@@ -281,6 +283,7 @@ def refit_workers(n: int, resamples: int) -> int:
 
 
 _WORKER_DATA: dict = {}
+ONE_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _worker_init(pred: np.ndarray, mos: np.ndarray) -> None:
@@ -297,7 +300,7 @@ def _picklable(obj) -> bool:
 
     try:
         pickle.dumps(obj)
-    except Exception:  # a lambda, a closure: refit in this process
+    except (pickle.PicklingError, TypeError, AttributeError):  # a lambda, a closure: refit in this process
         return False
     return True
 
@@ -312,11 +315,22 @@ class _Refits:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            saved = {key: os.environ.get(key) for key in ONE_THREAD_ENV}
+            os.environ.update(dict.fromkeys(ONE_THREAD_ENV, "1"))
             try:  # spawn: a fresh interpreter, safe beside threads (torch's) that fork is not
                 self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_worker_init, initargs=(pred, mos))
-            except (OSError, AssertionError, ValueError):  # no processes here (a sandbox, a daemon): refit in this one
+                for started in [self.pool.submit(time.sleep, 0.2) for _ in range(workers)]:  # all start now, with the
+                    started.result()  # environment above: one BLAS thread each (idle OpenBLAS threads spin on a core)
+            except (OSError, AssertionError, ValueError, RuntimeError):  # no processes here (a sandbox, a daemon)
+                self.close()
                 self.pool = None
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
 
     def submit(self, fn, idx: np.ndarray) -> list:
         """Parts of the answer for these rows, in order: lists of values or futures of them."""
@@ -356,22 +370,29 @@ def bootstrap_cis(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples:
     if slow and not _picklable(slow):
         workers = 0
     refits = _Refits(pred, mos, (refit_workers(n, resamples) if workers is None else workers) if slow else 0)
-    try:
-        for idx in _index_blocks(n, resamples, seed):
-            for name, fn in functions.items():  # the refits first: workers fit while this process goes on
-                if fast[name] is None:
-                    values[name].extend(refits.submit(fn, idx))
-            counts = _counts(idx, n)
-            for name, fn in functions.items():
-                if fast[name] is not None:
-                    values[name].append(fast[name](counts, idx))
-            for name, (fn, arrays) in (extra or {}).items():
-                if name in per_item:
-                    values[name].append(counts @ per_item[name] / n)
-                else:
-                    values[name].append([fn(*(a[i] for a in arrays)) for i in idx])
-        values = {name: [v if isinstance(v, (list, np.ndarray)) else v.result() for v in parts] for name, parts in values.items()}
-    finally:
-        refits.close()
+    limits = contextlib.nullcontext()
+    if refits.pool is not None:  # the workers have the cores: this process's idle BLAS threads would spin on them
+        with contextlib.suppress(ImportError):  # threadpoolctl is optional
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(1, "blas")
+    with limits:
+        try:
+            for idx in _index_blocks(n, resamples, seed):
+                for name, fn in functions.items():  # the refits first: workers fit while this process goes on
+                    if fast[name] is None:
+                        values[name].extend(refits.submit(fn, idx))
+                counts = _counts(idx, n)
+                for name, fn in functions.items():
+                    if fast[name] is not None:
+                        values[name].append(fast[name](counts, idx))
+                for name, (fn, arrays) in (extra or {}).items():
+                    if name in per_item:
+                        values[name].append(counts @ per_item[name] / n)
+                    else:
+                        values[name].append([fn(*(a[i] for a in arrays)) for i in idx])
+            values = {name: [v if isinstance(v, (list, np.ndarray)) else v.result() for v in parts] for name, parts in values.items()}
+        finally:
+            refits.close()
     return {name: _percentile_interval(np.concatenate([np.asarray(v, dtype=np.float64) for v in values[name]]), resamples, level)
             for name in names}
