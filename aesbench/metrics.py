@@ -6,9 +6,12 @@ harness records it as undefined with the reason instead of a number.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import os
 import re
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -146,10 +149,18 @@ def bootstrap_ci(fn, arrays: list[np.ndarray], resamples: int, seed: int, level:
 # those counts over data sorted once: ranks of a resample come from cumulative counts along the fixed
 # sort order (no sorting per resample), moments are counts @ values, Kendall's discordant pairs are
 # counted by scipy's own routine on the resample laid out in the fixed order. The values equal the plain
-# per-resample computation up to floating-point rounding (KRCC exactly). PLCC after the logistic fit is
-# refitted per resample the plain way (plcc_logistic on each resample): a fit warm-started from the
-# full-data fit was faster, but on ill-posed data (random predictions) it reached other optima than
-# the plain start and moved the interval (tiny-art-score, random model: lower bound 0.136 -> 0.042).
+# per-resample computation up to floating-point rounding (KRCC exactly).
+#
+# PLCC after the logistic fit is refitted per resample the plain way (plcc_logistic, scipy's curve_fit
+# from its own start), so its interval is the plain one bit for bit. On a large set those refits run
+# in worker processes, one per core, while this process computes the other metrics (refit_workers).
+# Tried and dropped: a fit warm-started from the full-data fit reached other optima than the plain
+# start on ill-posed data and moved intervals (tiny-art-score, random model: lower bound 0.136 ->
+# 0.042); and MINPACK's own algorithm (same start, forward differences, trust region, lmpar, tests)
+# run on many resamples at once as numpy array operations is no faster than scipy's C (1.7 s against
+# 1.6 s for 20 resamples of 20,000 items: each iteration's work is linear in n either way, and the
+# same path needs the same work), and its rounding, different from MINPACK's, makes the long paths on
+# a ridge or on random data end elsewhere (PLCC differences up to 2e-3 on 60 random items).
 
 
 def _counts(idx: np.ndarray, n: int) -> np.ndarray:
@@ -282,31 +293,127 @@ def batch_function(fn, batch: _Batch):
     return getattr(batch, name) if name else None
 
 
+PARALLEL_WORK = 4_000_000  # items x resamples of per-resample refits above which they go to worker processes
+
+
+def refit_workers(n: int, resamples: int) -> int:
+    """Worker processes for the per-resample refits: one per core this process may use (at most 8),
+    and none (refit here) for work too small to repay starting them (about a second each)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, 8) if cores >= 2 and n * resamples >= PARALLEL_WORK else 0
+
+
+_WORKER_DATA: dict = {}
+ONE_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _worker_init(pred: np.ndarray, mos: np.ndarray) -> None:
+    _WORKER_DATA.update(pred=pred, mos=mos)
+
+
+def _worker_rows(fn, idx: np.ndarray) -> list[float]:
+    pred, mos = _WORKER_DATA["pred"], _WORKER_DATA["mos"]
+    return [fn(pred[i], mos[i]) for i in idx]
+
+
+def _picklable(obj) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(obj)
+    except (pickle.PicklingError, TypeError, AttributeError):  # a lambda, a closure: refit in this process
+        return False
+    return True
+
+
+class _Refits:
+    """fn(pred[i], mos[i]) for each resample row i, in worker processes when there are any (the same
+    calls on the same arrays, so the same numbers), a bounded number of rows in flight at a time."""
+
+    def __init__(self, pred: np.ndarray, mos: np.ndarray, workers: int):
+        self.pred, self.mos, self.pool, self.workers, self.in_flight = pred, mos, None, workers, []
+        if workers:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            saved = {key: os.environ.get(key) for key in ONE_THREAD_ENV}
+            os.environ.update(dict.fromkeys(ONE_THREAD_ENV, "1"))
+            try:  # spawn: a fresh interpreter, safe beside threads (torch's) that fork is not
+                self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_worker_init, initargs=(pred, mos))
+                for started in [self.pool.submit(time.sleep, 0.2) for _ in range(workers)]:  # all start now, with the
+                    started.result()  # environment above: one BLAS thread each (idle OpenBLAS threads spin on a core)
+            except (OSError, AssertionError, ValueError, RuntimeError):  # no processes here (a sandbox, a daemon)
+                self.close()
+                self.pool = None
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+
+    def submit(self, fn, idx: np.ndarray) -> list:
+        """Parts of the answer for these rows, in order: lists of values or futures of them."""
+        if self.pool is None:
+            return [[fn(self.pred[i], self.mos[i]) for i in idx]]
+        parts = []
+        for chunk in np.array_split(idx.astype(np.int32 if len(self.pred) < 2 ** 31 else np.int64), self.workers):
+            if len(chunk):
+                parts.append(self.pool.submit(_worker_rows, fn, chunk))
+        self.in_flight.extend(parts)
+        while len(self.in_flight) > 3 * self.workers:  # bound the index rows held in the queue
+            self.in_flight.pop(0).result()
+        return parts
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
 def bootstrap_cis(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples: int, seed: int, level: float = 0.95,
-                  extra: dict | None = None) -> dict:
+                  extra: dict | None = None, workers: int | None = None) -> dict:
     """Percentile intervals of several metrics of (pred, mos), all over the same seeded resamples as
     `bootstrap_ci` draws, one block of resamples at a time (memory stays bounded at any n).
     `functions`: name -> fn(pred, mos); `extra`: name -> (fn, arrays) for metrics of other per-item
-    arrays (EMD over distributions). Metrics without a many-resamples version are called per resample."""
+    arrays (EMD over distributions). Metrics without a many-resamples version (plcc_logistic) are
+    called per resample, in `workers` processes (default refit_workers) while this one does the rest."""
     n = len(pred)
     names = list(functions) + list(extra or {})
     if n < 2 or resamples <= 0:
         return {name: None for name in names}
-    batch = _Batch(np.asarray(pred, dtype=np.float64), np.asarray(mos, dtype=np.float64))
+    pred, mos = np.asarray(pred, dtype=np.float64), np.asarray(mos, dtype=np.float64)
+    batch = _Batch(pred, mos)
     fast = {name: batch_function(fn, batch) for name, fn in functions.items()}
     values = {name: [] for name in names}
     per_item = {name: emd_per_item(*arrays) for name, (fn, arrays) in (extra or {}).items() if fn is emd}
-    for idx in _index_blocks(n, resamples, seed):
-        counts = _counts(idx, n)
-        for name, fn in functions.items():
-            if fast[name] is not None:
-                values[name].append(fast[name](counts, idx))
-            else:
-                values[name].append([fn(pred[i], mos[i]) for i in idx])
-        for name, (fn, arrays) in (extra or {}).items():
-            if name in per_item:
-                values[name].append(counts @ per_item[name] / n)
-            else:
-                values[name].append([fn(*(a[i] for a in arrays)) for i in idx])
+    slow = [fn for name, fn in functions.items() if fast[name] is None]
+    if slow and not _picklable(slow):
+        workers = 0
+    refits = _Refits(pred, mos, (refit_workers(n, resamples) if workers is None else workers) if slow else 0)
+    limits = contextlib.nullcontext()
+    if refits.pool is not None:  # the workers have the cores: this process's idle BLAS threads would spin on them
+        with contextlib.suppress(ImportError):  # threadpoolctl is optional
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(1, "blas")
+    with limits:
+        try:
+            for idx in _index_blocks(n, resamples, seed):
+                for name, fn in functions.items():  # the refits first: workers fit while this process goes on
+                    if fast[name] is None:
+                        values[name].extend(refits.submit(fn, idx))
+                counts = _counts(idx, n)
+                for name, fn in functions.items():
+                    if fast[name] is not None:
+                        values[name].append(fast[name](counts, idx))
+                for name, (fn, arrays) in (extra or {}).items():
+                    if name in per_item:
+                        values[name].append(counts @ per_item[name] / n)
+                    else:
+                        values[name].append([fn(*(a[i] for a in arrays)) for i in idx])
+            values = {name: [v if isinstance(v, (list, np.ndarray)) else v.result() for v in parts] for name, parts in values.items()}
+        finally:
+            refits.close()
     return {name: _percentile_interval(np.concatenate([np.asarray(v, dtype=np.float64) for v in values[name]]), resamples, level)
             for name in names}

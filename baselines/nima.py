@@ -48,6 +48,7 @@ import dataclasses
 import json
 import math
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -69,6 +70,7 @@ from aesbench.task import Task
 from aesbench.weights import optional_import, require_files, weight_hashes
 
 BINS = 10
+FEATURE_MEMO_SIZE = 4096  # image objects whose pooled backbone features a model keeps (a few KB each)
 DROPOUT = 0.75  # the paper's, before the linear head
 DEFAULT_BACKBONE = EFFICIENTNET
 BACKBONE_LR_SCALE = 0.1
@@ -176,16 +178,40 @@ class Nima(Model):
         return True
 
     def features(self, images: list[Image.Image]):
-        """Pooled backbone features, through the feature cache when there is one."""
+        """Pooled backbone features, through the feature cache when there is one.
+
+        The backbone is frozen in every copy personalize makes, so a copy shares this model's memo of
+        the features of image objects it has seen (FEATURE_MEMO_SIZE at most): PIAA decodes a
+        person's images once, and each repeat's support and query are those same objects, so the
+        backbone runs once per image instead of once per repeat. The features of the images not
+        in the memo are computed together, as without it."""
         torch = _torch()
 
         def compute(batch):
             with torch.no_grad():
                 return self.network.features(self.network.backbone.prepare(batch))
 
-        if self.feature_cache is None:
-            return compute(images)
-        return torch.from_numpy(self.feature_cache.get(images, lambda batch: compute(batch).cpu().numpy()))
+        def fresh(batch):
+            if self.feature_cache is None:
+                return compute(batch)
+            return torch.from_numpy(self.feature_cache.get(batch, lambda b: compute(b).cpu().numpy()))
+
+        memo = self.__dict__.setdefault("_feature_memo", {})
+        found = [memo.get(id(img)) for img in images]
+        found = [f[1] if f is not None and f[0]() is img else None for f, img in zip(found, images)]
+        todo = [i for i, f in enumerate(found) if f is None]
+        if not todo:
+            return torch.stack(found)
+        computed = fresh([images[i] for i in todo])
+        for j, i in enumerate(todo):
+            found[i] = computed[j]
+            try:
+                memo[id(images[i])] = (weakref.ref(images[i]), computed[j])
+            except TypeError:  # an image type without weak references: not remembered
+                pass
+        while len(memo) > FEATURE_MEMO_SIZE:
+            memo.pop(next(iter(memo)))
+        return computed if len(todo) == len(images) else torch.stack(found)
 
     def describe(self) -> dict:
         desc = {"name": self.name, "config": self.config(), "device": self.network.device}

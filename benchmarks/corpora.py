@@ -80,3 +80,36 @@ def large_jpegs(source: Path, out: Path, side: int = 4000, count: int = 8, quali
             big.save(target, quality=quality)
         made.append(target)
     return made
+
+
+# AVA's images as photo.net served them: the long side mostly 500-800 px, landscape about twice as
+# often as portrait, a few squares (sizes read off AVA's image files; JPEG quality about 90).
+AVA_SIZES = [(640, 427), (800, 533), (500, 333), (640, 480), (800, 600), (750, 500), (427, 640), (533, 800),
+             (333, 500), (480, 640), (600, 600), (700, 467), (800, 450), (500, 500), (640, 360), (600, 800)]
+
+
+def ava_shaped_jpegs(source: Path, out: Path, count: int = 2000, seed: int = 0, quality: int = 90) -> list[Path]:
+    """`count` JPEGs of AVA's typical sizes: random crops of the photos in `source`, resized (bicubic),
+    with a little noise so no two files are alike; the same for the same arguments, reused if present."""
+    out.mkdir(parents=True, exist_ok=True)
+    photos = sorted(Path(source).glob("*.jpg"))
+    rng = np.random.default_rng(seed)
+    made, opened = [], {}
+    for i in range(count):
+        w, h = AVA_SIZES[int(rng.integers(len(AVA_SIZES)))]
+        photo = photos[int(rng.integers(len(photos)))]
+        fx, fy, fs, noise = rng.random(), rng.random(), 0.5 + 0.5 * rng.random(), int(rng.integers(1 << 30))
+        target = out / f"ava_{i:05d}_{w}x{h}.jpg"
+        made.append(target)
+        if target.exists():
+            continue
+        if photo not in opened:
+            with Image.open(photo) as img:
+                opened[photo] = img.convert("RGB")
+        img = opened[photo]
+        cw, ch = max(16, int(img.width * fs)), max(16, int(img.height * fs))
+        left, top = int((img.width - cw) * fx), int((img.height - ch) * fy)
+        pixels = np.asarray(img.crop((left, top, left + cw, top + ch)).resize((w, h), Image.BICUBIC), dtype=np.int16)
+        pixels = pixels + np.random.default_rng(noise).integers(-3, 4, pixels.shape)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(target, quality=quality)
+    return made

@@ -99,8 +99,52 @@ def test_bootstrap_cis_equal_the_plain_bootstrap(n, monkeypatch):
         plain = {name: metrics.bootstrap_ci(fn, [pred, mos], 80, 5) for name, fn in functions.items()}
         plain["emd"] = metrics.bootstrap_ci(metrics.emd, [dist_p, dist_t], 80, 5)
         for name in plain:
+            if name == "plcc_logistic" and kind == "nearly constant":
+                continue  # two distinct predictions: scipy's own fit differs between identical calls (test below)
             assert (fast[name] is None) == (plain[name] is None), (kind, name)
             if plain[name] is not None:
                 assert fast[name] == pytest.approx(plain[name], rel=1e-12, abs=1e-12), (kind, name)
         if plain["krcc"] is not None:
             assert fast["krcc"] == plain["krcc"], kind  # scipy's own discordant-pair count: bit for bit
+
+
+def test_logistic_refits_in_worker_processes_equal_the_plain_bootstrap(monkeypatch):
+    """plcc_logistic's per-resample refits in worker processes (as on a large set) give the plain
+    bootstrap's interval bit for bit, on well-posed, tied, ill-posed and random data, over several
+    blocks (rows in flight in several chunks per worker)."""
+    monkeypatch.setattr(metrics, "RESAMPLE_BLOCK", 9 * 50)
+    functions = {"plcc_logistic": metrics.plcc_logistic, "srcc": metrics.srcc}
+    for seed in range(2):
+        for kind, pred, mos in _kinds(50, seed):
+            if kind == "nearly constant":
+                continue  # scipy's fit is not reproducible there (test below)
+            parallel = metrics.bootstrap_cis(functions, pred, mos, 60, seed, workers=2)
+            here = metrics.bootstrap_cis(functions, pred, mos, 60, seed, workers=0)
+            plain = metrics.bootstrap_ci(metrics.plcc_logistic, [pred, mos], 60, seed)
+            assert parallel["plcc_logistic"] == here["plcc_logistic"] == plain, (seed, kind)
+            assert parallel["srcc"] == here["srcc"], (seed, kind)
+
+
+def test_refit_workers_only_for_large_work(monkeypatch):
+    monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert metrics.refit_workers(60, 1000) == 0
+    assert metrics.refit_workers(20_000, 1000) == 2
+    monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert metrics.refit_workers(20_000, 1000) == 0
+
+
+def test_scipys_logistic_fit_through_two_distinct_predictions_is_not_reproducible():
+    """Why the equality tests leave out plcc_logistic on nearly constant predictions: through two
+    distinct x values the 4-parameter Jacobian is rank deficient, and identical curve_fit calls then
+    return different fits (seen with scipy 1.17.1). The likely cause: scipy's C translation of
+    MINPACK's qrfac recomputes a collapsed column norm as enorm(m - j, &a[(j + 1) + lda * k]) with a
+    0-based j (the Fortran's m - j counts from 1), one element past the column, past the array for
+    the last one. Kept as a test so that a scipy without the problem shows up (skipped then)."""
+    pred = np.full(60, 5.0)
+    pred[0] = 6.0
+    mos = np.clip(np.random.default_rng(0).normal(5.4, 0.7, 60), 1, 10)
+    idx = next(metrics._index_blocks(60, 80, 5))
+    runs = [[repr(metrics.plcc_logistic(pred[i], mos[i])) for i in idx] for _ in range(3)]
+    differ = sum(len({r[k] for r in runs}) > 1 for k in range(len(idx)))
+    if differ == 0:
+        pytest.skip("scipy's fit through two distinct predictions was reproducible here")

@@ -224,3 +224,43 @@ def test_one_line_errors(tmp_path, trained):
         train_nima(test_only, tmp_path / "c")
     proc = run_cli("eval", "--task", TASK, "--model", "nima", "--output", str(tmp_path / "run"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "aesbench train nima" in proc.stderr
+
+
+def test_piaa_reuses_backbone_features_across_repeats(trained, tmp_path, monkeypatch):
+    """PIAA with the features of a person's images remembered across repeats (the default) writes the
+    scores the plain path writes (FEATURE_MEMO_SIZE 0: the backbone on every support and query, every
+    repeat): bit for bit where the backbone's output does not depend on its batch, as on these CPUs
+    (checked here), else within float32 rounding; the backbone runs once per image."""
+    from aesbench.baselines import nima as nima_module
+    from aesbench.runs import PredictionStore
+
+    ckpt = str(trained["root"] / "ckpt")
+
+    def run(name):
+        task = load_task("tiny-flickr-aes-piaa")
+        task.protocol = dict(task.protocol, shots=[5], repeats=3)
+        model = load_model(ckpt)
+        calls = []
+        original = model.network.features
+        model.network.features = lambda x: calls.append(len(x)) or original(x)
+        result = evaluate(task, tmp_path / name, model=model, limit=1, batch_size=8)
+        lines = PredictionStore(tmp_path / name / "predictions.jsonl").lines
+        return result["metrics"], {u: line.get("scores") for u, line in lines.items()}, sum(calls)
+
+    reused, reused_scores, reused_images = run("reused")
+    monkeypatch.setattr(nima_module, "FEATURE_MEMO_SIZE", 0)
+    plain, plain_scores, plain_images = run("plain")
+    assert reused_images < plain_images  # the plain path runs the backbone on every image every repeat
+    assert reused_scores.keys() == plain_scores.keys() and len(plain_scores) == 4  # generic + 3 repeats
+    images = [load_image(it.image) for it in _items("test")[:6]]
+    model = load_model(ckpt)
+    with torch.no_grad():
+        invariant = torch.equal(model.network.features(model.network.backbone.prepare(images)),
+                                torch.cat([model.network.features(model.network.backbone.prepare([im])) for im in images]))
+    for unit, scores in plain_scores.items():
+        if invariant:
+            assert reused_scores[unit] == scores, unit
+        else:  # pragma: no cover - a platform whose convolutions depend on the batch
+            assert max(abs(reused_scores[unit][i] - s) for i, s in scores.items()) < 1e-5, unit
+    if invariant:
+        assert reused == plain
