@@ -385,7 +385,7 @@ def time_ava_images(way: str, paths: list[str], batch_size: int) -> float:
     task = Task(name="ava-shaped", family="score", dataset={"format": "csv"}, path=Path(paths[0]), preprocessing=Preprocessing())
     data = Dataset(items=[Item(Path(p).stem, Path(p), {"mos": 5.0}) for p in paths], label_files=[])
     model = nima_untrained_head()
-    model.score([load_image(paths[0], task.preprocessing)], _request(task))  # warm-up outside the timing
+    model.score([load_image(paths[0], task.preprocessing)], ScoreFamily().request(task))  # warm-up outside the timing
     return (bare_loop if way == "bare" else harness)(task, data, batch_size, model)
 
 
@@ -409,14 +409,14 @@ def time_piaa_repeats(checkpoint: str, reuse: bool, people: int, repeats: int, b
     """NIMA's per-person adaptation, timed per person and per repeat (personalize on the support,
     then score the query), with the backbone features remembered across repeats or not."""
     from aesbench.baselines import nima as nima_module
-    from aesbench.families import draw_support
+    from aesbench.families.piaa import PiaaFamily, draw_support
 
     if not reuse:
         nima_module.FEATURE_MEMO_SIZE = 0
     task = load_task(PIAA)
     task.resolve_root()
     data = read_dataset(task)
-    request = _request(task)
+    request = PiaaFamily().request(task)
     model = load_model(checkpoint)
     k = int(task.protocol["shots"][0])
     out = {}
