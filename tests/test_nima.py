@@ -31,7 +31,7 @@ from aesbench.images import load_image  # noqa: E402
 from aesbench.metrics import emd  # noqa: E402
 from aesbench.runs import evaluate  # noqa: E402
 from aesbench.task import load_task  # noqa: E402
-from conftest import natural_image, run_cli, write_csv_task  # noqa: E402
+from conftest import natural_image, prediction_records, run_cli, write_csv_task  # noqa: E402
 
 TASK = "tiny-ava-score"
 
@@ -232,20 +232,19 @@ def test_piaa_reuses_backbone_features_across_repeats(trained, tmp_path, monkeyp
     repeat): bit for bit where the backbone's output does not depend on its batch, as on these CPUs
     (checked here), else within float32 rounding; the backbone runs once per image."""
     from aesbench.baselines import nima as nima_module
-    from aesbench.runs import PredictionStore
 
     ckpt = str(trained["root"] / "ckpt")
 
     def run(name):
         task = load_task("tiny-flickr-aes-piaa")
-        task.protocol = dict(task.protocol, shots=[5], repeats=3)
+        task.protocol = dataclasses.replace(task.protocol, shots=[5], repeats=3)
         model = load_model(ckpt)
         calls = []
         original = model.network.features
         model.network.features = lambda x: calls.append(len(x)) or original(x)
         result = evaluate(task, tmp_path / name, model=model, limit=1, batch_size=8)
-        lines = PredictionStore(tmp_path / name / "predictions.jsonl").lines
-        return result["metrics"], {u: line.get("scores") for u, line in lines.items()}, sum(calls)
+        lines = prediction_records(tmp_path / name / "predictions.jsonl")
+        return result["metrics"], {line["id"]: line.get("scores") for line in lines}, sum(calls)
 
     reused, reused_scores, reused_images = run("reused")
     monkeypatch.setattr(nima_module, "FEATURE_MEMO_SIZE", 0)
