@@ -11,6 +11,7 @@ import functools
 import importlib
 import os
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -326,6 +327,26 @@ def _picklable(obj) -> bool:
     return True
 
 
+def _hide_main() -> dict:
+    """Keep spawned workers from importing the main script (multiprocessing runs it again in each child
+    under the name __mp_main__: a user's script without an `if __name__ == "__main__"` guard would run
+    again, and any script's imports, torch's included, would load again): the workers need only this
+    module. Undone by _restore_main once they have started."""
+    main = sys.modules.get("__main__")
+    hidden = {}
+    for attr in ("__spec__", "__file__"):
+        if main is not None and getattr(main, attr, None) is not None:
+            hidden[attr] = getattr(main, attr)
+            setattr(main, attr, None)
+    return hidden
+
+
+def _restore_main(hidden: dict) -> None:
+    main = sys.modules.get("__main__")
+    for attr, value in hidden.items():
+        setattr(main, attr, value)
+
+
 class _Refits:
     """fn(pred[i], mos[i]) for each resample row i, in worker processes when there are any (the same
     calls on the same arrays, so the same numbers), a bounded number of rows in flight at a time."""
@@ -338,6 +359,7 @@ class _Refits:
 
             saved = {key: os.environ.get(key) for key in ONE_THREAD_ENV}
             os.environ.update(dict.fromkeys(ONE_THREAD_ENV, "1"))
+            hidden = _hide_main()
             try:  # spawn: a fresh interpreter, safe beside threads (torch's) that fork is not
                 self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_worker_init, initargs=(pred, mos))
@@ -347,6 +369,7 @@ class _Refits:
                 self.close()
                 self.pool = None
             finally:
+                _restore_main(hidden)
                 for key, value in saved.items():
                     if value is None:
                         os.environ.pop(key, None)
@@ -388,8 +411,8 @@ def bootstrap_cis(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples:
     values = {name: [] for name in names}
     per_item = {name: emd_per_item(*arrays) for name, (fn, arrays) in (extra or {}).items() if fn is emd}
     slow = [fn for name, fn in functions.items() if fast[name] is None]
-    if slow and not _picklable(slow):
-        workers = 0
+    if slow and (not _picklable(slow) or any(getattr(fn, "__module__", None) == "__main__" for fn in slow)):
+        workers = 0  # the workers could not unpickle it (they do not import the main script)
     refits = _Refits(pred, mos, (refit_workers(n, resamples) if workers is None else workers) if slow else 0)
     limits = contextlib.nullcontext()
     if refits.pool is not None:  # the workers have the cores: this process's idle BLAS threads would spin on them
