@@ -17,7 +17,7 @@ from importlib import resources
 import yaml
 
 from .images import Preprocessing
-from .metrics import ATTRIBUTE_METRICS
+from .metrics import ATTRIBUTE_METRICS, lower_is_better
 from .task import builtin_tasks, load_task
 
 
@@ -87,10 +87,11 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
         table["rows"].append({
             "model": rec["model"], "type": "measured", "n": rec.get("n"), "metrics": rec["metrics"],
             "ci95": rec.get("ci95", {}), "source": f"aesbench {prov.get('aesbench', '?')} @ {commit[:7]}, {str(prov.get('end', ''))[:10]}",
+            "path": rec.get("_path"),
         })
     for table in tables.values():
-        key = table["metrics"][0] if table["metrics"] else None
-        table["rows"].sort(key=lambda r: -(r["metrics"].get(key, float("-inf"))) if key else 0)
+        if table["metrics"]:
+            table["rows"].sort(key=lambda r, key=table["metrics"][0]: best_first(r["metrics"].get(key), key))
     if include_reported:
         builtin = builtin_tasks()
         for row in reported_rows():
@@ -104,6 +105,13 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
             table["rows"].append({"model": row["model"], "type": "reported", "n": None, "metrics": row["metrics"],
                                   "ci95": {}, "source": row["source"]})
     return dict(sorted(tables.items()))
+
+
+def best_first(value: float | None, metric: str) -> tuple:
+    """Sort key: the best value of the metric first (lower first for MSE and EMD), a missing one last."""
+    if value is None:
+        return (1, 0.0)
+    return (0, value if lower_is_better(metric) else -value)
 
 
 def md(text) -> str:
