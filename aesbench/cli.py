@@ -335,17 +335,20 @@ def _compare_table(rows: dict, about: dict) -> None:
     table = Table(title=f"{about['task']}: A = {a}, B = {b} · paired bootstrap, {about['resamples']} resamples"
                         f" of {'people' if about['family'] == 'piaa' else 'items'}, seed {about['seed']}")
     for col in ("metric", "A", "B", "A − B", f"{about['level']:.0%} CI of A − B", "p", "n"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
-    recomputed = False
+        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
+    recomputed, undefined = False, []
     for name, row in rows.items():
         if row["delta"] is None:
-            table.add_row(name, "", "", "undefined", row["undefined"] or "undefined in a run or on the common items", "", _n(row))
+            table.add_row(name, "", "", "undefined", "", "", _n(row))
+            undefined.append(f"{name}: {row['undefined'] or 'undefined in a run or on the items both scored'}")
             continue
         recomputed |= not row["same_units"]
-        ci = f"[{row['ci95'][0]:+.4f}, {row['ci95'][1]:+.4f}]" if row["ci95"] else ""
+        ci = f"[{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]" if row["ci95"] else ""
         p = "" if row["p_value"] is None else f"{row['p_value']:.3g}"
         table.add_row(name, f"{row['a']:.4f}", f"{row['b']:.4f}", f"{row['delta']:+.4f}", ci, p, _n(row))
     out.print(table)
+    for line in undefined:
+        console.print(line, highlight=False, soft_wrap=True)
     if recomputed:
         console.print("note: the runs did not score the same items, so A and B are recomputed on the items both scored"
                       " (n) and differ from the runs' own values", highlight=False, soft_wrap=True)
@@ -358,10 +361,10 @@ def _n(row: dict) -> str:
 def _matrix_table(matrix: dict, about: dict) -> None:
     labels = matrix["runs"]
     table = Table(title=f"{about['task']}: {matrix['metric']}, row − column (p) · paired bootstrap, {about['resamples']}"
-                        f" resamples, seed {about['seed']}")
+                        f" resamples of {'people' if about['family'] == 'piaa' else 'items'}, seed {about['seed']}")
     table.add_column("row − column")
     for label in labels:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", no_wrap=True)
     for i, label in enumerate(labels):
         cells = []
         for j in range(len(labels)):
