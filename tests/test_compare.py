@@ -94,7 +94,7 @@ def test_matrix_of_more_than_two_runs(score_runs):
     runs = [score_runs["good"], score_runs["bad"], score_runs["good-copy"]]
     matrix, _ = compare_many(runs, "srcc")
     pair, _ = compare_two(runs[0], runs[1], metric="srcc")
-    assert matrix["runs"] == [str(r) for r in runs]  # two runs named "good": told apart by folder
+    assert matrix["runs"] == [str(runs[0]), "bad", str(runs[2])]  # two runs named "good": told apart by folder
     assert matrix["delta"][0][1] == pair["srcc"]["delta"] == -matrix["delta"][1][0]
     assert matrix["p_value"][0][1] == matrix["p_value"][1][0] == pair["srcc"]["p_value"]
     assert matrix["delta"][0][2] == 0.0 and matrix["delta"][1][1] is None
