@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 import yaml
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__, distributed
-from .adapter import load_model, model_listing
+from .adapter import load_model, model_listing, require
 from .baselines.nima import TrainConfig, train_nima
 from .errors import AesbenchError
 from .judges import check_judge, judge_spec
@@ -26,8 +28,9 @@ from .sizes import task_size
 from .task import check_safe_name, load_task, task_index
 from .training import RECIPES
 
-console = Console(stderr=True)
-out = Console()
+# No markup: names, paths, reasons and install hints ("pip install 'aesbench[train]'") print as they are.
+console = Console(stderr=True, markup=False)
+out = Console(markup=False)
 
 TINY_TASKS = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa", "tiny-art-score")
 BUILTIN_MODELS = ("handcrafted", "constant", "random")
@@ -40,7 +43,7 @@ class Group(click.Group):
         try:
             result = super().invoke(ctx)
         except AesbenchError as e:
-            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            console.print(Text.assemble(("error:", "bold red"), f" {e}"), highlight=False, soft_wrap=True)
             distributed.finish(ok=False)
             sys.exit(2)
         except KeyboardInterrupt:
@@ -54,7 +57,7 @@ class Group(click.Group):
 def _progress(quiet: bool):
     if quiet:  # also silences Hugging Face's own bars ("Loading weights"), read when transformers is imported
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, disable=quiet, transient=False)
 
     def track(iterable, total, description):
@@ -99,6 +102,19 @@ FEATURE_CACHE_OPTION = click.option(
          " a frozen backbone; keyed by image, preprocessing and weights). Env: AESBENCH_FEATURE_CACHE.")
 
 
+PLOTS_OPTION = click.option("--plots/--no-plots", default=True, show_default=True,
+                            help="Draw the run's plots into RUN/plots/ (`aesbench plot RUN` redraws them).")
+
+
+def _plots(run: Path, data_root: Path | None, quiet: bool) -> None:
+    from .plots import draw  # matplotlib is imported only when plots are drawn
+
+    written = draw(run, data_root)
+    if not quiet:
+        console.print(f"plots: {', '.join(str(p) for p in written)}" if written else f"plots: none for {run} (nothing usable to draw)",
+                      highlight=False, soft_wrap=True)
+
+
 def _use_feature_cache(model, folder: Path, quiet: bool) -> None:
     if not model.use_feature_cache(folder) and not quiet:
         console.print(f"note: model {model.name!r} has no frozen backbone to cache; --feature-cache has no effect on it", highlight=False, soft_wrap=True)
@@ -123,7 +139,12 @@ def tasks(name, data_root, include):
     """List the tasks, or show one in full."""
     if name:
         task = load_task(name, include)
-        out.print(yaml.safe_dump({**task.to_dict(), "file": str(task.path)}, sort_keys=False, allow_unicode=True), end="")
+        definition = task.to_dict()
+        root = str(task.dataset.get("root", "."))
+        if not sys.stdout.isatty() and "${" not in root and not Path(root).is_absolute():
+            # a template saved anywhere (`aesbench tasks NAME > my.yaml`) still finds the task's data
+            definition["dataset"] = {**task.dataset, "root": str((task.path.parent / root).resolve())}
+        click.echo(f"# aesbench task, from {task.path}\n" + yaml.safe_dump(definition, sort_keys=False, allow_unicode=True, width=float("inf")), nl=False)
         return
     table = Table()
     for col in ("task", "family", "dataset", "metrics", "size"):
@@ -156,6 +177,7 @@ def models():
 @click.option("--task", "task_name", required=True, help="Task name or path to a task YAML.")
 @click.option("--model", "model_name", help="Registered model name, checkpoint folder, path/to/file.py:Class or package.module:Class.")
 @click.option("--predictions", type=click.Path(path_type=Path), help="Score a predictions JSONL made elsewhere.")
+@click.option("--name", "run_name", help="With --predictions: the model name recorded and shown (default: the file's stem).")
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Run folder (resumed if it exists).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items (PIAA: people).")
@@ -166,15 +188,23 @@ def models():
 @click.option("--judge-arg", multiple=True, help="Judge option key=value (repeatable).")
 @FEATURE_CACHE_OPTION
 @INCLUDE_PATH_OPTION
+@PLOTS_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bars or summary table.")
-def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed, data_root, model_arg, judge, judge_arg,
-             feature_cache, include, quiet):
+def eval_cmd(task_name, model_name, predictions, run_name, output, batch_size, limit, seed, data_root, model_arg, judge, judge_arg,
+             feature_cache, include, plots, quiet):
     """Evaluate a model (or a predictions file) on a task; re-running resumes."""
     distributed.start()  # under a launcher: before the model is built, so each process takes its own GPU
     quiet = quiet or distributed.rank() != 0  # rank 0 reports
     if (model_name is None) == (predictions is None):
         raise AesbenchError("give exactly one of --model and --predictions")
+    if run_name is not None:
+        if predictions is None:
+            raise AesbenchError("--name applies to --predictions runs (a model run is named after its model)")
+        check_safe_name(run_name, "--name")
     task = load_task(task_name, include)
+    listed = model_listing().get(model_name) if model_name else None
+    if listed is not None and listed[0]:  # before building it: a model that cannot do the task never asks for its extra
+        require(SimpleNamespace(name=model_name, capabilities=listed[0]), task.capability, task.name)
     if judge or judge_arg:
         if task.family != "suggest":
             raise AesbenchError(f"--judge applies to suggest tasks; {task.name!r} is a {task.family} task")
@@ -188,8 +218,12 @@ def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed
     if model is not None and feature_cache:
         _use_feature_cache(model, feature_cache, quiet)
     with progress:
-        results = evaluate(task, output, model=model, predictions=predictions, seed=seed, batch_size=batch_size,
-                           limit=limit, data_root=data_root, track=track)
+        results = evaluate(task, output, model=model, model_name=run_name, predictions=predictions, seed=seed,
+                           batch_size=batch_size, limit=limit, data_root=data_root, track=track)
+    if results is None:  # not rank 0
+        return
+    if plots:
+        _plots(output, data_root, quiet)
     if not quiet:
         _summary(results, output)
 
@@ -202,8 +236,9 @@ def eval_cmd(task_name, model_name, predictions, output, batch_size, limit, seed
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @FEATURE_CACHE_OPTION
 @INCLUDE_PATH_OPTION
+@PLOTS_OPTION
 @click.option("--quiet", is_flag=True)
-def suite(output, task_names, model_names, seed, batch_size, feature_cache, include, quiet):
+def suite(output, task_names, model_names, seed, batch_size, feature_cache, include, plots, quiet):
     """Run several models on several tasks (default: the tiny suite with the built-in baselines)."""
     distributed.start()
     quiet = quiet or distributed.rank() != 0
@@ -225,6 +260,8 @@ def suite(output, task_names, model_names, seed, batch_size, feature_cache, incl
                                    batch_size=batch_size, track=track)
                 if results is None:  # not rank 0
                     continue
+                if plots:
+                    _plots(run, None, True)
                 head = task.metrics[0]
                 value = results["metrics"].get(head)
                 table.add_row(task.name, model.name, str(results["n"]), f"{head} {value:.4f}" if value is not None else f"{head} undefined")
@@ -234,7 +271,8 @@ def suite(output, task_names, model_names, seed, batch_size, feature_cache, incl
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "html"]), default="markdown", show_default=True,
+              help="html: one self-contained page (sortable tables, links to each run's plots).")
 @click.option("--reported/--no-reported", default=True, show_default=True, help="Include numbers reported by papers.")
 @click.option("--output", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
 def leaderboard(paths, fmt, reported, output):
@@ -244,7 +282,12 @@ def leaderboard(paths, fmt, reported, output):
         if not p.exists():
             raise AesbenchError(f"{p} not found: give folders holding results.json records")
     records = load_results(paths)
-    text = (render_markdown if fmt == "markdown" else render_csv)(records, reported)
+    if fmt == "html":
+        from .leaderboard_html import render_html
+
+        text = render_html(records, reported, base=Path(output).parent if output else Path("."))
+    else:
+        text = (render_markdown if fmt == "markdown" else render_csv)(records, reported)
     if output:
         target = Path(output)
         if target.exists() and any(os.path.samefile(target, r["_path"]) for r in records):
@@ -255,6 +298,89 @@ def leaderboard(paths, fmt, reported, output):
             raise AesbenchError(f"cannot write {target}: {e.strerror or type(e).__name__}") from None
     else:
         click.echo(text)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data-root", type=click.Path(path_type=Path),
+              help="Dataset root, where the run's own is not here (score tasks read their labels for the scatter).")
+def plot(runs, data_root):
+    """Draw (or redraw) the plots of runs into RUN/plots/, from each run's results.json and predictions.jsonl."""
+    from .rundata import run_folders
+
+    for run in run_folders(list(runs)):
+        _plots(run.parent if run.name == "results.json" else run, data_root, quiet=False)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--metric", help="The metric to compare (with more than two runs: the matrix's; default: the task's first).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root, where the runs' own is not here.")
+def compare(runs, metric, fmt, data_root):
+    """Paired comparison of runs of one task: A − B, paired bootstrap CI and p-value per metric; with more
+    than two runs, the matrix of pairwise differences in one metric."""
+    from .compare import compare_many, compare_two
+
+    if len(runs) < 2:
+        raise AesbenchError("give at least two run folders to compare")
+    if len(runs) == 2:
+        rows, about = compare_two(runs[0], runs[1], data_root, metric)
+        if fmt == "json":
+            keys = ("a", "b", "delta", "ci95", "p_value")
+            click.echo(json.dumps({name: {k: row[k] for k in keys} for name, row in rows.items()}, indent=2))
+        else:
+            _compare_table(rows, about)
+        return
+    matrix, about = compare_many(list(runs), metric, data_root)
+    if fmt == "json":
+        click.echo(json.dumps(matrix, indent=2))
+    else:
+        _matrix_table(matrix, about)
+
+
+def _compare_table(rows: dict, about: dict) -> None:
+    a, b = about["labels"]
+    table = Table(title=f"{about['task']}: A = {a}, B = {b} · paired bootstrap, {about['resamples']} resamples"
+                        f" of {'people' if about['family'] == 'piaa' else 'items'}, seed {about['seed']}")
+    for col in ("metric", "A", "B", "A − B", f"{about['level']:.0%} CI of A − B", "p", "n"):
+        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
+    recomputed, undefined = False, []
+    for name, row in rows.items():
+        if row["delta"] is None:
+            table.add_row(name, "", "", "undefined", "", "", _n(row))
+            undefined.append(f"{name}: {row['undefined'] or 'undefined in a run or on the items both scored'}")
+            continue
+        recomputed |= not row["same_units"]
+        ci = f"[{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]" if row["ci95"] else ""
+        p = "" if row["p_value"] is None else f"{row['p_value']:.3g}"
+        table.add_row(name, f"{row['a']:.4f}", f"{row['b']:.4f}", f"{row['delta']:+.4f}", ci, p, _n(row))
+    out.print(table)
+    for line in undefined:
+        console.print(line, highlight=False, soft_wrap=True)
+    if recomputed:
+        console.print("note: the runs did not score the same items, so A and B are recomputed on the items both scored"
+                      " (n) and differ from the runs' own values", highlight=False, soft_wrap=True)
+
+
+def _n(row: dict) -> str:
+    return "" if row["n"] is None else str(row["n"])
+
+
+def _matrix_table(matrix: dict, about: dict) -> None:
+    labels = matrix["runs"]
+    table = Table(title=f"{about['task']}: {matrix['metric']}, row − column (p) · paired bootstrap, {about['resamples']}"
+                        f" resamples of {'people' if about['family'] == 'piaa' else 'items'}, seed {about['seed']}")
+    table.add_column("row − column")
+    for label in labels:
+        table.add_column(label, justify="right", no_wrap=True)
+    for i, label in enumerate(labels):
+        cells = []
+        for j in range(len(labels)):
+            delta, p = matrix["delta"][i][j], matrix["p_value"][i][j]
+            cells.append("·" if i == j else "undefined" if delta is None else f"{delta:+.3f} ({'' if p is None else f'{p:.2g}'})")
+        table.add_row(label, *cells)
+    out.print(table)
 
 
 def _int_list(value: str | None, option: str) -> list[int] | None:

@@ -18,7 +18,7 @@ import yaml
 
 from .families import DEFAULT_BOOTSTRAP, FAMILIES, get_family
 from .images import Preprocessing
-from .metrics import ATTRIBUTE_METRICS, metric_info
+from .metrics import ATTRIBUTE_METRICS, lower_is_better
 from .task import builtin_tasks, load_task
 
 
@@ -93,10 +93,11 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
         table["rows"].append({
             "model": rec["model"], "type": "measured", "n": rec.get("n"), "metrics": rec["metrics"],
             "ci95": rec.get("ci95", {}), "source": f"aesbench {prov.get('aesbench', '?')} @ {commit[:7]}, {str(prov.get('end', ''))[:10]}",
+            "path": rec.get("_path"),
         })
     for table in tables.values():
-        key = table["metrics"][0] if table["metrics"] else None
-        table["rows"].sort(key=lambda r: _rank(r["metrics"], key))
+        if table["metrics"]:
+            table["rows"].sort(key=lambda r, key=table["metrics"][0]: best_first(r["metrics"].get(key), key))
     if include_reported:
         builtin = builtin_tasks()
         for row in reported_rows():
@@ -112,16 +113,11 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
     return dict(sorted(tables.items()))
 
 
-def _rank(metrics: dict, key: str | None) -> float:
-    """Sort key for a row: best first by the table's first metric in its own direction (MSE and EMD: lower
-    is better), rows without it last."""
-    if key is None:
-        return 0.0
-    value = metrics.get(key)
+def best_first(value: float | None, metric: str) -> tuple:
+    """Sort key: the best value of the metric first (lower first for MSE and EMD), a missing one last."""
     if value is None:
-        return float("inf")
-    info = metric_info(key)
-    return value if info is not None and not info.higher_is_better else -value
+        return (1, 0.0)
+    return (0, value if lower_is_better(metric) else -value)
 
 
 def md(text) -> str:

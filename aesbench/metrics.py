@@ -49,6 +49,13 @@ def metric_info(name: str) -> Metric | None:
     return METRICS.get(base) if base in METRICS else None
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of the metric is better (`mse`, `emd`; `srcc@composition` follows `srcc`);
+    False for a metric aesbench does not know."""
+    info = metric_info(metric)
+    return info is not None and not info.higher_is_better
+
+
 def _quiet(fn, *args):
     """scipy warns (and returns NaN) on constant input; the NaN is what we keep."""
     with warnings.catch_warnings():
@@ -95,16 +102,23 @@ def logistic4(x, b1, b2, b3, b4):
 
 def plcc_logistic(pred: np.ndarray, mos: np.ndarray) -> float:
     """PLCC after fitting the 4-parameter logistic from predictions to MOS (reported beside raw PLCC)."""
+    params = fit_logistic(pred, mos)
+    return float("nan") if params is None else plcc(logistic4(pred, *params), mos)
+
+
+def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray | None:
+    """The 4-parameter logistic from predictions to MOS that plcc_logistic uses, or None where it
+    cannot be fitted (at most four points, constant input, no convergence)."""
     if len(pred) <= 4 or np.ptp(pred) == 0 or np.ptp(mos) == 0:  # four parameters need more than four points
-        return float("nan")
+        return None
     p0 = [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, maxfev=10000)
     except (RuntimeError, optimize.OptimizeWarning, ValueError):
-        return float("nan")
-    return plcc(logistic4(pred, *params), mos)
+        return None
+    return params
 
 
 SCORE_FUNCTIONS = {"srcc": srcc, "plcc": plcc, "krcc": krcc, "mse": mse, "plcc_logistic": plcc_logistic}
@@ -138,11 +152,17 @@ def bootstrap_ci(fn, arrays: list[np.ndarray], resamples: int, seed: int, level:
 
     The plain way, one call of fn per resample; `bootstrap_cis` computes the score metrics' intervals
     from the same resamples much faster, and tests hold it to this function's numbers."""
+    values = resample_values(fn, arrays, resamples, seed)
+    return None if values is None else _percentile_interval(values, resamples, level)
+
+
+def resample_values(fn, arrays: list[np.ndarray], resamples: int, seed: int) -> np.ndarray | None:
+    """fn on each of the seeded resamples of the items (rows of every array), or None below 2 items."""
     n = len(arrays[0])
     if n < 2 or resamples <= 0:
         return None
-    values = np.array([fn(*(a[idx] for a in arrays)) for block in _index_blocks(n, resamples, seed) for idx in block])
-    return _percentile_interval(values, resamples, level)
+    return np.array([fn(*(a[idx] for a in arrays)) for block in _index_blocks(n, resamples, seed) for idx in block],
+                    dtype=np.float64)
 
 
 # ---- The score metrics over many resamples at once ------------------------------------------------
@@ -397,10 +417,18 @@ class _Refits:
 def bootstrap_cis(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples: int, seed: int, level: float = 0.95,
                   extra: dict | None = None, workers: int | None = None) -> dict:
     """Percentile intervals of several metrics of (pred, mos), all over the same seeded resamples as
-    `bootstrap_ci` draws, one block of resamples at a time (memory stays bounded at any n).
-    `functions`: name -> fn(pred, mos); `extra`: name -> (fn, arrays) for metrics of other per-item
-    arrays (EMD over distributions). Metrics without a many-resamples version (plcc_logistic) are
-    called per resample, in `workers` processes (default refit_workers) while this one does the rest."""
+    `bootstrap_ci` draws (the values of `bootstrap_values`)."""
+    values = bootstrap_values(functions, pred, mos, resamples, seed, extra, workers)
+    return {name: None if v is None else _percentile_interval(v, resamples, level) for name, v in values.items()}
+
+
+def bootstrap_values(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples: int, seed: int,
+                     extra: dict | None = None, workers: int | None = None) -> dict:
+    """Each metric on each of the seeded resamples `bootstrap_ci` draws (name -> array, one value per
+    resample, NaN where undefined; None below 2 items), one block of resamples at a time (memory stays
+    bounded at any n). `functions`: name -> fn(pred, mos); `extra`: name -> (fn, arrays) for metrics of
+    other per-item arrays (EMD over distributions). Metrics without a many-resamples version (plcc_logistic)
+    are called per resample, in `workers` processes (default refit_workers) while this one does the rest."""
     n = len(pred)
     names = list(functions) + list(extra or {})
     if n < 2 or resamples <= 0:
@@ -438,5 +466,4 @@ def bootstrap_cis(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples:
             values = {name: [v if isinstance(v, (list, np.ndarray)) else v.result() for v in parts] for name, parts in values.items()}
         finally:
             refits.close()
-    return {name: _percentile_interval(np.concatenate([np.asarray(v, dtype=np.float64) for v in values[name]]), resamples, level)
-            for name in names}
+    return {name: np.concatenate([np.asarray(v, dtype=np.float64) for v in values[name]]) for name in names}

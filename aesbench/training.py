@@ -203,10 +203,9 @@ def _save_state(accelerator, state_dir: Path, stage: str, step: int) -> None:
 
 def plot_losses(log_file: Path, out: Path) -> None:
     """Loss against step, one colour per stage (PNG next to the log)."""
-    matplotlib = optional_import("matplotlib", "train", "training")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import pyplot
 
+    plt = pyplot()
     rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
     offset = 0

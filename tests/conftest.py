@@ -52,3 +52,20 @@ def run_cli(*args, env=None, check=False):
     exe = Path(sys.executable).parent / "aesbench"  # the command installed beside this interpreter
     cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "aesbench", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=check, timeout=600)
+
+
+def task_copy(folder: Path, name: str, resamples: int = 100, replace: dict | None = None) -> Path:
+    """A built-in task saved under `folder` with fewer bootstrap resamples (and any text `replace`d),
+    reading the built-in data, so tests that score it take seconds."""
+    from aesbench.task import load_task
+
+    source = load_task(name)
+    root = source.dataset["root"]
+    text = source.path.read_text().replace("resamples: 1000", f"resamples: {resamples}")
+    text = text.replace(f"root: {root}", f"root: {source.path.parent / root}")
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / f"{name}-{len(list(folder.glob('*.yaml')))}.yaml"
+    path.write_text(text)
+    return path

@@ -37,8 +37,7 @@ class ScoreProtocol(Protocol):
     attributes: list = setting(
         [],
         lambda v: (
-            isinstance(v, list)
-            and v
+            isinstance(v, list)  # [] (the default, as `aesbench tasks NAME` writes it): no attributes
             and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9_]+", a) for a in v)
             and len(set(v)) == len(v)
         ),

@@ -1,0 +1,146 @@
+"""`aesbench compare`: paired differences of two runs of one task, and the matrix for more than two.
+
+Score runs are made from predictions files on a copy of tiny-ava-score with 200 resamples;
+suggest, PIAA and comment runs are the committed results/ (read, never written)."""
+import json
+
+import numpy as np
+import pytest
+
+from aesbench.compare import compare_many, compare_two, p_value
+from aesbench.datasets import read_dataset
+from aesbench.task import load_task
+from conftest import REPO, requires_java, run_cli, task_copy
+
+
+def _task(tmp_path, threshold=5.0):
+    return task_copy(tmp_path, "tiny-ava-score", resamples=200, replace={"acc_threshold: 5.0": f"acc_threshold: {threshold}"})
+
+
+def _run(tmp_path, task, name, scores, folder=None):
+    preds = tmp_path / f"{name}.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "score": float(s)}) + "\n" for i, s in scores.items()))
+    out = tmp_path / (folder or name)
+    proc = run_cli("eval", "--task", str(task), "--predictions", str(preds), "--name", name, "--output", str(out), "--quiet", "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def score_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare")
+    task = _task(tmp)
+    items = read_dataset(load_task(str(task))).items
+    rng = np.random.default_rng(1)
+    mos = {it.id: it.label["mos"] for it in items}
+    good = {i: m + rng.normal(0, 0.2) for i, m in mos.items()}
+    bad = {i: rng.uniform(1, 10) for i in mos}
+    return {"task": task, "tmp": tmp, "good": _run(tmp, task, "good", good), "bad": _run(tmp, task, "bad", bad),
+            "good-copy": _run(tmp, task, "good", good, folder="good-copy"), "mos": mos}
+
+
+def _compare_json(*args):
+    proc = run_cli("compare", *map(str, args), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_difference_is_the_runs_own_difference_exactly_and_a_clearly_better_model_wins(score_runs):
+    rows = _compare_json(score_runs["good"], score_runs["bad"])
+    a = json.loads((score_runs["good"] / "results.json").read_text())["metrics"]
+    b = json.loads((score_runs["bad"] / "results.json").read_text())["metrics"]
+    assert set(rows) >= {"srcc", "plcc", "krcc", "acc", "mse", "plcc_logistic"}
+    for name, row in rows.items():
+        assert set(row) == {"a", "b", "delta", "ci95", "p_value"}
+        if name in a and name in b:
+            assert row["a"] == a[name] and row["b"] == b[name] and row["delta"] == a[name] - b[name]
+            assert row["ci95"][0] <= row["ci95"][1]
+    assert rows["emd"]["delta"] is None  # neither run gives distributions: undefined, not a number
+    assert rows["srcc"]["delta"] > 0.5 and rows["srcc"]["p_value"] < 0.02 and rows["srcc"]["ci95"][0] > 0
+    assert rows["mse"]["delta"] < 0 and rows["mse"]["p_value"] < 0.02  # lower is better: A's error is smaller
+
+
+def test_identical_predictions_give_zero_difference_and_p_one(score_runs):
+    rows = _compare_json(score_runs["good"], score_runs["good-copy"])
+    for name, row in rows.items():
+        if row["delta"] is not None:
+            assert row["delta"] == 0.0 and row["p_value"] == 1.0 and row["ci95"] == [0.0, 0.0], name
+
+
+def test_runs_on_other_items_are_compared_on_the_common_ones(score_runs):
+    tmp, mos = score_runs["tmp"], score_runs["mos"]
+    ids = list(mos)
+    partial = _run(tmp, score_runs["task"], "partial", {i: mos[i] for i in ids[: len(ids) // 2]})
+    two, about = compare_two(partial, score_runs["bad"])
+    assert two["srcc"]["n"] == len(ids) // 2 and not two["srcc"]["same_units"]
+    assert two["srcc"]["a"] == pytest.approx(1.0)
+    table = run_cli("compare", str(partial), str(score_runs["bad"]))
+    assert table.returncode == 0 and "recomputed on the items both scored" in table.stderr
+
+
+def test_runs_of_other_tasks_or_protocols_are_refused(score_runs, tmp_path):
+    other = _run(tmp_path, _task(tmp_path, threshold=6.0), "good", {i: m for i, m in score_runs["mos"].items()})
+    proc = run_cli("compare", str(score_runs["good"]), str(other))
+    assert proc.returncode == 2 and "different protocols" in proc.stderr and "protocol.acc_threshold" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    piaa = REPO / "results" / "tiny-flickr-aes-piaa" / "random"
+    proc = run_cli("compare", str(score_runs["good"]), str(piaa))
+    assert proc.returncode == 2 and "different tasks" in proc.stderr
+    proc = run_cli("compare", str(score_runs["good"]), str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and "holds no results.json" in proc.stderr
+
+
+def test_matrix_of_more_than_two_runs(score_runs):
+    runs = [score_runs["good"], score_runs["bad"], score_runs["good-copy"]]
+    matrix, _ = compare_many(runs, "srcc")
+    pair, _ = compare_two(runs[0], runs[1], metric="srcc")
+    assert matrix["runs"] == [str(runs[0]), "bad", str(runs[2])]  # two runs named "good": told apart by folder
+    assert matrix["delta"][0][1] == pair["srcc"]["delta"] == -matrix["delta"][1][0]
+    assert matrix["p_value"][0][1] == matrix["p_value"][1][0] == pair["srcc"]["p_value"]
+    assert matrix["delta"][0][2] == 0.0 and matrix["delta"][1][1] is None
+    table = run_cli("compare", *map(str, runs), "--metric", "srcc")
+    assert table.returncode == 0 and "row − column" in table.stdout
+    proc = run_cli("compare", *map(str, runs), "--metric", "bleu4")
+    assert proc.returncode == 2 and "'bleu4' is not one" in proc.stderr
+
+
+def test_p_value_rule():
+    assert p_value(np.zeros(100), 100) == 1.0
+    assert p_value(np.ones(99), 99) == pytest.approx(2 / 100)  # never 0
+    assert p_value(np.full(100, np.nan), 100) is None
+
+
+def test_suggest_runs_compare_on_the_recorded_verdicts():
+    a, b = REPO / "results" / "tiny-pccd-suggest" / "handcrafted", REPO / "results" / "tiny-pccd-suggest" / "random"
+    rows, _ = compare_two(a, b)
+    own = [json.loads((r / "results.json").read_text())["metrics"] for r in (a, b)]
+    assert rows.keys() == own[0].keys()
+    for name, row in rows.items():
+        assert row["delta"] == own[0][name] - own[1][name] and row["same_units"]
+        assert 0 < row["p_value"] <= 1
+    same, _ = compare_two(a, a)
+    assert all(row["delta"] == 0 and row["p_value"] == 1 for row in same.values())
+
+
+def test_piaa_runs_resample_people():
+    nima, handcrafted = REPO / "results" / "tiny-flickr-aes-piaa" / "nima", REPO / "results" / "tiny-flickr-aes-piaa" / "handcrafted"
+    rows, about = compare_two(nima, handcrafted)
+    own = [json.loads((r / "results.json").read_text())["metrics"] for r in (nima, handcrafted)]
+    assert about["family"] == "piaa" and rows["piaa_srcc"]["n"] == 5  # people, not images
+    for name in ("piaa_srcc", "piaa_srcc_generic", "piaa_srcc_k50"):
+        assert rows[name]["delta"] == own[0][name] - own[1][name] and rows[name]["ci95"] is not None
+    # the committed handcrafted run is from before per-person ΔSRCC was recorded: said, not guessed
+    assert rows["piaa_delta_srcc"]["delta"] is None and "predates" in rows["piaa_delta_srcc"]["undefined"]
+    same, _ = compare_two(nima, nima)
+    assert all(row["delta"] == 0 and row["p_value"] == 1 for row in same.values())
+
+
+@requires_java
+def test_caption_runs_reuse_the_caption_statistics():
+    a, b = REPO / "results" / "tiny-ava-comment" / "handcrafted", REPO / "results" / "tiny-ava-comment" / "constant"
+    rows, _ = compare_two(a, b)
+    own = [json.loads((r / "results.json").read_text())["metrics"] for r in (a, b)]
+    assert list(rows) == ["bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"]
+    for name, row in rows.items():
+        assert row["delta"] == own[0][name] - own[1][name]
+        assert row["ci95"][0] <= row["ci95"][1]
