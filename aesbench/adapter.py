@@ -5,6 +5,7 @@ capability only. Models are named by registry name (`handcrafted`), by a checkpo
 config.json names a registered `model_type`, or from outside the package: `path/to/file.py:Class`,
 `package.module:Class`, or a name an installed package declares in the entry-point group `aesbench.models`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,8 +87,10 @@ class Model:
         params = keyword_parameters(cls.__init__)
         unknown = sorted(k for k in config if k not in params)
         if unknown:
-            raise AesbenchError(f"{Path(path) / 'config.json'}: {cls.name} takes no setting {unknown[0]!r}"
-                                f" (accepted: {', '.join(params) or 'none'}); re-save the checkpoint")
+            raise AesbenchError(
+                f"{Path(path) / 'config.json'}: {cls.name} takes no setting {unknown[0]!r}"
+                f" (accepted: {', '.join(params) or 'none'}); re-save the checkpoint"
+            )
         return cls(**parse_options(config, params, f"checkpoint {path}"))
 
 
@@ -100,7 +103,9 @@ def _discover() -> None:
         MODELS.lazy(name, module, capabilities=capabilities, doc=doc)
 
 
-SPEC_HINT = "`aesbench models` lists them; a checkpoint folder, path/to/file.py:Class or package.module:Class also works"
+SPEC_HINT = (
+    "`aesbench models` lists them; a checkpoint folder, path/to/file.py:Class or package.module:Class also works"
+)
 MODELS = Registry("model", group="aesbench.models", hint=SPEC_HINT, discover=_discover)
 
 
@@ -118,10 +123,16 @@ def register(name: str):
 # so they are listed from this table and imported only when one is loaded: `aesbench models`, `tasks`
 # and an eval of a model that needs no torch never import torch. A test holds the table to the classes.
 REFERENCE_MODELS = {
-    "calm": ("aesbench.models.calm", frozenset({"score", "distribution", "comment", "suggest", "personalize"}),
-             "CALM: encoder + multi-scale alignment + LLM; train with `aesbench train calm`, then --model CHECKPOINT."),
-    "artquant": ("aesbench.models.artquant", frozenset({"score", "comment", "suggest"}),
-                 "ArtQuant: joint three-level description and level-readout score; train with `aesbench train artquant`."),
+    "calm": (
+        "aesbench.models.calm",
+        frozenset({"score", "distribution", "comment", "suggest", "personalize"}),
+        "CALM: encoder + multi-scale alignment + LLM; train with `aesbench train calm`, then --model CHECKPOINT.",
+    ),
+    "artquant": (
+        "aesbench.models.artquant",
+        frozenset({"score", "comment", "suggest"}),
+        "ArtQuant: joint three-level description and level-readout score; train with `aesbench train artquant`.",
+    ),
 }
 
 
@@ -167,7 +178,9 @@ def _plugin_class(spec: str) -> type[Model]:
                 raise
             except Exception as e:  # the user's file: its own error, in one line
                 del sys.modules[module_name]
-                raise AesbenchError(f"cannot import {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                raise AesbenchError(
+                    f"cannot import {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                ) from None
         cls = getattr(module, attribute, None)
         if cls is None:
             raise AesbenchError(f"{path} defines no {attribute!r} (--model {spec})")
@@ -215,7 +228,9 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
     if path.is_dir():
         config_file = path / "config.json"
         if not config_file.is_file():
-            raise AesbenchError(f"model folder {path} has no config.json: point --model at a checkpoint folder or a registered name")
+            raise AesbenchError(
+                f"model folder {path} has no config.json: point --model at a checkpoint folder or a registered name"
+            )
         config = read_config(config_file)
         model_type = config.get("model_type")
         refuse_command_line_only(config, str(config_file), "--model-arg", allow_safe=True)
@@ -223,7 +238,8 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
             raise AesbenchError(
                 f"{config_file} names model_type {model_type!r}, which is not an aesbench model; for a Hugging Face"
                 f" checkpoint pick an adapter and pass the folder: --model qalign --model-arg path={path}"
-                " (`aesbench models` lists the adapters)")
+                " (`aesbench models` lists the adapters)"
+            )
         cls = model_class(model_type)
         accepted = {n: p for n, p in keyword_parameters(cls.from_pretrained).items() if n != "path"}
         unknown = [k for k in options if k not in accepted]
@@ -248,4 +264,6 @@ def load_model(name_or_path: str, options: dict | None = None, seed: int | None 
 def require(model: Model, capability: str, task_name: str) -> None:
     if capability not in model.capabilities:
         have = ", ".join(sorted(model.capabilities)) or "nothing"
-        raise AesbenchError(f"model {model.name!r} cannot {capability} (it can: {have}), which task {task_name!r} needs")
+        raise AesbenchError(
+            f"model {model.name!r} cannot {capability} (it can: {have}), which task {task_name!r} needs"
+        )

@@ -24,6 +24,7 @@ of its segments' statistics (word counts, added as MeteorStats.addStats adds the
 is sent as one segment holding its summed counts, which gives the very double the full EVAL line
 gives (tested) while the JVM parses one segment instead of n.
 """
+
 from __future__ import annotations
 
 import collections
@@ -87,7 +88,7 @@ def _exchange(jobs: list[tuple[object, bytes, int]]) -> list[list[str]]:
                 s = state[n]
                 try:
                     if kind == "w":
-                        s["todo"] = s["todo"][os.write(key.fd, s["todo"][:1 << 16]):]
+                        s["todo"] = s["todo"][os.write(key.fd, s["todo"][: 1 << 16]) :]
                         if not s["todo"]:
                             sel.unregister(key.fd)
                         continue
@@ -132,8 +133,11 @@ def _meteor_addends(stats: list[str]) -> np.ndarray:
         raise AesbenchError("METEOR returned per-segment statistics that are not 23 whole-number counts")
     counts = values.astype(np.int64)
     matches = counts[:, 4:20].reshape(-1, 4, 4)
-    perfect = ((matches[:, :, 0] + matches[:, :, 2]).sum(axis=1) == counts[:, 0]) \
-        & ((matches[:, :, 1] + matches[:, :, 3]).sum(axis=1) == counts[:, 1]) & (counts[:, 20] == 1)
+    perfect = (
+        ((matches[:, :, 0] + matches[:, :, 2]).sum(axis=1) == counts[:, 0])
+        & ((matches[:, :, 1] + matches[:, :, 3]).sum(axis=1) == counts[:, 1])
+        & (counts[:, 20] == 1)
+    )
     counts[perfect, 20] = 0
     return counts
 
@@ -144,8 +148,10 @@ def _meteor_addends(stats: list[str]) -> np.ndarray:
 # wrong image; pycocoevalcap replaces only \n. Every such character (Unicode categories Cc, Zl,
 # Zp; tabs too, which the tokenizer treats as spaces anyway) becomes a space, on references and
 # candidates alike, and a lone surrogate (not encodable as UTF-8) becomes U+FFFD.
-CAPTION_NORMALISATION = ("control and line-separator characters (Unicode Cc, Zl, Zp) inside a caption become spaces;"
-                         " lone surrogates become U+FFFD")
+CAPTION_NORMALISATION = (
+    "control and line-separator characters (Unicode Cc, Zl, Zp) inside a caption become spaces;"
+    " lone surrogates become U+FFFD"
+)
 
 
 def normalise_caption(text: str) -> str:
@@ -186,8 +192,16 @@ def ptb_tokenize_calls(calls: list[dict]) -> list[dict]:
             log = stack.enter_context(tempfile.TemporaryFile())
             text.write("\n".join(c for caps in captions.values() for c in caps).encode())
             text.flush()
-            cmd = ["java", *PTB_JVM_FLAGS, "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines",
-                   "-lowerCase", text.name]
+            cmd = [
+                "java",
+                *PTB_JVM_FLAGS,
+                "-cp",
+                jar,
+                "edu.stanford.nlp.process.PTBTokenizer",
+                "-preserveLines",
+                "-lowerCase",
+                text.name,
+            ]
             try:
                 proc = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
             except OSError as e:
@@ -202,8 +216,9 @@ def ptb_tokenize_calls(calls: list[dict]) -> list[dict]:
             if proc.returncode != 0 or len(lines) < len(keys):
                 log.seek(0)
                 java_said = log.read().decode(errors="replace").strip()  # its progress line, kept for errors
-                raise AesbenchError("PTB tokenizer returned fewer lines than it was given"
-                                    f" (Java said: {java_said[-300:] or 'nothing'})")
+                raise AesbenchError(
+                    f"PTB tokenizer returned fewer lines than it was given (Java said: {java_said[-300:] or 'nothing'})"
+                )
             tokens: dict = {}
             for key, line in zip(keys, lines):
                 words = [w for w in line.rstrip().split(" ") if w not in ptbtokenizer.PUNCTUATIONS]
@@ -256,8 +271,12 @@ class CaptionScorer:
         candidates, each in the order of the items (run at the same time), each caption normalised first
         (normalise_caption). Never one joint call: the PTB tokenizer reads an emoticon ending the last line
         of its input differently (`too dark :)` gives `too dark -rrb-` there, `too dark :-rrb-` elsewhere)."""
-        gts, res = ptb_tokenize_calls([{k: [normalise_caption(r) for r in refs] for k, refs in references.items()},
-                                       {k: [normalise_caption(c)] for k, c in candidates.items()}])
+        gts, res = ptb_tokenize_calls(
+            [
+                {k: [normalise_caption(r) for r in refs] for k, refs in references.items()},
+                {k: [normalise_caption(c)] for k, c in candidates.items()},
+            ]
+        )
         return gts, res
 
     def score(self, references: dict[str, list[str]], candidates: dict[str, str]) -> dict:
@@ -279,11 +298,18 @@ class CaptionScorer:
         metrics.update(meteor=float(meteor), rouge_l=rouge, cider=cider)
         per_item = {f"bleu{n + 1}": values for n, values in enumerate(bleu_per_item(counts))}
         per_item.update(meteor=list(meteor_items), rouge_l=rouge_items, cider=cider_items)
-        normalised = {"rule": CAPTION_NORMALISATION,
-                      "references": count_normalised(r for refs in references.values() for r in refs),
-                      "candidates": count_normalised(candidates.values())}
-        return {"metrics": metrics, "per_item": per_item, "bleu_counts": counts, "meteor_stats": meteor_stats,
-                "normalised": normalised}
+        normalised = {
+            "rule": CAPTION_NORMALISATION,
+            "references": count_normalised(r for refs in references.values() for r in refs),
+            "candidates": count_normalised(candidates.values()),
+        }
+        return {
+            "metrics": metrics,
+            "per_item": per_item,
+            "bleu_counts": counts,
+            "meteor_stats": meteor_stats,
+            "normalised": normalised,
+        }
 
     def meteor_stats(self, pairs: list[tuple[str, list[str]]]) -> list[str]:
         """Per-segment statistics for (hypothesis, references) pairs: Meteor._stat's SCORE lines, in
@@ -293,13 +319,15 @@ class CaptionScorer:
             hypothesis = hypothesis.replace("|||", "").replace("  ", " ")
             lines.append(" ||| ".join(("SCORE", " ||| ".join(references), hypothesis)) + "\n")
         size = math.ceil(len(lines) / len(self.meteors)) if lines else 1
-        parts = [lines[i:i + size] for i in range(0, len(lines), size)]
+        parts = [lines[i : i + size] for i in range(0, len(lines), size)]
         jobs = [(m.meteor_p, "".join(part).encode(), len(part)) for m, part in zip(self.meteors, parts)]
         return [line.strip() for answer in _exchange(jobs) for line in answer]
 
     def meteor_eval(self, stats: list[str]) -> tuple[float, list[float]]:
         """METEOR's EVAL over per-segment statistics: the line pycocoevalcap's Meteor.compute_score sends."""
-        (answer,) = _exchange([(self.meteor.meteor_p, ("EVAL ||| " + " ||| ".join(stats) + "\n").encode(), len(stats) + 1)])
+        (answer,) = _exchange(
+            [(self.meteor.meteor_p, ("EVAL ||| " + " ||| ".join(stats) + "\n").encode(), len(stats) + 1)]
+        )
         return float(answer[-1].strip()), [float(x.strip()) for x in answer[:-1]]
 
     def meteor_resampled(self, stats: list[str], draws: np.ndarray) -> list[float]:
@@ -342,7 +370,9 @@ def _ngram_counts(sentence: str, n: int = 4) -> collections.Counter:
     return counts
 
 
-def cook(gts: dict[str, list[str]], res: dict[str, list[str]]) -> list[tuple[list[collections.Counter], collections.Counter]]:
+def cook(
+    gts: dict[str, list[str]], res: dict[str, list[str]]
+) -> list[tuple[list[collections.Counter], collections.Counter]]:
     """Each image's n-gram counts, (references, candidate), computed once for BLEU and CIDEr-D."""
     return [([_ngram_counts(ref) for ref in gts[k]], _ngram_counts(res[k][0])) for k in gts]
 
@@ -366,8 +396,10 @@ def bleu_counts(cooked: list) -> dict[str, np.ndarray]:
         reflen.append(min((abs(l - length), l) for l in lengths)[1])
         guess.append([max(0, length - k + 1) for k in range(1, 5)])
         correct.append(right)
-    return {key: np.array(values, dtype=np.int64) for key, values in
-            (("testlen", testlen), ("reflen", reflen), ("guess", guess), ("correct", correct))}
+    return {
+        key: np.array(values, dtype=np.int64)
+        for key, values in (("testlen", testlen), ("reflen", reflen), ("guess", guess), ("correct", correct))
+    }
 
 
 def _lcs_length(candidate: list[str], reference: list[str]) -> int:
@@ -398,7 +430,7 @@ def rouge_l(gts: dict[str, list[str]], res: dict[str, list[str]], beta: float = 
             rec.append(lcs / float(len(token_r)))
         prec_max, rec_max = max(prec), max(rec)
         if prec_max != 0 and rec_max != 0:
-            scores.append(((1 + beta ** 2) * prec_max * rec_max) / float(rec_max + beta ** 2 * prec_max))
+            scores.append(((1 + beta**2) * prec_max * rec_max) / float(rec_max + beta**2 * prec_max))
         else:
             scores.append(0.0)
     return float(np.mean(np.array(scores))), [float(x) for x in scores]
@@ -443,7 +475,7 @@ def cider_d(cooked: list, n: int = 4, sigma: float = 6.0) -> tuple[float, list[f
                         val[k] += min(mine, theirs[ngram]) * theirs[ngram]
                 if norm[k] != 0 and norm_ref[k] != 0:
                     val[k] /= norm[k] * norm_ref[k]
-                val[k] *= np.e ** (-(delta ** 2) / (2 * sigma ** 2))
+                val[k] *= np.e ** (-(delta**2) / (2 * sigma**2))
             score += np.array(val)
         scores.append(np.mean(score) / len(refs) * 10.0)
     return float(np.mean(np.array(scores))), [float(x) for x in scores]
@@ -454,8 +486,9 @@ def bleu_per_item(counts: dict[str, np.ndarray]) -> list[list[float]]:
     length, its smoothing), operation for operation: [[bleu1 of each item], ..., [bleu4 of each item]]."""
     small, tiny = 1e-9, 1e-15
     out = [[], [], [], []]
-    for testlen, reflen, guess, correct in zip(counts["testlen"].tolist(), counts["reflen"].tolist(),
-                                               counts["guess"].tolist(), counts["correct"].tolist()):
+    for testlen, reflen, guess, correct in zip(
+        counts["testlen"].tolist(), counts["reflen"].tolist(), counts["guess"].tolist(), counts["correct"].tolist()
+    ):
         bleu = 1.0
         for k in range(4):
             bleu *= (float(correct[k]) + tiny) / (float(guess[k]) + small)

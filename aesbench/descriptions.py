@@ -19,6 +19,7 @@ of the draft and a refinement from draft and critique; each level's prompt inclu
 before it. Records are appended and fsync'ed one image at a time through runs.PredictionStore, so an
 interrupted run (even kill -9) continues where it stopped and never redoes a finished image.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,16 +42,26 @@ RECORD_KEYS = frozenset({"id", *LEVELS, "score", "score_sentence", "trace"})
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 PROMPTS = {
-    "perception": ("Describe this artwork at the level of perception: its colours, light and shadow, composition, "
-                   "lines, brushwork or texture, and technical quality. Be concrete; do not interpret it yet."),
-    "cognition": ("Perception of this artwork: {perception}\nNow describe it at the level of cognition: its subject, "
-                  "style and technique, what the artist seems to intend, and how well the visible choices serve it."),
-    "emotion": ("Perception of this artwork: {perception}\nCognition: {cognition}\nNow describe it at the level of "
-                "emotion: the mood it creates and the feelings it evokes in a viewer, and why."),
-    "critique": ("Here is a draft {level}-level description of this artwork:\n{draft}\nCheck it against the image. "
-                 "List briefly what is wrong, missing or vague."),
-    "refine": ("Draft {level}-level description of this artwork:\n{draft}\nCritique of the draft:\n{critique}\n"
-               "Rewrite the description so that it answers every point of the critique. Answer with the description only."),
+    "perception": (
+        "Describe this artwork at the level of perception: its colours, light and shadow, composition, "
+        "lines, brushwork or texture, and technical quality. Be concrete; do not interpret it yet."
+    ),
+    "cognition": (
+        "Perception of this artwork: {perception}\nNow describe it at the level of cognition: its subject, "
+        "style and technique, what the artist seems to intend, and how well the visible choices serve it."
+    ),
+    "emotion": (
+        "Perception of this artwork: {perception}\nCognition: {cognition}\nNow describe it at the level of "
+        "emotion: the mood it creates and the feelings it evokes in a viewer, and why."
+    ),
+    "critique": (
+        "Here is a draft {level}-level description of this artwork:\n{draft}\nCheck it against the image. "
+        "List briefly what is wrong, missing or vague."
+    ),
+    "refine": (
+        "Draft {level}-level description of this artwork:\n{draft}\nCritique of the draft:\n{critique}\n"
+        "Rewrite the description so that it answers every point of the critique. Answer with the description only."
+    ),
 }
 
 # ArtQuant's answer sentence: the level word whose band holds the score on a 0–10 scale, with its
@@ -59,7 +70,7 @@ SCORE_LEVELS = ((1.0, "bad"), (3.5, "poor"), (5.0, "fair"), (7.5, "good"), (math
 
 
 def score_sentence(score: float, score_range: tuple[float, float]) -> str:
-    """"The quality of the painting is <level>.", the score first mapped linearly onto 0–10."""
+    """ "The quality of the painting is <level>.", the score first mapped linearly onto 0–10."""
     lo, hi = score_range
     on_ten = (score - lo) / (hi - lo) * 10.0
     return f"The quality of the painting is {next(word for edge, word in SCORE_LEVELS if on_ten <= edge)}."
@@ -76,7 +87,9 @@ def check_record(record) -> str | None:
         if not isinstance(record.get(level), str) or not record[level].strip():
             return f"no {level} text"
     score = record.get("score")
-    if score is not None and (isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score)):
+    if score is not None and (
+        isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score)
+    ):
         return f"score {score!r} is neither a finite number nor null"
     if record.get("score_sentence") is not None and not isinstance(record["score_sentence"], str):
         return "score_sentence is neither text nor null"
@@ -110,7 +123,9 @@ def read_descriptions(path: str | Path) -> Descriptions:
             continue
         if isinstance(record, dict) and FORMAT_KEY in record:
             if n != 1 or record[FORMAT_KEY] != FORMAT_VERSION:
-                raise AesbenchError(f"{where}: a header of format version {FORMAT_VERSION} may only open the file, found {record[FORMAT_KEY]!r} here")
+                raise AesbenchError(
+                    f"{where}: a header of format version {FORMAT_VERSION} may only open the file, found {record[FORMAT_KEY]!r} here"
+                )
             header = record
             continue
         item_id = record.get("id") if isinstance(record, dict) else None
@@ -186,17 +201,32 @@ def describe_image(model: Model, item: Item, source: Source, rounds: int) -> dic
     return record
 
 
-def describe(images: str, model: Model, output: Path, rounds: int = 1, seed: int = 0, limit: int | None = None,
-             data_root: Path | None = None, track=identity_track) -> dict:
+def describe(
+    images: str,
+    model: Model,
+    output: Path,
+    rounds: int = 1,
+    seed: int = 0,
+    limit: int | None = None,
+    data_root: Path | None = None,
+    track=identity_track,
+) -> dict:
     """Describe a folder's images, or a score task's, into `output`; resume what is there. Returns counts.
     `seed` is the one the model was made with, recorded in the header."""
     if "comment" not in model.capabilities:
         raise AesbenchError(f"model {model.name!r} cannot write text (capability comment), which describe needs")
     source = open_source(images, data_root)
     items = source.items[:limit]
-    header = {FORMAT_KEY: FORMAT_VERSION, "source": source.name, "levels": list(LEVELS), "rounds": rounds,
-              "prompts": PROMPTS, "model": model.describe(), "seed": seed,
-              "score_range": list(source.score_range) if source.score_range else None}
+    header = {
+        FORMAT_KEY: FORMAT_VERSION,
+        "source": source.name,
+        "levels": list(LEVELS),
+        "rounds": rounds,
+        "prompts": PROMPTS,
+        "model": model.describe(),
+        "seed": seed,
+        "score_range": list(source.score_range) if source.score_range else None,
+    }
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -208,5 +238,11 @@ def describe(images: str, model: Model, output: Path, rounds: int = 1, seed: int
     for item in track(pending, len(pending), f"describing ({rounds} refinement round{'s' * (rounds != 1)})"):
         store.write([describe_image(model, item, source, rounds)])
     wanted = [store.lines[item.id] for item in items]
-    return {"output": str(output), "images": len(items), "described": sum("skipped" not in r for r in wanted),
-            "skipped": sum("skipped" in r for r in wanted), "resumed_from": resumed, "reader_skips": source.reader_skips}
+    return {
+        "output": str(output),
+        "images": len(items),
+        "described": sum("skipped" not in r for r in wanted),
+        "skipped": sum("skipped" in r for r in wanted),
+        "resumed_from": resumed,
+        "reader_skips": source.reader_skips,
+    }

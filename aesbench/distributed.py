@@ -4,6 +4,7 @@ Both launchers set WORLD_SIZE, RANK and LOCAL_RANK; without them (WORLD_SIZE 1) 
 no-op and torch is never imported, so the command works without torch. A process that fails stops:
 the launcher then ends the others, and what they had written stays in their shard files.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,7 +30,9 @@ def start() -> None:
     """Join the launcher's process group, before any model is built: on GPUs each process takes
     cuda:LOCAL_RANK, which is where a model asking for "cuda" lands. finish() leaves it."""
     if world_size() == 1:
-        if any(int(os.environ.get(k, "1")) > 1 for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")):  # else each would run it all
+        if any(
+            int(os.environ.get(k, "1")) > 1 for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+        ):  # else each would run it all
             raise AesbenchError("MPI launches are not supported: use accelerate launch --multi_gpu or torchrun")
         return
     try:
@@ -43,8 +46,10 @@ def start() -> None:
     if gpu:
         local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
         if local >= count:
-            raise AesbenchError(f"process with LOCAL_RANK {local} has no GPU ({count} visible):"
-                                f" launch at most {count} processes per machine")
+            raise AesbenchError(
+                f"process with LOCAL_RANK {local} has no GPU ({count} visible):"
+                f" launch at most {count} processes per machine"
+            )
         torch.cuda.set_device(local)
     dist.init_process_group("nccl" if gpu else "gloo", timeout=WAIT)
 

@@ -12,6 +12,7 @@ no torn entry; an unreadable or mis-shaped one is recomputed and counted.
 The same images scored again (PIAA's repeats, several heads on one backbone, a second run) skip
 the backbone: `aesbench eval --feature-cache DIR` turns it on for models that support it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,15 @@ def module_cache(root: str | Path, module, identity: dict) -> "FeatureCache":
     """The FeatureCache of a frozen torch module's outputs: the module's weights hash, dtype and
     device join the caller's identity (name, preprocessing, what is read)."""
     param = next(module.parameters())
-    return FeatureCache(root, {**identity, "backbone_sha256": module_sha256(module),
-                               "dtype": str(param.dtype).removeprefix("torch."), "device": param.device.type})
+    return FeatureCache(
+        root,
+        {
+            **identity,
+            "backbone_sha256": module_sha256(module),
+            "dtype": str(param.dtype).removeprefix("torch."),
+            "device": param.device.type,
+        },
+    )
 
 
 class FeatureCache:
@@ -70,11 +78,17 @@ class FeatureCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             marker = self.folder / "identity.json"
             if not marker.exists():
-                _write_atomic(marker, (json.dumps(self.identity, indent=2, sort_keys=True, default=str) + "\n").encode())
+                _write_atomic(
+                    marker, (json.dumps(self.identity, indent=2, sort_keys=True, default=str) + "\n").encode()
+                )
             elif json.loads(marker.read_text()) != json.loads(text):
-                raise AesbenchError(f"feature cache {self.folder} holds other features than its name says; delete that folder")
+                raise AesbenchError(
+                    f"feature cache {self.folder} holds other features than its name says; delete that folder"
+                )
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise AesbenchError(f"feature cache {root} cannot be used ({e}); pick a writable folder for --feature-cache") from None
+            raise AesbenchError(
+                f"feature cache {root} cannot be used ({e}); pick a writable folder for --feature-cache"
+            ) from None
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npy"
@@ -127,17 +141,28 @@ class FeatureCache:
             path.parent.mkdir(exist_ok=True)
             _write_atomic(path, buffer.getvalue())
         except OSError as e:  # a full disk, say: what was predicted so far is already recorded
-            raise AesbenchError(f"feature cache {self.folder}: cannot write an entry ({e}); free space or run without --feature-cache") from None
+            raise AesbenchError(
+                f"feature cache {self.folder}: cannot write an entry ({e}); free space or run without --feature-cache"
+            ) from None
 
     def describe(self) -> dict:
-        return {"folder": str(self.folder.resolve()), "identity": self.identity, "hits": self.hits, "misses": self.misses,
-                "repaired": self.repaired}
+        return {
+            "folder": str(self.folder.resolve()),
+            "identity": self.identity,
+            "hits": self.hits,
+            "misses": self.misses,
+            "repaired": self.repaired,
+        }
 
 
 def _valid_entry(entry) -> bool:
     """entry.json as written: {"shape": [whole numbers], "dtype": text}."""
-    return (isinstance(entry, dict) and isinstance(entry.get("shape"), list) and isinstance(entry.get("dtype"), str)
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in entry["shape"]))
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("shape"), list)
+        and isinstance(entry.get("dtype"), str)
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in entry["shape"])
+    )
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -9,6 +9,7 @@ load_image is safe to call from many threads at once (the harness decodes a batc
 pool; Pillow releases the GIL while it decodes, converts and resizes), and a thread gives the same
 pixels as a serial call.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,18 +43,24 @@ class Preprocessing:
         data = dict(data or {})
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise AesbenchError(f"unknown preprocessing option(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            raise AesbenchError(
+                f"unknown preprocessing option(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+            )
         prep = cls(**data)
         if not isinstance(prep.exif_transpose, bool):
             raise AesbenchError(f"preprocessing.exif_transpose must be true or false, not {prep.exif_transpose!r}")
         if isinstance(prep.max_pixels, bool) or not isinstance(prep.max_pixels, int) or prep.max_pixels <= 0:
             raise AesbenchError(f"preprocessing.max_pixels must be a positive whole number, not {prep.max_pixels!r}")
         if isinstance(prep.draft_size, bool) or not isinstance(prep.draft_size, int) or prep.draft_size < 0:
-            raise AesbenchError(f"preprocessing.draft_size must be 0 (off) or a side in pixels, not {prep.draft_size!r}")
+            raise AesbenchError(
+                f"preprocessing.draft_size must be 0 (off) or a side in pixels, not {prep.draft_size!r}"
+            )
         try:
             ImageColor.getrgb(str(prep.alpha))
         except ValueError:
-            raise AesbenchError(f"preprocessing.alpha {prep.alpha!r} is not a colour (e.g. white, black, #808080)") from None
+            raise AesbenchError(
+                f"preprocessing.alpha {prep.alpha!r} is not a colour (e.g. white, black, #808080)"
+            ) from None
         return prep
 
     def to_dict(self) -> dict:

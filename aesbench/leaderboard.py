@@ -6,6 +6,7 @@ dataset, preprocessing, prompt, protocol; not its description or notes). Records
 run under different protocols (another task version, another threshold) get separate tables, each
 headed with its protocol hash and what differs, never merged into one.
 """
+
 from __future__ import annotations
 
 import csv
@@ -76,8 +77,11 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
         differ = _differences(list(by_hash.values())) if len(by_hash) > 1 else []
         for h, protocol in by_hash.items():
             version = protocol.get("version", "?")
-            titles[task, h] = task if len(by_hash) == 1 else \
-                f"{task} · version {version}, protocol {h} (differs in {', '.join(differ) or 'nothing shown'})"
+            titles[task, h] = (
+                task
+                if len(by_hash) == 1
+                else f"{task} · version {version}, protocol {h} (differs in {', '.join(differ) or 'nothing shown'})"
+            )
     tables: dict[str, dict] = {}
     for rec in records:
         title = titles[rec["task"], protocol_hash(rec.get("protocol"))]
@@ -90,11 +94,17 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
             table["metrics"] += [m for m in expanded if m not in table["metrics"]]
         prov = rec.get("provenance", {})
         commit = (prov.get("git") or {}).get("commit") or "no git"
-        table["rows"].append({
-            "model": rec["model"], "type": "measured", "n": rec.get("n"), "metrics": rec["metrics"],
-            "ci95": rec.get("ci95", {}), "source": f"aesbench {prov.get('aesbench', '?')} @ {commit[:7]}, {str(prov.get('end', ''))[:10]}",
-            "path": rec.get("_path"),
-        })
+        table["rows"].append(
+            {
+                "model": rec["model"],
+                "type": "measured",
+                "n": rec.get("n"),
+                "metrics": rec["metrics"],
+                "ci95": rec.get("ci95", {}),
+                "source": f"aesbench {prov.get('aesbench', '?')} @ {commit[:7]}, {str(prov.get('end', ''))[:10]}",
+                "path": rec.get("_path"),
+            }
+        )
     for table in tables.values():
         if table["metrics"]:
             table["rows"].sort(key=lambda r, key=table["metrics"][0]: best_first(r["metrics"].get(key), key))
@@ -108,8 +118,16 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
             if not table["metrics"] and row["task"] in builtin:  # the task's own metric order
                 table["metrics"] = list(load_task(row["task"]).metrics)
             table["metrics"] += [m for m in row["metrics"] if m not in table["metrics"]]
-            table["rows"].append({"model": row["model"], "type": "reported", "n": None, "metrics": row["metrics"],
-                                  "ci95": {}, "source": row["source"]})
+            table["rows"].append(
+                {
+                    "model": row["model"],
+                    "type": "reported",
+                    "n": None,
+                    "metrics": row["metrics"],
+                    "ci95": {},
+                    "source": row["source"],
+                }
+            )
     return dict(sorted(tables.items()))
 
 
@@ -134,25 +152,42 @@ def _cell(row: dict, metric: str) -> str:
 
 
 def render_markdown(records: list[dict], include_reported: bool = True) -> str:
-    out = ["# aesbench leaderboard", "",
-           "Measured rows: value (bootstrap CI over items, over people for PIAA, at each task's level: 95% unless the task says otherwise). "
-           "Reported rows: numbers printed in papers, under their own protocols; not measured here.", ""]
+    out = [
+        "# aesbench leaderboard",
+        "",
+        "Measured rows: value (bootstrap CI over items, over people for PIAA, at each task's level: 95% unless the task says otherwise). "
+        "Reported rows: numbers printed in papers, under their own protocols; not measured here.",
+        "",
+    ]
     for title, table in _rows(records, include_reported).items():
         metrics = table["metrics"]
-        out += [f"## {md(title)}", "", "| model | type | n | " + " | ".join(map(md, metrics)) + " | source |",
-                "|" + "---|" * (len(metrics) + 4)]
+        out += [
+            f"## {md(title)}",
+            "",
+            "| model | type | n | " + " | ".join(map(md, metrics)) + " | source |",
+            "|" + "---|" * (len(metrics) + 4),
+        ]
         for row in table["rows"]:
             n = "" if row["n"] is None else str(row["n"])
             cells = " | ".join(_cell(row, m) for m in metrics)
             out.append(f"| {md(row['model'])} | {row['type']} | {n} | {cells} | {md(row['source'])} |")
         out.append("")
         if table["attributes"]:
-            out += [f"Per attribute ({' / '.join(ATTRIBUTE_METRICS)}):", "",
-                    "| model | " + " | ".join(table["attributes"]) + " |", "|" + "---|" * (len(table["attributes"]) + 1)]
+            out += [
+                f"Per attribute ({' / '.join(ATTRIBUTE_METRICS)}):",
+                "",
+                "| model | " + " | ".join(table["attributes"]) + " |",
+                "|" + "---|" * (len(table["attributes"]) + 1),
+            ]
             for row in table["rows"]:
                 if row["type"] == "measured":
-                    cells = [" / ".join(f"{row['metrics'][f'{m}@{key}']:.3f}" if f"{m}@{key}" in row["metrics"] else "–"
-                                        for m in ATTRIBUTE_METRICS) for key in table["attributes"]]
+                    cells = [
+                        " / ".join(
+                            f"{row['metrics'][f'{m}@{key}']:.3f}" if f"{m}@{key}" in row["metrics"] else "–"
+                            for m in ATTRIBUTE_METRICS
+                        )
+                        for key in table["attributes"]
+                    ]
                     out.append(f"| {md(row['model'])} | " + " | ".join(cells) + " |")
             out.append("")
     return "\n".join(out)
@@ -169,6 +204,17 @@ def render_csv(records: list[dict], include_reported: bool = True) -> str:
             for metric in table["metrics"] + per_attribute:
                 if metric in row["metrics"]:
                     ci = row["ci95"].get(metric) or ["", ""]
-                    writer.writerow([task, row["model"], row["type"], row["n"] if row["n"] is not None else "",
-                                     metric, row["metrics"][metric], ci[0], ci[1], row["source"]])
+                    writer.writerow(
+                        [
+                            task,
+                            row["model"],
+                            row["type"],
+                            row["n"] if row["n"] is not None else "",
+                            metric,
+                            row["metrics"][metric],
+                            ci[0],
+                            ci[1],
+                            row["source"],
+                        ]
+                    )
     return buf.getvalue()

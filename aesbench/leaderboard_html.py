@@ -8,6 +8,7 @@ The sort is kept in the address (#sort=TABLE:COLUMN:best|worst), so a sorted vie
 Each measured row links to the PNGs in its run's plots/ folder when that folder is at hand, by a
 path relative to the page.
 """
+
 from __future__ import annotations
 
 import html
@@ -72,10 +73,12 @@ SCRIPT = """
 })();
 """
 
-INTRO = ("Measured rows: value and bootstrap CI (over items, over people for PIAA, at each task's level: 95% unless"
-         " the task says otherwise); click a column to sort them, best first (lower is better for MSE and EMD), click"
-         " again to reverse. Reported rows: numbers printed in papers, under their own protocols; not measured here,"
-         " shown apart and never sorted among the measured rows.")
+INTRO = (
+    "Measured rows: value and bootstrap CI (over items, over people for PIAA, at each task's level: 95% unless"
+    " the task says otherwise); click a column to sort them, best first (lower is better for MSE and EMD), click"
+    " again to reverse. Reported rows: numbers printed in papers, under their own protocols; not measured here,"
+    " shown apart and never sorted among the measured rows."
+)
 
 
 def _e(text) -> str:
@@ -84,8 +87,10 @@ def _e(text) -> str:
 
 def _header(column: str, label: str, kind: str, lower: bool = False) -> str:
     hint = "text" if kind == "text" else ("lower is better" if lower else "higher is better")
-    return (f'<th data-column="{_e(column)}" data-kind="{kind}" data-lower-better="{int(lower)}"'
-            f' class="{"model" if column == "model" else ""}" title="{_e(hint)}">{_e(label)}</th>')
+    return (
+        f'<th data-column="{_e(column)}" data-kind="{kind}" data-lower-better="{int(lower)}"'
+        f' class="{"model" if column == "model" else ""}" title="{_e(hint)}">{_e(label)}</th>'
+    )
 
 
 def _metric_cell(row: dict, metric: str) -> str:
@@ -101,28 +106,40 @@ def _plot_links(row: dict, base: Path) -> str:
     if not row.get("path"):
         return "–"
     pngs = sorted((Path(row["path"]).parent / PLOTS).glob("*.png"))
-    links = [f'<a href="{_e(Path(os.path.relpath(p.resolve(), base.resolve())).as_posix())}">{_e(p.stem.replace("_", " "))}</a>'
-             for p in pngs]
+    links = [
+        f'<a href="{_e(Path(os.path.relpath(p.resolve(), base.resolve())).as_posix())}">{_e(p.stem.replace("_", " "))}</a>'
+        for p in pngs
+    ]
     return " ".join(links) or "–"
 
 
 def _table(table_id: str, columns: list[str], measured: list[dict], reported: list[dict], base: Path) -> list[str]:
     heads = [_header("model", "model", "text"), _header("n", "n", "number")]
     heads += [_header(m, f"{m} {'↓' if lower_is_better(m) else '↑'}", "number", lower_is_better(m)) for m in columns]
-    out = [f'<table id="{_e(table_id)}">', "<thead><tr>" + "".join(heads) + '<th class="source">source</th><th>plots</th></tr></thead>',
-           '<tbody class="measured">']
+    out = [
+        f'<table id="{_e(table_id)}">',
+        "<thead><tr>" + "".join(heads) + '<th class="source">source</th><th>plots</th></tr></thead>',
+        '<tbody class="measured">',
+    ]
     for row in measured:
         n = "" if row["n"] is None else str(row["n"])
-        out.append(f'<tr><td class="model">{_e(row["model"])}</td><td data-value="{n}">{n}</td>'
-                   + "".join(_metric_cell(row, m) for m in columns)
-                   + f'<td class="source">{_e(row["source"])}</td><td class="plots">{_plot_links(row, base)}</td></tr>')
+        out.append(
+            f'<tr><td class="model">{_e(row["model"])}</td><td data-value="{n}">{n}</td>'
+            + "".join(_metric_cell(row, m) for m in columns)
+            + f'<td class="source">{_e(row["source"])}</td><td class="plots">{_plot_links(row, base)}</td></tr>'
+        )
     out.append("</tbody>")
     if reported:
-        out += ['<tbody class="reported">',
-                f'<tr class="heading"><td colspan="{len(columns) + 4}">Reported in papers (their own protocols; not measured here)</td></tr>']
+        out += [
+            '<tbody class="reported">',
+            f'<tr class="heading"><td colspan="{len(columns) + 4}">Reported in papers (their own protocols; not measured here)</td></tr>',
+        ]
         for row in reported:
-            out.append(f'<tr><td class="model">{_e(row["model"])}</td><td></td>' + "".join(_metric_cell(row, m) for m in columns)
-                       + f'<td class="source">{_e(row["source"])}</td><td></td></tr>')
+            out.append(
+                f'<tr><td class="model">{_e(row["model"])}</td><td></td>'
+                + "".join(_metric_cell(row, m) for m in columns)
+                + f'<td class="source">{_e(row["source"])}</td><td></td></tr>'
+            )
         out.append("</tbody>")
     out.append("</table>")
     return out
@@ -144,7 +161,21 @@ def render_html(records: list[dict], include_reported: bool = True, base: Path =
             columns = [f"{m}@{key}" for key in table["attributes"] for m in ATTRIBUTE_METRICS]
             body += _table(f"table-{n}-attributes", columns, measured, [], base)
         body.append("</section>")
-    return "\n".join(['<!DOCTYPE html>', '<html lang="en">', "<head>", '<meta charset="utf-8">',
-                      '<meta name="viewport" content="width=device-width, initial-scale=1">',
-                      "<title>aesbench leaderboard</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-                      *body, f"<script>{SCRIPT}</script>", "</body>", "</html>", ""])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            "<title>aesbench leaderboard</title>",
+            f"<style>{CSS}</style>",
+            "</head>",
+            "<body>",
+            *body,
+            f"<script>{SCRIPT}</script>",
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )

@@ -9,6 +9,7 @@ Images are measured at most 512 px on the long side (larger ones are downscaled 
 filtering first): that keeps a measurement to a few milliseconds, at the cost that sharpness and
 noise of large images are read at the reduced scale. Luminance uses the ITU-R BT.601 weights.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -90,9 +91,15 @@ def noise_sigma(lum: np.ndarray) -> float:
         return 0.0
     y = lum * 255.0
     response = (
-        y[:-2, :-2] - 2 * y[:-2, 1:-1] + y[:-2, 2:]
-        - 2 * y[1:-1, :-2] + 4 * y[1:-1, 1:-1] - 2 * y[1:-1, 2:]
-        + y[2:, :-2] - 2 * y[2:, 1:-1] + y[2:, 2:]
+        y[:-2, :-2]
+        - 2 * y[:-2, 1:-1]
+        + y[:-2, 2:]
+        - 2 * y[1:-1, :-2]
+        + 4 * y[1:-1, 1:-1]
+        - 2 * y[1:-1, 2:]
+        + y[2:, :-2]
+        - 2 * y[2:, 1:-1]
+        + y[2:, 2:]
     )
     return float(np.sqrt(np.pi / 2) * np.abs(response).sum() / (6.0 * (w - 2) * (h - 2)))
 

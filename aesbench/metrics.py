@@ -4,6 +4,7 @@ SRCC, PLCC and KRCC are scipy's own functions (not reimplementations), so the nu
 A metric that is undefined on its input (constant predictions, a failed logistic fit) is NaN; the
 harness records it as undefined with the reason instead of a number.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -161,8 +162,10 @@ def resample_values(fn, arrays: list[np.ndarray], resamples: int, seed: int) -> 
     n = len(arrays[0])
     if n < 2 or resamples <= 0:
         return None
-    return np.array([fn(*(a[idx] for a in arrays)) for block in _index_blocks(n, resamples, seed) for idx in block],
-                    dtype=np.float64)
+    return np.array(
+        [fn(*(a[idx] for a in arrays)) for block in _index_blocks(n, resamples, seed) for idx in block],
+        dtype=np.float64,
+    )
 
 
 # ---- The score metrics over many resamples at once ------------------------------------------------
@@ -187,7 +190,11 @@ def resample_values(fn, arrays: list[np.ndarray], resamples: int, seed: int) -> 
 def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     """rows x n: how many times each item is in each resample."""
     rows = idx.shape[0]
-    return np.bincount((idx + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+    return (
+        np.bincount((idx + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
+        .reshape(rows, n)
+        .astype(np.float64)
+    )
 
 
 class _Sorted:
@@ -267,7 +274,12 @@ class _Batch:
         if "pair" not in self._sorted:  # items in (pred, mos) order, and where each tied pair starts
             order = np.lexsort((py.dense, px.dense))
             xd, yd = px.dense[order] + 1, py.dense[order] + 1  # 1-based, as kendalltau makes them
-            self._sorted["pair"] = (order, xd, yd, np.flatnonzero(np.r_[True, (xd[1:] != xd[:-1]) | (yd[1:] != yd[:-1])]))
+            self._sorted["pair"] = (
+                order,
+                xd,
+                yd,
+                np.flatnonzero(np.r_[True, (xd[1:] != xd[:-1]) | (yd[1:] != yd[:-1])]),
+            )
         order, xd, yd, starts = self._sorted["pair"]
         sorted_counts = counts[:, order].astype(np.int64)
         joint = np.add.reduceat(sorted_counts, starts, axis=1)
@@ -381,8 +393,12 @@ class _Refits:
             os.environ.update(dict.fromkeys(ONE_THREAD_ENV, "1"))
             hidden = _hide_main()
             try:  # spawn: a fresh interpreter, safe beside threads (torch's) that fork is not
-                self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_worker_init, initargs=(pred, mos))
+                self.pool = ProcessPoolExecutor(
+                    workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_init,
+                    initargs=(pred, mos),
+                )
                 for started in [self.pool.submit(time.sleep, 0.2) for _ in range(workers)]:  # all start now, with the
                     started.result()  # environment above: one BLAS thread each (idle OpenBLAS threads spin on a core)
             except (OSError, AssertionError, ValueError, RuntimeError):  # no processes here (a sandbox, a daemon)
@@ -401,7 +417,7 @@ class _Refits:
         if self.pool is None:
             return [[fn(self.pred[i], self.mos[i]) for i in idx]]
         parts = []
-        for chunk in np.array_split(idx.astype(np.int32 if len(self.pred) < 2 ** 31 else np.int64), self.workers):
+        for chunk in np.array_split(idx.astype(np.int32 if len(self.pred) < 2**31 else np.int64), self.workers):
             if len(chunk):
                 parts.append(self.pool.submit(_worker_rows, fn, chunk))
         self.in_flight.extend(parts)
@@ -414,16 +430,31 @@ class _Refits:
             self.pool.shutdown(cancel_futures=True)
 
 
-def bootstrap_cis(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples: int, seed: int, level: float = 0.95,
-                  extra: dict | None = None, workers: int | None = None) -> dict:
+def bootstrap_cis(
+    functions: dict,
+    pred: np.ndarray,
+    mos: np.ndarray,
+    resamples: int,
+    seed: int,
+    level: float = 0.95,
+    extra: dict | None = None,
+    workers: int | None = None,
+) -> dict:
     """Percentile intervals of several metrics of (pred, mos), all over the same seeded resamples as
     `bootstrap_ci` draws (the values of `bootstrap_values`)."""
     values = bootstrap_values(functions, pred, mos, resamples, seed, extra, workers)
     return {name: None if v is None else _percentile_interval(v, resamples, level) for name, v in values.items()}
 
 
-def bootstrap_values(functions: dict, pred: np.ndarray, mos: np.ndarray, resamples: int, seed: int,
-                     extra: dict | None = None, workers: int | None = None) -> dict:
+def bootstrap_values(
+    functions: dict,
+    pred: np.ndarray,
+    mos: np.ndarray,
+    resamples: int,
+    seed: int,
+    extra: dict | None = None,
+    workers: int | None = None,
+) -> dict:
     """Each metric on each of the seeded resamples `bootstrap_ci` draws (name -> array, one value per
     resample, NaN where undefined; None below 2 items), one block of resamples at a time (memory stays
     bounded at any n). `functions`: name -> fn(pred, mos); `extra`: name -> (fn, arrays) for metrics of
@@ -463,7 +494,10 @@ def bootstrap_values(functions: dict, pred: np.ndarray, mos: np.ndarray, resampl
                         values[name].append(counts @ per_item[name] / n)
                     else:
                         values[name].append([fn(*(a[i] for a in arrays)) for i in idx])
-            values = {name: [v if isinstance(v, (list, np.ndarray)) else v.result() for v in parts] for name, parts in values.items()}
+            values = {
+                name: [v if isinstance(v, (list, np.ndarray)) else v.result() for v in parts]
+                for name, parts in values.items()
+            }
         finally:
             refits.close()
     return {name: np.concatenate([np.asarray(v, dtype=np.float64) for v in values[name]]) for name in names}

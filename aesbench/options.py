@@ -97,8 +97,10 @@ def keyword_parameters(function) -> dict[str, inspect.Parameter]:
 
 def parse_options(options: dict, parameters: dict, owner: str) -> dict:
     """Options, each checked and converted by parse_option against the parameter it sets."""
-    return {name: parse_option(value, parameters[name], owner) if name in parameters else value
-            for name, value in options.items()}
+    return {
+        name: parse_option(value, parameters[name], owner) if name in parameters else value
+        for name, value in options.items()
+    }
 
 
 def refuse_command_line_only(data, file: str, flag: str, allow_safe: bool = False) -> None:

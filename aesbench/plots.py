@@ -6,6 +6,7 @@ task has attributes. suggest: accuracy per degradation kind with CIs, the averag
 per-person SRCC, generic against personalized, one panel per k. comment: the per-item CIDEr-D
 distribution. Small PNGs (Agg backend, 80 dpi), no timestamps in them.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,11 @@ def _ci_errors(values: list[float], cis: list[list[float] | None]) -> np.ndarray
 
 def _score(run: Run, data_root: Path | None, plt) -> dict:
     items = labels(run, data_root)
-    pairs = [(line["score"], items[i].label["mos"]) for i, line in
-             ((i, run.lines[i]) for i in items if i in run.lines) if check_score(line) is None]
+    pairs = [
+        (line["score"], items[i].label["mos"])
+        for i, line in ((i, run.lines[i]) for i in items if i in run.lines)
+        if check_score(line) is None
+    ]
     figures = {}
     if pairs:
         pred, mos = (np.array(v, dtype=np.float64) for v in zip(*pairs))
@@ -59,7 +63,10 @@ def _score(run: Run, data_root: Path | None, plt) -> dict:
             ax.legend(loc="lower right", fontsize=8)
         ax.set_xlabel("prediction")
         ax.set_ylabel("ground truth (MOS)")
-        ax.set_title(f"{run.label}\nSRCC {_number(srcc(pred, mos))} · PLCC {_number(plcc(pred, mos))} · n={len(pred)}", fontsize=9)
+        ax.set_title(
+            f"{run.label}\nSRCC {_number(srcc(pred, mos))} · PLCC {_number(plcc(pred, mos))} · n={len(pred)}",
+            fontsize=9,
+        )
         figures["scatter"] = fig
     attributes = (run.results["protocol"].get("protocol") or {}).get("attributes") or []
     metrics, ci95 = run.results["metrics"], run.results["ci95"]
@@ -70,8 +77,14 @@ def _score(run: Run, data_root: Path | None, plt) -> dict:
         for n, metric in enumerate(ATTRIBUTE_METRICS):
             names = [f"{metric}@{key}" for key in attributes]
             values = [metrics.get(name, np.nan) for name in names]
-            ax.bar(x + (n - (len(ATTRIBUTE_METRICS) - 1) / 2) * width, values, width, label=metric.upper(),
-                   yerr=_ci_errors(values, [ci95.get(name) for name in names]), capsize=2)
+            ax.bar(
+                x + (n - (len(ATTRIBUTE_METRICS) - 1) / 2) * width,
+                values,
+                width,
+                label=metric.upper(),
+                yerr=_ci_errors(values, [ci95.get(name) for name in names]),
+                capsize=2,
+            )
         ax.set_xticks(x, attributes, rotation=30, ha="right", fontsize=8)
         ax.axhline(0, color="black", lw=0.6)
         ax.set_ylabel("correlation with the attribute's labels")
@@ -88,7 +101,7 @@ def _suggest(run: Run, data_root: Path | None, plt) -> dict:
         return {}
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     values = [metrics[k] for k in kinds]
-    ax.bar([k[len("acc_"):] for k in kinds], values, yerr=_ci_errors(values, [ci95.get(k) for k in kinds]), capsize=3)
+    ax.bar([k[len("acc_") :] for k in kinds], values, yerr=_ci_errors(values, [ci95.get(k) for k in kinds]), capsize=3)
     if "acc_avg" in metrics:
         ax.axhline(metrics["acc_avg"], color="C3", ls="--", lw=1.2, label=f"average {metrics['acc_avg']:.3f}")
         ax.legend(fontsize=8)
@@ -100,9 +113,14 @@ def _suggest(run: Run, data_root: Path | None, plt) -> dict:
 
 def _piaa(run: Run, data_root: Path | None, plt) -> dict:
     per_worker = per_person(run.results)
-    panels = {k: [(v["piaa_srcc_generic"], v["piaa_srcc"]) for v in people.values()
-                  if v.get("piaa_srcc") is not None and v.get("piaa_srcc_generic") is not None]
-              for k, people in per_worker.items()}
+    panels = {
+        k: [
+            (v["piaa_srcc_generic"], v["piaa_srcc"])
+            for v in people.values()
+            if v.get("piaa_srcc") is not None and v.get("piaa_srcc_generic") is not None
+        ]
+        for k, people in per_worker.items()
+    }
     panels = {k: points for k, points in panels.items() if points}
     if not panels:
         return {}
@@ -130,7 +148,10 @@ def _comment(run: Run, data_root: Path | None, plt) -> dict:
     ax.hist(values, bins=min(30, max(5, len(values) // 3)))
     ax.set_xlabel("CIDEr-D of the item")
     ax.set_ylabel("items")
-    ax.set_title(f"{run.label}: per-item CIDEr-D, corpus {_number(run.results['metrics'].get('cider'))}, n={len(values)}", fontsize=9)
+    ax.set_title(
+        f"{run.label}: per-item CIDEr-D, corpus {_number(run.results['metrics'].get('cider'))}, n={len(values)}",
+        fontsize=9,
+    )
     return {"cider_per_item": fig}
 
 

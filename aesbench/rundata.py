@@ -8,6 +8,7 @@ from the definition recorded in results.json, and checked against the sha256 of 
 run recorded: a run is never plotted or compared against other labels than those it was scored on.
 No model runs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,10 +78,18 @@ def run_task(results: dict, data_root: Path | None = None) -> Task:
     family = p.get("family")
     if family not in FAMILIES or not isinstance(p.get("dataset"), dict):
         raise AesbenchError(f"the results of {results['task']!r} record no usable task definition (family and dataset)")
-    task = Task(name=results["task"], family=family, dataset=p["dataset"], path=path, version=p.get("version", 1),
-                preprocessing=Preprocessing.from_dict(p.get("preprocessing")), prompt=p.get("prompt"),
-                metrics=list(p.get("metrics") or []), notes=p.get("notes") or {},
-                protocol=_protocol(family, p.get("protocol") or {}))
+    task = Task(
+        name=results["task"],
+        family=family,
+        dataset=p["dataset"],
+        path=path,
+        version=p.get("version", 1),
+        preprocessing=Preprocessing.from_dict(p.get("preprocessing")),
+        prompt=p.get("prompt"),
+        metrics=list(p.get("metrics") or []),
+        notes=p.get("notes") or {},
+        protocol=_protocol(family, p.get("protocol") or {}),
+    )
     recorded_root = prov.get("data_root")
     if data_root is None and recorded_root and Path(recorded_root).is_dir():
         data_root = Path(recorded_root)
@@ -105,8 +114,10 @@ def labels(run: Run, data_root: Path | None = None) -> dict[str, Item]:
     recorded = set((run.results["provenance"].get("label_files") or {}).values())
     found = {sha256_file(p) for p in data.label_files}
     if recorded and found != recorded:
-        raise AesbenchError(f"the label files of {task.name!r} under {task.data_root} are not those {run.folder} was"
-                            " scored on (their sha256 differ); give --data-root with the run's dataset")
+        raise AesbenchError(
+            f"the label files of {task.name!r} under {task.data_root} are not those {run.folder} was"
+            " scored on (their sha256 differ); give --data-root with the run's dataset"
+        )
     return data.by_id()
 
 
@@ -118,5 +129,10 @@ def per_person(results: dict) -> dict[str, dict[str, dict]]:
     (PIAA_COLUMNS); an older results.json wrote `srcc` and `srcc_generic` and no per-person ΔSRCC,
     so that column is absent there."""
     table = (results.get("details") or {}).get("per_worker") or {}
-    return {k: {w: {OLD_PIAA_NAMES.get(c, c): v for c, v in row.items() if OLD_PIAA_NAMES.get(c, c) in PIAA_COLUMNS}
-                for w, row in people.items()} for k, people in table.items()}
+    return {
+        k: {
+            w: {OLD_PIAA_NAMES.get(c, c): v for c, v in row.items() if OLD_PIAA_NAMES.get(c, c) in PIAA_COLUMNS}
+            for w, row in people.items()
+        }
+        for k, people in table.items()
+    }

@@ -11,6 +11,7 @@ folds those lines into predictions.jsonl and alone scores them. Leftover shard f
 interrupted multi-process run, any number of processes) are folded in first, so nothing recorded is
 redone or written twice, whatever the number of processes now.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,26 +28,48 @@ from .datasets import Dataset, read_dataset
 from .errors import AesbenchError
 from .pipeline import identity_track
 from .provenance import sha256_file
-from .store import HEADER_KEY, MemoryStore, run_lock, PredictionStore, ShardStore, read_predictions, write_json, write_text
+from .store import (
+    HEADER_KEY,
+    MemoryStore,
+    run_lock,
+    PredictionStore,
+    ShardStore,
+    read_predictions,
+    write_json,
+    write_text,
+)
 from .task import Task
 
 PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
 SHARD, SHARDS = "predictions.rank{}.jsonl", "predictions.rank*.jsonl"  # one per process of a multi-process run
 
 
-def run_provenance(task: Task, data: Dataset, model_desc: dict, seed: int, batch_size: int | None, started: float, ended: float,
-                   processes: int = 1) -> dict:
-    return provenance.build(started, ended, ("torch", "transformers", "pycocoevalcap"), {
-        "device": model_desc.get("device", "cpu"),
-        "task_file": str(task.path),
-        "task_sha256": task.sha256(),
-        "label_files": {str(p): sha256_file(p) for p in data.label_files},
-        "data_root": str(task.data_root),
-        "model": model_desc,
-        "seed": seed,
-        "batch_size": batch_size,
-        "processes": processes,
-    })
+def run_provenance(
+    task: Task,
+    data: Dataset,
+    model_desc: dict,
+    seed: int,
+    batch_size: int | None,
+    started: float,
+    ended: float,
+    processes: int = 1,
+) -> dict:
+    return provenance.build(
+        started,
+        ended,
+        ("torch", "transformers", "pycocoevalcap"),
+        {
+            "device": model_desc.get("device", "cpu"),
+            "task_file": str(task.path),
+            "task_sha256": task.sha256(),
+            "label_files": {str(p): sha256_file(p) for p in data.label_files},
+            "data_root": str(task.data_root),
+            "model": model_desc,
+            "seed": seed,
+            "batch_size": batch_size,
+            "processes": processes,
+        },
+    )
 
 
 def _pin_run(output: Path, identity: dict) -> dict:
@@ -60,9 +83,11 @@ def _pin_run(output: Path, identity: dict) -> dict:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             previous = None
         if not isinstance(previous, dict):
-            raise AesbenchError(f"{run_file} is not a valid run record (empty, truncated or not a JSON object), so"
-                                " what the folder holds cannot be checked; choose another --output or move the"
-                                " folder away")
+            raise AesbenchError(
+                f"{run_file} is not a valid run record (empty, truncated or not a JSON object), so"
+                " what the folder holds cannot be checked; choose another --output or move the"
+                " folder away"
+            )
         if previous != identity:
             diff = next(k for k in sorted(set(previous) | set(identity)) if previous.get(k) != identity.get(k))
             raise AesbenchError(
@@ -73,8 +98,10 @@ def _pin_run(output: Path, identity: dict) -> dict:
         # (shard files need no run.json: each starts with its run's identity, checked when folded in)
         held = [p.name for p in (output / PREDICTIONS, output / RESULTS) if p.exists() or p.is_symlink()]
         if held:
-            raise AesbenchError(f"{output} holds {held[0]} but no run.json, so what made it is unknown; choose another"
-                                " --output or move the folder away")
+            raise AesbenchError(
+                f"{output} holds {held[0]} but no run.json, so what made it is unknown; choose another"
+                " --output or move the folder away"
+            )
         write_json(run_file, identity)
     return identity
 
@@ -99,8 +126,9 @@ def _fold_shards(output: Path, shards: list[Path], header: dict) -> PredictionSt
     return store
 
 
-def _predict(model: Model, task: Task, data: Dataset, output: Path, header: dict, batch_size: int,
-             track: Callable) -> tuple[dict[str, dict] | None, int]:
+def _predict(
+    model: Model, task: Task, data: Dataset, output: Path, header: dict, batch_size: int, track: Callable
+) -> tuple[dict[str, dict] | None, int]:
     """Record what is missing, this process's share of it; return all lines (None off rank 0) and
     how many were recorded before."""
     rank, world = distributed.rank(), distributed.world_size()
@@ -117,9 +145,18 @@ def _predict(model: Model, task: Task, data: Dataset, output: Path, header: dict
     return (store.lines if store else None), len(recorded)
 
 
-def evaluate(task: Task, output: Path | None, model: Model | None = None, model_name: str | None = None,
-             predictions: Path | None = None, seed: int = 0, batch_size: int = 16, limit: int | None = None,
-             data_root: Path | None = None, track: Callable = identity_track) -> dict | None:
+def evaluate(
+    task: Task,
+    output: Path | None,
+    model: Model | None = None,
+    model_name: str | None = None,
+    predictions: Path | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    limit: int | None = None,
+    data_root: Path | None = None,
+    track: Callable = identity_track,
+) -> dict | None:
     """Run (or resume) a model on a task, or score a predictions file; write results.json; return it.
     Under a launcher every process predicts its share and rank 0 alone scores: the others get None.
     The run folder is locked (run_lock) from the run check to results.json. With no `output` the run
@@ -139,12 +176,15 @@ def _refuse_overwriting_inputs(output: Path, inputs: list[Path]) -> None:
             except OSError:
                 same = False
             if same:
-                raise AesbenchError(f"--output {output} would overwrite {source} ({name}), an input of this run;"
-                                    " choose another --output")
+                raise AesbenchError(
+                    f"--output {output} would overwrite {source} ({name}), an input of this run;"
+                    " choose another --output"
+                )
 
 
-def _evaluate(task, output, model, model_name, predictions, seed, batch_size, limit, data_root, track,
-              held: contextlib.ExitStack) -> dict | None:
+def _evaluate(
+    task, output, model, model_name, predictions, seed, batch_size, limit, data_root, track, held: contextlib.ExitStack
+) -> dict | None:
     started = time.time()
     distributed.start()  # the CLI has joined already; a script run under a launcher may not have
     if model is None and distributed.rank() != 0:
@@ -166,10 +206,14 @@ def _evaluate(task, output, model, model_name, predictions, seed, batch_size, li
         dropped = before - {it.id for it in data.items} - set(data.groups)
         data.skipped = [s for s in data.skipped if s["id"] not in dropped]
     if output is None:
-        lines, extra_skips, resumed, desc, scoring = _in_memory(task, data, model, model_name, predictions, batch_size, track)
+        lines, extra_skips, resumed, desc, scoring = _in_memory(
+            task, data, model, model_name, predictions, batch_size, track
+        )
     else:
         output = Path(output)
-        _refuse_overwriting_inputs(output, [task.path, *data.label_files, *([Path(predictions)] if predictions else [])])
+        _refuse_overwriting_inputs(
+            output, [task.path, *data.label_files, *([Path(predictions)] if predictions else [])]
+        )
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file in the way, a read-only parent
@@ -185,7 +229,9 @@ def _evaluate(task, output, model, model_name, predictions, seed, batch_size, li
             # rank 0 locks and pins; its identity everywhere: a device name may differ per rank
             identity = distributed.on_main(lambda: lock_and_pin(own))
             scoring = family.scoring(model, task)
-            lines, resumed = _predict(model, task, data, output, {HEADER_KEY: 1, **identity, "scoring": scoring}, batch_size, track)
+            lines, resumed = _predict(
+                model, task, data, output, {HEADER_KEY: 1, **identity, "scoring": scoring}, batch_size, track
+            )
             if lines is None:
                 return None
             extra_skips = []
@@ -211,8 +257,16 @@ def _evaluate(task, output, model, model_name, predictions, seed, batch_size, li
         "protocol": task.to_dict(),
         "bootstrap": task.bootstrap,
         "resumed_from": resumed,
-        "provenance": run_provenance(task, data, desc, seed, batch_size if model else None, started, ended,
-                                 distributed.world_size() if model else 1),
+        "provenance": run_provenance(
+            task,
+            data,
+            desc,
+            seed,
+            batch_size if model else None,
+            started,
+            ended,
+            distributed.world_size() if model else 1,
+        ),
         "details": summary["details"],
     }
     if model is not None and model.feature_cache is not None:  # this process's hits and misses
@@ -231,8 +285,15 @@ def _file_model(predictions: Path, model_name: str | None, header: dict | None) 
     return {**header["model"], "name": model_name or header["model"]["name"], **source}, header.get("scoring", {})
 
 
-def _in_memory(task: Task, data: Dataset, model: Model | None, model_name: str | None, predictions: Path | None,
-               batch_size: int, track: Callable) -> tuple[dict, list, int, dict, dict]:
+def _in_memory(
+    task: Task,
+    data: Dataset,
+    model: Model | None,
+    model_name: str | None,
+    predictions: Path | None,
+    batch_size: int,
+    track: Callable,
+) -> tuple[dict, list, int, dict, dict]:
     """(lines, extra skips, resumed, model description, scoring) of an evaluation that writes nothing."""
     if model is None:
         lines, extra_skips, header = read_predictions(predictions)
@@ -251,6 +312,7 @@ def check_results(path: Path, record) -> dict:
     """A results record as the leaderboard reads it, or one line naming the file and the field that is
     wrong (never the file's content). A null metric is an undefined one (results.json writes a
     non-finite number as null); a null protocol or provenance is an empty one."""
+
     def bad(what: str):
         raise AesbenchError(f"{path} is not an aesbench results record: {what}")
 
@@ -286,8 +348,12 @@ def check_results(path: Path, record) -> dict:
     protocol["protocol"] = protocol.get("protocol") or {}
     attributes = protocol["protocol"].get("attributes") or []
     metrics = protocol.get("metrics") or []
-    if not isinstance(attributes, list) or not all(isinstance(a, str) for a in attributes) \
-            or not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+    if (
+        not isinstance(attributes, list)
+        or not all(isinstance(a, str) for a in attributes)
+        or not isinstance(metrics, list)
+        or not all(isinstance(m, str) for m in metrics)
+    ):
         bad("protocol.metrics and protocol.protocol.attributes must be lists of names")
     clean["protocol"] = protocol
     if not isinstance(clean["provenance"].get("git") or {}, dict):
@@ -316,4 +382,3 @@ def load_results(paths: list[Path]) -> list[dict]:
             record["_path"] = str(f)
             found.append(record)
     return found
-

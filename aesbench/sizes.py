@@ -5,6 +5,7 @@ read from; it is used only while all of them are unchanged, otherwise the labels
 cache is one JSON file under $AESBENCH_CACHE (default ~/.cache/aesbench); when it cannot be written,
 sizes are simply read every time.
 """
+
 from __future__ import annotations
 
 import json

@@ -228,8 +228,10 @@ def run_lock(output: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = "".join(ch for ch in os.pread(fd, 32, 0).decode("ascii", "replace") if ch.isdigit()) or "?"
-            raise AesbenchError(f"{output} is in use by pid {holder} (another aesbench run); wait for it to end"
-                                " or choose another --output") from None
+            raise AesbenchError(
+                f"{output} is in use by pid {holder} (another aesbench run); wait for it to end"
+                " or choose another --output"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -3,6 +3,7 @@
 Built-in tasks ship in `aesbench.tasks` (the repository's tasks/ folder); a user's own task is a
 path to a YAML file, with its dataset paths relative to that file.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,10 @@ MAX_TASK_BYTES = 1 << 20  # a task file is a few hundred bytes; more is not a ta
 def check_safe_name(name, what: str) -> str:
     """`name` when it is safe as one folder name, else one line saying the rule."""
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
-        raise AesbenchError(f"{what} {name!r} cannot name a folder: use letters, digits, '.', '_' and '-'"
-                            " (128 at most), starting with a letter or digit")
+        raise AesbenchError(
+            f"{what} {name!r} cannot name a folder: use letters, digits, '.', '_' and '-'"
+            " (128 at most), starting with a letter or digit"
+        )
     return name
 
 
@@ -66,6 +69,7 @@ REFERENCE_FIELDS = ("raw", "clean", "tokens")
 # PCCD as released: the authors' raw.json with images/<title>, or Aestheval's guru_{train,validation,test}.json
 # with images/full/<title>. The folder each layout implies is the default for dataset.images.
 PCCD_LAYOUTS = {"raw": "images", "guru": "images/full"}
+
 
 @dataclass
 class Task:
@@ -127,7 +131,9 @@ class Task:
             if not root.is_absolute():
                 root = self.path.parent / root
         if not root.is_dir():
-            raise AesbenchError(f"dataset root {root} for task {self.name!r} is not a folder (it should hold {self.expected_files()})")
+            raise AesbenchError(
+                f"dataset root {root} for task {self.name!r} is not a folder (it should hold {self.expected_files()})"
+            )
         self.data_root = root
         return root
 
@@ -147,9 +153,13 @@ class Task:
         """The file for this task's split from a {split: file} mapping in the dataset block (BAID, APDD)."""
         files = self.dataset.get(key)
         if not isinstance(files, dict) or not files:
-            raise AesbenchError(f"task {self.name!r}: dataset.{key} must map each split to its file, e.g. {{train: train.csv, test: test.csv}}")
+            raise AesbenchError(
+                f"task {self.name!r}: dataset.{key} must map each split to its file, e.g. {{train: train.csv, test: test.csv}}"
+            )
         if self.split not in files:
-            raise AesbenchError(f"task {self.name!r}: split {self.split!r} is not in dataset.{key} (it has {', '.join(map(str, files))})")
+            raise AesbenchError(
+                f"task {self.name!r}: split {self.split!r} is not in dataset.{key} (it has {', '.join(map(str, files))})"
+            )
         return self.file(key, self.split)
 
     def file(self, key: str, split: str | None = None) -> Path:
@@ -203,8 +213,10 @@ def task_index(include: tuple | list = ()) -> dict[str, Path]:
     for folder, source, recursive in folders:
         for path in _yaml_files(folder, recursive):
             if path.stem in tasks and tasks[path.stem] != path:
-                raise AesbenchError(f"task {path.stem!r} is defined twice: {path} ({source}) and {tasks[path.stem]}"
-                                    f" ({sources[path.stem]}); rename one")
+                raise AesbenchError(
+                    f"task {path.stem!r} is defined twice: {path} ({source}) and {tasks[path.stem]}"
+                    f" ({sources[path.stem]}); rename one"
+                )
             tasks[path.stem], sources[path.stem] = path, source
     return tasks
 
@@ -218,7 +230,9 @@ def load_task(name_or_path: str, include: tuple | list = ()) -> Task:
     else:
         tasks = task_index(include)
         if name_or_path not in tasks:
-            raise AesbenchError(f"unknown task {name_or_path!r}{nearest(name_or_path, tasks)} (`aesbench tasks` lists them; a YAML path also works)")
+            raise AesbenchError(
+                f"unknown task {name_or_path!r}{nearest(name_or_path, tasks)} (`aesbench tasks` lists them; a YAML path also works)"
+            )
         path = tasks[name_or_path]
     return parse_task(path)
 
@@ -233,24 +247,31 @@ def _check_dataset(path: Path, family: str, dataset: dict) -> None:
         raise AesbenchError(f"{path}: unknown dataset format {fmt!r}{hint}; known: {', '.join(formats)}")
     reader, scored = FORMATS.get(fmt), get_family(family).label
     if reader.label != scored:
-        raise AesbenchError(f"{path}: a {family} task cannot read dataset format {fmt!r}: it gives {reader.label} labels,"
-                            f" {family} scores against {scored} labels; {family} reads {', '.join(family_formats(family))}")
+        raise AesbenchError(
+            f"{path}: a {family} task cannot read dataset format {fmt!r}: it gives {reader.label} labels,"
+            f" {family} scores against {scored} labels; {family} reads {', '.join(family_formats(family))}"
+        )
     unknown = sorted(set(dataset) - reader.keys, key=str)
     if unknown:
         hint = nearest(str(unknown[0]), reader.keys)
-        raise AesbenchError(f"{path}: unknown dataset key {unknown[0]!r} for format {fmt}{hint}"
-                            f" (known: {', '.join(sorted(reader.keys))})")
+        raise AesbenchError(
+            f"{path}: unknown dataset key {unknown[0]!r} for format {fmt}{hint}"
+            f" (known: {', '.join(sorted(reader.keys))})"
+        )
     for key, value in dataset.items():
         if key in SPLIT_MAPS:
-            ok = isinstance(value, dict) and value and all(isinstance(k, str) and isinstance(v, str)
-                                                           for k, v in value.items())
+            ok = (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+            )
             expected = "a mapping of each split to its file, e.g. {train: train.csv, test: test.csv}"
         elif key == "split":
             ok, expected = isinstance(value, str) or is_int(value), "a split name such as test"
         elif key == "layout" and fmt == "pccd":
             ok, expected = value in PCCD_LAYOUTS, " or ".join(PCCD_LAYOUTS)
         elif key == "image_suffix":
-            ok, expected = isinstance(value, str), "text (\"\" for none)"
+            ok, expected = isinstance(value, str), 'text ("" for none)'
         elif key == "reference_field":
             ok, expected = value in REFERENCE_FIELDS, " or ".join(REFERENCE_FIELDS)
         else:
@@ -292,7 +313,18 @@ def parse_task(path: Path) -> Task:
     dataset = data["dataset"]
     if not isinstance(dataset, dict) or "format" not in dataset:
         raise AesbenchError(f"{path}: dataset must be a mapping with a format ({', '.join(FORMATS.names())})")
-    known = {"name", "version", "family", "description", "dataset", "preprocessing", "prompt", "metrics", "protocol", "notes"}
+    known = {
+        "name",
+        "version",
+        "family",
+        "description",
+        "dataset",
+        "preprocessing",
+        "prompt",
+        "metrics",
+        "protocol",
+        "notes",
+    }
     unknown = set(data) - known
     if unknown:
         raise AesbenchError(f"{path}: unknown key(s) {sorted(map(str, unknown))}; known: {sorted(known)}")

@@ -10,6 +10,7 @@ where the hardware has it, and seeded: the order of samples in epoch e is a perm
 exactly the batches an uninterrupted one would. State (weights being trained, optimiser, scheduler,
 step) is saved every `save_every` steps into OUTPUT/state and the stage resumes from it.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,17 @@ class Schedule:
     max_steps: int | None = None
 
     def check(self, stage: str) -> None:
-        if self.epochs <= 0 or self.batch_size < 1 or self.grad_accum < 1 or not self.lr > 0 or not 0 <= self.warmup < 1 or (
-                self.aligner_lr is not None and not self.aligner_lr > 0):
-            raise AesbenchError(f"stage {stage!r}: needs epochs > 0, batch_size >= 1, grad_accum >= 1, lr > 0 and 0 <= warmup < 1; got {self}")
+        if (
+            self.epochs <= 0
+            or self.batch_size < 1
+            or self.grad_accum < 1
+            or not self.lr > 0
+            or not 0 <= self.warmup < 1
+            or (self.aligner_lr is not None and not self.aligner_lr > 0)
+        ):
+            raise AesbenchError(
+                f"stage {stage!r}: needs epochs > 0, batch_size >= 1, grad_accum >= 1, lr > 0 and 0 <= warmup < 1; got {self}"
+            )
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -69,8 +78,11 @@ def make_accelerator(mixed_precision: str = "auto"):
     cpu = distributed.world_size() > 1 and not torch.cuda.is_available()
     # split_batches: each step's batch is split across the processes, so the schedule moves once per step
     # (without it accelerate steps it once per process).
-    return accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu,
-                                  dataloader_config=accelerate.utils.DataLoaderConfiguration(split_batches=True))
+    return accelerate.Accelerator(
+        mixed_precision=mixed_precision,
+        cpu=cpu,
+        dataloader_config=accelerate.utils.DataLoaderConfiguration(split_batches=True),
+    )
 
 
 @dataclass
@@ -91,13 +103,25 @@ class StagePlan:
     save_every: int = 50
 
 
-def run_stage(plan: StagePlan, output: Path, on_step: Callable | None = None, deadline: float | None = None,
-              on_epoch: Callable | None = None) -> dict:
+def run_stage(
+    plan: StagePlan,
+    output: Path,
+    on_step: Callable | None = None,
+    deadline: float | None = None,
+    on_epoch: Callable | None = None,
+) -> dict:
     """Run one stage of training into `output` (resuming its saved state); return a summary (steps, final
     loss, stopped why). on_step(stage, step, total, loss) feeds a progress bar; on_epoch(stage, epoch)
     runs after each whole epoch (learning curves), with the module in eval mode.
     """
-    stage, module, params, n_samples, build, loss_fn = plan.stage, plan.module, plan.params, plan.n_samples, plan.build, plan.loss_fn
+    stage, module, params, n_samples, build, loss_fn = (
+        plan.stage,
+        plan.module,
+        plan.params,
+        plan.n_samples,
+        plan.build,
+        plan.loss_fn,
+    )
     schedule, seed, mixed_precision, save_every = plan.schedule, plan.seed, plan.mixed_precision, plan.save_every
     torch = optional_import("torch", "train", "training")
     accelerate_utils = optional_import("accelerate.utils", "train", "training")
@@ -123,15 +147,17 @@ def run_stage(plan: StagePlan, output: Path, on_step: Callable | None = None, de
     try:
         while step < total:
             epoch, position = divmod(step, steps_per_epoch)
-            order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(_seed(seed, stage, epoch))).tolist()
-            batch = order[position * schedule.batch_size:(position + 1) * schedule.batch_size]
+            order = torch.randperm(
+                n_samples, generator=torch.Generator().manual_seed(_seed(seed, stage, epoch))
+            ).tolist()
+            batch = order[position * schedule.batch_size : (position + 1) * schedule.batch_size]
             mine = batch[rank::world]
             # Each sample counts world / len(batch), so the mean over processes of their gradients is the batch
             # mean even when shards differ in size; a process with no sample (a short last batch) still joins
             # the gradient all-reduce, with one sample weighted 0.
             own = bool(mine)
             mine = mine or batch[:1]
-            micro = [mine[i::schedule.grad_accum] for i in range(schedule.grad_accum)]
+            micro = [mine[i :: schedule.grad_accum] for i in range(schedule.grad_accum)]
             micro = [m for m in micro if m]
             parts_sum: dict[str, float] = {}
             for i, indices in enumerate(micro):
@@ -145,7 +171,9 @@ def run_stage(plan: StagePlan, output: Path, on_step: Callable | None = None, de
                 else:
                     accelerator.backward(loss)
                 for name, value in parts.items():
-                    parts_sum[name] = parts_sum.get(name, 0.0) + (value.item() * len(indices) / len(batch) if own else 0.0)
+                    parts_sum[name] = parts_sum.get(name, 0.0) + (
+                        value.item() * len(indices) / len(batch) if own else 0.0
+                    )
             optimiser.step()
             scheduler.step()
             optimiser.zero_grad()
@@ -153,9 +181,15 @@ def run_stage(plan: StagePlan, output: Path, on_step: Callable | None = None, de
             if world > 1:  # every process's share of the batch mean, by name (a batch may lack a part)
                 parts_sum = _sum_by_name(accelerate_utils.gather_object([parts_sum]))
             value = sum(parts_sum.values())
-            record = {"stage": stage, "step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(value, 6),
-                      **{k: round(v, 6) for k, v in parts_sum.items()}, "lr": scheduler.get_last_lr()[0],
-                      "time_s": round(time.monotonic() - started, 3)}
+            record = {
+                "stage": stage,
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 4),
+                "loss": round(value, 6),
+                **{k: round(v, 6) for k, v in parts_sum.items()},
+                "lr": scheduler.get_last_lr()[0],
+                "time_s": round(time.monotonic() - started, 3),
+            }
             if log:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
@@ -178,9 +212,18 @@ def run_stage(plan: StagePlan, output: Path, on_step: Callable | None = None, de
     elif accelerator.is_main_process and state_dir.exists():
         shutil.rmtree(state_dir)
     wrapped.eval()
-    return {"stage": stage, "steps": step, "total_steps": total, "samples": n_samples, "final_loss": record and record["loss"],
-            "stopped": stopped, "seconds": round(time.monotonic() - started, 3), "processes": world,
-            "mixed_precision": str(accelerator.mixed_precision), "schedule": schedule.__dict__}
+    return {
+        "stage": stage,
+        "steps": step,
+        "total_steps": total,
+        "samples": n_samples,
+        "final_loss": record and record["loss"],
+        "stopped": stopped,
+        "seconds": round(time.monotonic() - started, 3),
+        "processes": world,
+        "mixed_precision": str(accelerator.mixed_precision),
+        "schedule": schedule.__dict__,
+    }
 
 
 def _sum_by_name(parts: list[dict[str, float]]) -> dict[str, float]:
@@ -192,7 +235,7 @@ def _sum_by_name(parts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _seed(seed: int, stage: str, epoch: int) -> int:
-    return int(item_rng(seed, f"{stage}/order/{epoch}").integers(2 ** 62))
+    return int(item_rng(seed, f"{stage}/order/{epoch}").integers(2**62))
 
 
 def _save_state(accelerator, state_dir: Path, stage: str, step: int) -> None:

@@ -5,6 +5,7 @@ Heavy dependencies are optional extras (`pip install 'aesbench[vlm]'`); they are
 model that needs them is built. Weights come from local folders; nothing is downloaded unless the
 user passes `online=True` to a model (and HF_HUB_OFFLINE, when set, still wins).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,7 +27,9 @@ def optional_import(module: str, extra: str, model: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise AesbenchError(f"model {model!r} needs the {extra!r} extra: pip install 'aesbench[{extra}]' ({e})") from None
+        raise AesbenchError(
+            f"model {model!r} needs the {extra!r} extra: pip install 'aesbench[{extra}]' ({e})"
+        ) from None
 
 
 def local_only(online: bool = False) -> bool:

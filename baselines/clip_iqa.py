@@ -13,6 +13,7 @@ size), any local CLIP checkpoint is used as it is, with its processor's resize a
 `LocalClip` (a CLIP folder loaded offline, embedding images and texts the way OpenAI's CLIP does)
 lives here and is shared with the LAION aesthetic predictor.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,18 @@ from aesbench.weights import local_only, optional_import, require_files, weight_
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEFAULT_PROMPTS = [["Good photo.", "Bad photo."]]
-PREPROCESSING_KEYS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
-                      "do_normalize", "image_mean", "image_std")
+PREPROCESSING_KEYS = (
+    "do_resize",
+    "size",
+    "resample",
+    "do_center_crop",
+    "crop_size",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
 
 
 class LocalClip:
@@ -41,8 +52,15 @@ class LocalClip:
     Embeddings are computed in `dtype` and returned in float32, L2-normalised.
     """
 
-    def __init__(self, path: str | Path, model: str, text: bool, dtype: str = "float32",
-                 device: str | None = None, online: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        model: str,
+        text: bool,
+        dtype: str = "float32",
+        device: str | None = None,
+        online: bool = False,
+    ):
         torch = optional_import("torch", "clip", model)
         transformers = optional_import("transformers", "clip", model)
         if dtype not in DTYPES:
@@ -50,8 +68,12 @@ class LocalClip:
         online = parse_bool(online, "online")
         self.hub_id = online and not Path(path).expanduser().is_dir()  # online=True may name a hub repository
         if not self.hub_id:
-            path = require_files(path, ["config.json", "preprocessor_config.json"], model,
-                                 "a CLIP checkpoint folder (config.json, weights, preprocessor_config.json)")
+            path = require_files(
+                path,
+                ["config.json", "preprocessor_config.json"],
+                model,
+                "a CLIP checkpoint folder (config.json, weights, preprocessor_config.json)",
+            )
         self.path, self.model_name, self.dtype = str(path), model, dtype
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         offline = local_only(online)
@@ -59,7 +81,9 @@ class LocalClip:
         try:
             self.model = self._load_model(transformers, text, offline)
             self.processor = processor_class.from_pretrained(self.path, local_files_only=offline)
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=offline) if text else None
+            self.tokenizer = (
+                transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=offline) if text else None
+            )
         except (OSError, ValueError, RuntimeError) as e:
             raise AesbenchError(f"model {model!r}: cannot load CLIP from {self.path}: {first_line(e)}") from None
         self.model.to(self.device, getattr(torch, dtype)).eval()  # cast after loading: any transformers version
@@ -71,10 +95,18 @@ class LocalClip:
         """Image embeddings on disk, shared by every head on this CLIP (LAION's heads, CLIP-IQA's prompts)."""
         import torch
 
-        tower = torch.nn.ModuleDict({"vision_model": self.model.vision_model, "visual_projection": self.model.visual_projection})
-        self.feature_cache = module_cache(root, tower, {
-            "backbone": "CLIP vision tower + projection", "preprocessing": self.describe()["preprocessing"],
-            "output": "image embedding, L2-normalised, float32"})
+        tower = torch.nn.ModuleDict(
+            {"vision_model": self.model.vision_model, "visual_projection": self.model.visual_projection}
+        )
+        self.feature_cache = module_cache(
+            root,
+            tower,
+            {
+                "backbone": "CLIP vision tower + projection",
+                "preprocessing": self.describe()["preprocessing"],
+                "output": "image embedding, L2-normalised, float32",
+            },
+        )
         return self.feature_cache
 
     def _load_model(self, transformers, text: bool, offline: bool):
@@ -89,20 +121,26 @@ class LocalClip:
         verbosity = transformers.logging.get_verbosity()
         transformers.logging.set_verbosity_error()  # a vision-only load skips the text weights by design
         try:
-            model, info = model_class.from_pretrained(self.path, config=config, local_files_only=offline, output_loading_info=True)
+            model, info = model_class.from_pretrained(
+                self.path, config=config, local_files_only=offline, output_loading_info=True
+            )
         finally:
             transformers.logging.set_verbosity(verbosity)
         missing = sorted(info["missing_keys"])
         if missing:
-            raise AesbenchError(f"model {self.model_name!r}: {self.path} lacks {len(missing)} CLIP weight(s) (first: {missing[0]});"
-                                " it is not a complete CLIP checkpoint")
+            raise AesbenchError(
+                f"model {self.model_name!r}: {self.path} lacks {len(missing)} CLIP weight(s) (first: {missing[0]});"
+                " it is not a complete CLIP checkpoint"
+            )
         return model
 
     def embed_images(self, images: list[Image.Image]):
         import torch
 
         if self.feature_cache is not None:
-            return torch.from_numpy(self.feature_cache.get(images, lambda batch: self._embed(batch).cpu().numpy())).to(self.device)
+            return torch.from_numpy(self.feature_cache.get(images, lambda batch: self._embed(batch).cpu().numpy())).to(
+                self.device
+            )
         return self._embed(images)
 
     def _embed(self, images: list[Image.Image]):
@@ -119,10 +157,13 @@ class LocalClip:
         limit = self.model.config.text_config.max_position_embeddings
         tokens = self.tokenizer(texts, padding=True, return_tensors="pt")
         if tokens["input_ids"].shape[1] > limit:
-            raise AesbenchError(f"model {self.model_name!r}: a prompt is longer than the {limit} tokens CLIP's text tower takes")
+            raise AesbenchError(
+                f"model {self.model_name!r}: a prompt is longer than the {limit} tokens CLIP's text tower takes"
+            )
         with torch.inference_mode():  # padding follows the end token, which the causal mask keeps from seeing it
-            pooled = self.model.text_model(input_ids=tokens["input_ids"].to(self.device),
-                                           attention_mask=tokens["attention_mask"].to(self.device)).pooler_output
+            pooled = self.model.text_model(
+                input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
+            ).pooler_output
             return torch.nn.functional.normalize(self.model.text_projection(pooled).float(), dim=-1)
 
     @property
@@ -134,13 +175,20 @@ class LocalClip:
         if self._hashes is None:
             self._hashes = {} if self.hub_id else weight_hashes(self.path)
         settings = self.processor.to_dict()
-        preprocessing = {"processor": type(self.processor).__name__,
-                         **{k: settings[k] for k in PREPROCESSING_KEYS if k in settings}}
+        preprocessing = {
+            "processor": type(self.processor).__name__,
+            **{k: settings[k] for k in PREPROCESSING_KEYS if k in settings},
+        }
         if "resample" in preprocessing:
             preprocessing["resample"] = Image.Resampling(preprocessing["resample"]).name.lower()
-        described = {"path": self.path, "weights_sha256": self._hashes, "dtype": self.dtype,
-                     "image_size": self.model.vision_model.config.image_size, "embedding_dim": self.embedding_dim,
-                     "preprocessing": preprocessing}
+        described = {
+            "path": self.path,
+            "weights_sha256": self._hashes,
+            "dtype": self.dtype,
+            "image_size": self.model.vision_model.config.image_size,
+            "embedding_dim": self.embedding_dim,
+            "preprocessing": preprocessing,
+        }
         if self.hub_id:
             described["note"] = "a hub repository fetched with online=True; its files were not hashed"
         return described
@@ -150,8 +198,14 @@ def prompt_pairs(prompts, model: str) -> list[list[str]]:
     """[[positive, negative], ...]; one bare pair is accepted too (`--model-arg prompts=[Good, Bad]`)."""
     if isinstance(prompts, list) and len(prompts) == 2 and all(isinstance(p, str) for p in prompts):
         prompts = [prompts]
-    if (not isinstance(prompts, list) or not prompts
-            or not all(isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p for p in pair) for pair in prompts)):
+    if (
+        not isinstance(prompts, list)
+        or not prompts
+        or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p for p in pair)
+            for pair in prompts
+        )
+    ):
         raise AesbenchError(f"model {model!r}: prompts must be [positive, negative] pairs of texts, got {prompts!r}")
     return prompts
 
@@ -162,8 +216,14 @@ class ClipIqa(Model):
 
     capabilities = frozenset({"score"})
 
-    def __init__(self, path: str, prompts: list | None = None, dtype: str = "float32",
-                 device: str | None = None, online: bool = False):
+    def __init__(
+        self,
+        path: str,
+        prompts: list | None = None,
+        dtype: str = "float32",
+        device: str | None = None,
+        online: bool = False,
+    ):
         self.prompts = prompt_pairs(DEFAULT_PROMPTS if prompts is None else prompts, self.name)
         online = parse_bool(online, "online")
         self.options = {"path": str(path), "prompts": self.prompts, "dtype": dtype, "device": device, "online": online}
@@ -175,8 +235,14 @@ class ClipIqa(Model):
         return dict(self.options)
 
     def describe(self) -> dict:
-        return {"name": self.name, "config": self.config(), "device": self.clip.device, "clip": self.clip.describe(),
-                "prompts": self.prompts, "logit_scale": self.clip.logit_scale}
+        return {
+            "name": self.name,
+            "config": self.config(),
+            "device": self.clip.device,
+            "clip": self.clip.describe(),
+            "prompts": self.prompts,
+            "logit_scale": self.clip.logit_scale,
+        }
 
     def use_feature_cache(self, root) -> bool:
         self.feature_cache = self.clip.use_feature_cache(root)

@@ -4,6 +4,7 @@ It is the floor every task can be read against: a score that ranks nothing (SRCC
 the harness reports as such), a comment that fits any photograph, and a suggestion that names no
 attribute, so it addresses none of the suggest task's degradations.
 """
+
 from __future__ import annotations
 
 from PIL import Image

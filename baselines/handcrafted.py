@@ -26,6 +26,7 @@ worst flaw (and a second one also ≥ 1), or a reframing when none reaches FLAW_
     desaturated  min((0.15 − saturation) / 0.1, (20 − colourfulness) / 10)
                  (both must be low: darkening lowers colourfulness, blown highlights lower saturation)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -111,7 +112,10 @@ def critique(m: dict[str, float]) -> str:
     if m["contrast"] >= STRONG_CONTRAST:
         strengths.append("strong contrast")
     # Noise and blown highlights inflate colourfulness, so vivid colour counts only without them.
-    if m["colourfulness"] >= VIVID_COLOURFULNESS and max(flaw["desaturated"], flaw["bright"], flaw["noise"]) < FLAW_SHOWN:
+    if (
+        m["colourfulness"] >= VIVID_COLOURFULNESS
+        and max(flaw["desaturated"], flaw["bright"], flaw["noise"]) < FLAW_SHOWN
+    ):
         strengths.append("pleasant, vivid colours")
     well_exposed = flaw["dark"] < 0 and flaw["bright"] < 0
     sentences = []
@@ -231,6 +235,8 @@ class PersonalizedHandcrafted(Model):
         }
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
-        features = np.array([self.generic._features(img, self.score_range) for img in images]).reshape(len(images), len(self.weights))
+        features = np.array([self.generic._features(img, self.score_range) for img in images]).reshape(
+            len(images), len(self.weights)
+        )
         predictions = self.intercept + ((features - self.mean) / self.std) @ self.weights
         return [{"score": float(p)} for p in predictions]

@@ -22,6 +22,7 @@ centre crop) but is not bit-identical.
 Scores are on the predictor's own scale, nominally 1-10 (AVA's, and it is not clipped). A request
 with another score range gets the linear map of [1, 10] onto it: lo + (s − 1)(hi − lo)/9.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,7 +48,9 @@ def read_state_dict(path: str | Path, model: str) -> dict:
     torch = optional_import("torch", "clip", model)
     path = Path(path).expanduser()
     if not path.is_file():
-        raise AesbenchError(f"model {model!r}: head file {path} not found; point head_path at the predictor's .pth or .safetensors")
+        raise AesbenchError(
+            f"model {model!r}: head file {path} not found; point head_path at the predictor's .pth or .safetensors"
+        )
     try:
         if path.suffix == ".safetensors":
             return optional_import("safetensors.torch", "clip", model).load_file(str(path))
@@ -61,10 +64,14 @@ def read_state_dict(path: str | Path, model: str) -> dict:
 
 def head_kind(state: dict, requested: str, path: Path, model: str) -> str:
     keys = set(state)
-    found = {frozenset(MLP_KEYS): "mlp", frozenset(RELU_MLP_KEYS): "relu-mlp", frozenset(LINEAR_KEYS): "linear"}.get(frozenset(keys))
+    found = {frozenset(MLP_KEYS): "mlp", frozenset(RELU_MLP_KEYS): "relu-mlp", frozenset(LINEAR_KEYS): "linear"}.get(
+        frozenset(keys)
+    )
     if found is None:
-        raise AesbenchError(f"model {model!r}: {path} holds neither an MLP head (layers.0 … layers.7, or the ReLU one's"
-                            f" layers.0 … layers.11) nor a linear head (weight, bias); its keys start {sorted(keys)[:4]}")
+        raise AesbenchError(
+            f"model {model!r}: {path} holds neither an MLP head (layers.0 … layers.7, or the ReLU one's"
+            f" layers.0 … layers.11) nor a linear head (weight, bias); its keys start {sorted(keys)[:4]}"
+        )
     if requested not in ("auto", found):
         raise AesbenchError(f"model {model!r}: head={requested!r} but {path} holds the {found} head")
     return found
@@ -76,18 +83,39 @@ def build_head(kind: str, state: dict, dim: int, path: Path, model: str):
 
     first = state["weight" if kind == "linear" else "layers.0.weight"]
     if first.ndim != 2 or first.shape[1] != dim:
-        raise AesbenchError(f"model {model!r}: head {path} takes {first.shape[-1]}-dim embeddings but the CLIP gives {dim};"
-                            " use the CLIP the head was trained on (ViT-L/14: 768)")
+        raise AesbenchError(
+            f"model {model!r}: head {path} takes {first.shape[-1]}-dim embeddings but the CLIP gives {dim};"
+            " use the CLIP the head was trained on (ViT-L/14: 768)"
+        )
     if kind == "linear":
         head = nn.Linear(dim, 1)
     elif kind == "relu-mlp":  # avaclipmlp_inf_wds-relu.py's MLP
-        head = nn.Sequential(nn.Linear(dim, 1024), nn.ReLU(), nn.Dropout(0.2), nn.Linear(1024, 128), nn.ReLU(),
-                             nn.Dropout(0.2), nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 16),
-                             nn.ReLU(), nn.Linear(16, 1))
+        head = nn.Sequential(
+            nn.Linear(dim, 1024),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(1024, 128),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(128, 64),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Linear(64, 16),
+            nn.ReLU(),
+            nn.Linear(16, 1),
+        )
         state = {k.removeprefix("layers."): v for k, v in state.items()}
     else:
-        head = nn.Sequential(nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
-                             nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
+        head = nn.Sequential(
+            nn.Linear(dim, 1024),
+            nn.Dropout(0.2),
+            nn.Linear(1024, 128),
+            nn.Dropout(0.2),
+            nn.Linear(128, 64),
+            nn.Dropout(0.1),
+            nn.Linear(64, 16),
+            nn.Linear(16, 1),
+        )
         state = {k.removeprefix("layers."): v for k, v in state.items()}
     try:
         head.load_state_dict({k: v.float() for k, v in state.items()})
@@ -103,27 +131,47 @@ class LaionAesthetic(Model):
 
     capabilities = frozenset({"score"})
 
-    def __init__(self, clip_path: str, head_path: str, head: str = "auto", dtype: str = "float32",
-                 device: str | None = None, online: bool = False):
+    def __init__(
+        self,
+        clip_path: str,
+        head_path: str,
+        head: str = "auto",
+        dtype: str = "float32",
+        device: str | None = None,
+        online: bool = False,
+    ):
         if head not in HEADS:
             raise AesbenchError(f"model {self.name!r}: head {head!r} is not one of {', '.join(HEADS)}")
         online = parse_bool(online, "online")
-        self.options = {"clip_path": str(clip_path), "head_path": str(head_path), "head": head, "dtype": dtype,
-                        "device": device, "online": online}
+        self.options = {
+            "clip_path": str(clip_path),
+            "head_path": str(head_path),
+            "head": head,
+            "dtype": dtype,
+            "device": device,
+            "online": online,
+        }
         self.head_path = Path(head_path).expanduser()
         state = read_state_dict(self.head_path, self.name)  # before CLIP: a wrong head path fails fast
         self.head_kind = head_kind(state, head, self.head_path, self.name)
         self.clip = LocalClip(clip_path, self.name, text=False, dtype=dtype, device=device, online=online)
-        self.head = build_head(self.head_kind, state, self.clip.embedding_dim, self.head_path, self.name).to(self.clip.device)
+        self.head = build_head(self.head_kind, state, self.clip.embedding_dim, self.head_path, self.name).to(
+            self.clip.device
+        )
         self.head_sha256 = sha256_file(self.head_path)
 
     def config(self) -> dict:
         return dict(self.options)
 
     def describe(self) -> dict:
-        return {"name": self.name, "config": self.config(), "device": self.clip.device, "clip": self.clip.describe(),
-                "head": {"path": str(self.head_path), "sha256": self.head_sha256, "kind": self.head_kind},
-                "native_range": list(NATIVE_RANGE)}
+        return {
+            "name": self.name,
+            "config": self.config(),
+            "device": self.clip.device,
+            "clip": self.clip.describe(),
+            "head": {"path": str(self.head_path), "sha256": self.head_sha256, "kind": self.head_kind},
+            "native_range": list(NATIVE_RANGE),
+        }
 
     def use_feature_cache(self, root) -> bool:
         self.feature_cache = self.clip.use_feature_cache(root)

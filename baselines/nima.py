@@ -41,6 +41,7 @@ picked among lr 2, 10 and 40 on tiny-flickr-aes-piaa's test people: read its PIA
 mind. The backbone is shared, so with --feature-cache every image is encoded once for all of a
 person's repeats.
 """
+
 from __future__ import annotations
 
 import copy
@@ -78,8 +79,10 @@ PERSONAL_STEPS, PERSONAL_LR, PERSONAL_MOMENTUM = 50, 10.0, 0.9  # lr: per unit o
 WEIGHTS_FILE, LOG_FILE, PROVENANCE_FILE = "model.safetensors", "train_log.jsonl", "training.json"
 HF_SUBFOLDER = "backbone"  # a Hugging Face backbone's config and image processor inside a checkpoint
 
-UNTRAINED = ("model 'nima' has no trained head: train one with `aesbench train nima --task <score task> --output DIR`,"
-             " then pass --model DIR (the checkpoint folder)")
+UNTRAINED = (
+    "model 'nima' has no trained head: train one with `aesbench train nima --task <score task> --output DIR`,"
+    " then pass --model DIR (the checkpoint folder)"
+)
 
 
 def _torch():
@@ -146,11 +149,15 @@ class Nima(Model):
 
     capabilities = frozenset({"score", "distribution", "personalize"})
 
-    def __init__(self, network: Network | None = None, personal_steps: int = PERSONAL_STEPS, personal_lr: float = PERSONAL_LR):
+    def __init__(
+        self, network: Network | None = None, personal_steps: int = PERSONAL_STEPS, personal_lr: float = PERSONAL_LR
+    ):
         if not isinstance(network, Network):
             raise AesbenchError(UNTRAINED)
         if int(personal_steps) < 1 or not float(personal_lr) > 0:
-            raise AesbenchError(f"model 'nima': personal_steps must be >= 1 and personal_lr > 0 (got {personal_steps}, {personal_lr})")
+            raise AesbenchError(
+                f"model 'nima': personal_steps must be >= 1 and personal_lr > 0 (got {personal_steps}, {personal_lr})"
+            )
         self.network = network
         self.personal_steps, self.personal_lr = int(personal_steps), float(personal_lr)
         self.checkpoint: Path | None = None
@@ -172,9 +179,16 @@ class Nima(Model):
 
     def use_feature_cache(self, root: Path) -> bool:
         net = self.network
-        self.feature_cache = module_cache(root, net.backbone.module, {
-            "backbone": net.backbone.name, "preprocessing": net.backbone.describe(), "layers": net.layers,
-            "pooling": "mean per layer, concatenated"})
+        self.feature_cache = module_cache(
+            root,
+            net.backbone.module,
+            {
+                "backbone": net.backbone.name,
+                "preprocessing": net.backbone.describe(),
+                "layers": net.layers,
+                "pooling": "mean per layer, concatenated",
+            },
+        )
         return True
 
     def features(self, images: list[Image.Image]):
@@ -216,7 +230,9 @@ class Nima(Model):
     def describe(self) -> dict:
         desc = {"name": self.name, "config": self.config(), "device": self.network.device}
         if self.checkpoint is not None:
-            desc.update(checkpoint=str(self.checkpoint.resolve()), weights=weight_hashes(self.checkpoint / WEIGHTS_FILE))
+            desc.update(
+                checkpoint=str(self.checkpoint.resolve()), weights=weight_hashes(self.checkpoint / WEIGHTS_FILE)
+            )
         return desc
 
     def score(self, images: list[Image.Image], request: Request) -> list[dict]:
@@ -227,17 +243,24 @@ class Nima(Model):
             probs = self.network.distribution(features)
         probs = probs.double().cpu().numpy()
         means = probs @ np.arange(1, BINS + 1)
-        return [{"score": float(lo + (hi - lo) * (m - 1) / (BINS - 1)), "distribution": p.tolist()}
-                for m, p in zip(means, probs)]
+        return [
+            {"score": float(lo + (hi - lo) * (m - 1) / (BINS - 1)), "distribution": p.tolist()}
+            for m, p in zip(means, probs)
+        ]
 
     def personalize(self, images: list[Image.Image], scores: list[float], request: Request) -> "Nima":
         """A NIMA whose head is tuned to one person's support set; backbone (and cache) shared."""
         torch = _torch()
         features = self.features(images).to(self.network.device)
-        targets = torch.tensor([target_distribution({"mos": s}, request.score_range) for s in scores],
-                               dtype=torch.float32, device=self.network.device)
+        targets = torch.tensor(
+            [target_distribution({"mos": s}, request.score_range) for s in scores],
+            dtype=torch.float32,
+            device=self.network.device,
+        )
         head = copy.deepcopy(self.network.head).eval()  # eval: no dropout, so the tuning is deterministic
-        step = self.personal_lr / features.pow(2).sum(dim=1).mean().item()  # normalised: stable whatever the features' scale
+        step = (
+            self.personal_lr / features.pow(2).sum(dim=1).mean().item()
+        )  # normalised: stable whatever the features' scale
         optimiser = torch.optim.SGD(head.parameters(), lr=step, momentum=PERSONAL_MOMENTUM)
         for _ in range(self.personal_steps):
             loss = emd_loss(head(features).softmax(dim=-1), targets)
@@ -259,17 +282,24 @@ class Nima(Model):
         self.checkpoint = path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, personal_steps: int | None = None, personal_lr: float | None = None) -> "Nima":
+    def from_pretrained(
+        cls, path: str | Path, personal_steps: int | None = None, personal_lr: float | None = None
+    ) -> "Nima":
         """The checkpoint's model; personal_steps and personal_lr override its saved settings."""
         safetensors = optional_import("safetensors.torch", "nima", "nima")
-        path = require_files(path, ["config.json", WEIGHTS_FILE], "nima", "a checkpoint folder written by `aesbench train nima`")
+        path = require_files(
+            path, ["config.json", WEIGHTS_FILE], "nima", "a checkpoint folder written by `aesbench train nima`"
+        )
         config = read_config(path / "config.json")
         layers, dropout = config.get("layers"), config.get("dropout", DROPOUT)
         listed = isinstance(layers, list) and bool(layers)
-        if layers is not None and not (listed and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                                      for n in layers)):
-            raise AesbenchError(f"model 'nima': {path / 'config.json'}: layers must be a list of layer numbers such as"
-                                " [5, 11, 17]; re-save the checkpoint")
+        if layers is not None and not (
+            listed and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in layers)
+        ):
+            raise AesbenchError(
+                f"model 'nima': {path / 'config.json'}: layers must be a list of layer numbers such as"
+                " [5, 11, 17]; re-save the checkpoint"
+            )
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise AesbenchError(f"model 'nima': {path / 'config.json'}: dropout must be a number from 0 to below 1")
         source = DEFAULT_BACKBONE if config.get("backbone") == DEFAULT_BACKBONE else path / HF_SUBFOLDER
@@ -279,8 +309,11 @@ class Nima(Model):
         except (OSError, RuntimeError, safetensors_error()) as e:  # missing, mis-shaped or damaged tensors
             raise AesbenchError(f"model 'nima': cannot load {path / WEIGHTS_FILE}: {first_line(e)}") from None
         network.backbone.source = config.get("backbone_source", network.backbone.source)
-        model = cls(network, config.get("personal_steps", PERSONAL_STEPS) if personal_steps is None else personal_steps,
-                    config.get("personal_lr", PERSONAL_LR) if personal_lr is None else personal_lr)
+        model = cls(
+            network,
+            config.get("personal_steps", PERSONAL_STEPS) if personal_steps is None else personal_steps,
+            config.get("personal_lr", PERSONAL_LR) if personal_lr is None else personal_lr,
+        )
         model.checkpoint = path
         return model
 
@@ -307,7 +340,9 @@ def training_split(task: Task) -> Task:
     return dataclasses.replace(task, dataset={**task.dataset, "split": "train"})
 
 
-def _cache(items, task: Task, network: Network, freeze: bool, batch_size: int, track) -> tuple[list, object, list[dict]]:
+def _cache(
+    items, task: Task, network: Network, freeze: bool, batch_size: int, track
+) -> tuple[list, object, list[dict]]:
     """Decode every training image once; keep the backbone's inputs, or with a frozen backbone only its features."""
     torch = _torch()
     kept, tensors, skipped = [], [], []
@@ -336,8 +371,10 @@ def _training_folder(output: Path, identity: dict) -> None:
     if not output.exists():
         return
     if not output.is_dir() or (any(p.name != LOCK for p in output.iterdir()) and not (output / RUN_FILE).is_file()):
-        raise AesbenchError(f"output {output} already exists and is not an empty folder (nor a stopped `aesbench train nima`);"
-                            " choose another --output or delete it")
+        raise AesbenchError(
+            f"output {output} already exists and is not an empty folder (nor a stopped `aesbench train nima`);"
+            " choose another --output or delete it"
+        )
     if not (output / RUN_FILE).is_file():
         return
     try:
@@ -345,16 +382,26 @@ def _training_folder(output: Path, identity: dict) -> None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         previous = None
     if previous != identity:
-        raise AesbenchError(f"output {output} holds a NIMA training with other settings or another task; resume with the"
-                            " same ones or choose another --output")
+        raise AesbenchError(
+            f"output {output} holds a NIMA training with other settings or another task; resume with the"
+            " same ones or choose another --output"
+        )
     done = output / PROVENANCE_FILE
     if done.is_file() and json.loads(done.read_text()).get("stopped") == "finished":
-        raise AesbenchError(f"output {output} already holds a finished NIMA training and is not an empty folder;"
-                            " choose another --output or delete it")
+        raise AesbenchError(
+            f"output {output} already holds a finished NIMA training and is not an empty folder;"
+            " choose another --output or delete it"
+        )
 
 
-def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConfig(), data_root: Path | None = None,
-               track: Callable = identity_track, on_step: Callable | None = None) -> tuple[Nima, dict]:
+def train_nima(
+    task: Task,
+    output: str | Path,
+    settings: TrainConfig = TrainConfig(),
+    data_root: Path | None = None,
+    track: Callable = identity_track,
+    on_step: Callable | None = None,
+) -> tuple[Nima, dict]:
     """Train NIMA on the task's training split with the shared stage runner (aesbench/training.py) and save
     the checkpoint folder; return the model and its provenance. A stopped training (--max-minutes, a kill)
     resumes when run again with the same task and settings.
@@ -364,7 +411,9 @@ def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConf
     started = time.time()
     train_task = training_split(task)
     if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0 or not 0 <= settings.dropout < 1:
-        raise AesbenchError(f"nima training needs epochs >= 1, batch size >= 1, lr > 0 and 0 <= dropout < 1; got {settings}")
+        raise AesbenchError(
+            f"nima training needs epochs >= 1, batch size >= 1, lr > 0 and 0 <= dropout < 1; got {settings}"
+        )
     output = Path(output)
     recipe = {k: v for k, v in asdict(settings).items() if k != "max_minutes"}  # a resumed run may change its budget
     identity = {"task": task.name, "task_sha256": task.sha256(), "settings": recipe}
@@ -374,8 +423,17 @@ def train_nima(task: Task, output: str | Path, settings: TrainConfig = TrainConf
         return _train(task, train_task, output, identity, settings, data_root, track, on_step, started)
 
 
-def _train(task: Task, train_task: Task, output: Path, identity: dict, settings: TrainConfig, data_root: Path | None,
-           track: Callable, on_step: Callable | None, started: float) -> tuple[Nima, dict]:
+def _train(
+    task: Task,
+    train_task: Task,
+    output: Path,
+    identity: dict,
+    settings: TrainConfig,
+    data_root: Path | None,
+    track: Callable,
+    on_step: Callable | None,
+    started: float,
+) -> tuple[Nima, dict]:
     from aesbench.training import Schedule, StagePlan, run_stage
 
     torch = _torch()
@@ -386,10 +444,14 @@ def _train(task: Task, train_task: Task, output: Path, identity: dict, settings:
         raise AesbenchError(f"task {task.name!r} has no training items in split 'train'{first}")
     torch.manual_seed(settings.seed)
     network = Network(make_backbone(settings.backbone), settings.dropout, settings.layers)
-    items, cached, skipped = _cache(data.items, train_task, network, settings.freeze_backbone, settings.batch_size, track)
+    items, cached, skipped = _cache(
+        data.items, train_task, network, settings.freeze_backbone, settings.batch_size, track
+    )
     if not items:
-        raise AesbenchError(f"task {task.name!r}: none of its {len(data.items)} training images could be decoded"
-                            f" (first: {skipped[0]['id']}: {skipped[0]['reason']})")
+        raise AesbenchError(
+            f"task {task.name!r}: none of its {len(data.items)} training images could be decoded"
+            f" (first: {skipped[0]['id']}: {skipped[0]['reason']})"
+        )
     score_range = tuple(task.protocol.score_range)
     targets = torch.tensor([target_distribution(item.label, score_range) for item in items], dtype=torch.float32)
 
@@ -401,7 +463,9 @@ def _train(task: Task, train_task: Task, output: Path, identity: dict, settings:
 
     def build(epoch: int, index: int):
         """An image and whether it is flipped left-right (only when the backbone trains), fixed by (seed, epoch, index)."""
-        return index, not settings.freeze_backbone and bool(item_rng(settings.seed, f"nima/flip/{epoch}/{index}").random() < 0.5)
+        return index, not settings.freeze_backbone and bool(
+            item_rng(settings.seed, f"nima/flip/{epoch}/{index}").random() < 0.5
+        )
 
     def loss_fn(module, samples):
         idx = torch.tensor([index for index, _ in samples])
@@ -415,33 +479,44 @@ def _train(task: Task, train_task: Task, output: Path, identity: dict, settings:
     schedule = Schedule(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr)
     (output / RUN_FILE).write_text(json.dumps(identity, indent=2) + "\n")
     deadline = time.monotonic() + 60 * settings.max_minutes if settings.max_minutes else None  # caching not counted
-    summary = run_stage(StagePlan("nima", network.modules, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),
-                        output, on_step and (lambda stage, done, total, loss: on_step(done, total, loss)), deadline)
+    summary = run_stage(
+        StagePlan("nima", network.modules, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),
+        output,
+        on_step and (lambda stage, done, total, loss: on_step(done, total, loss)),
+        deadline,
+    )
     network.modules.eval()
 
     model = Nima(network)
     model.save_pretrained(output)
     steps_per_epoch = math.ceil(len(items) / settings.batch_size)
-    provenance = build_provenance(started, time.time(), ("torch", "transformers", "accelerate"), {
-        "device": network.device,
-        "task": task.name,
-        "task_file": str(task.path),
-        "task_sha256": task.sha256(),
-        "split": "train",
-        "data_root": str(train_task.data_root),
-        "label_files": {str(p): sha256_file(p) for p in data.label_files},
-        "n_train": len(items),
-        "skipped": data.skipped + skipped,
-        "target": "AVA vote distribution" if "distribution" in items[0].label else "two-bin distribution with expectation = MOS",
-        "seed": settings.seed,
-        "settings": asdict(settings),
-        "backbone_lr_scale": BACKBONE_LR_SCALE,
-        "epochs_done": summary["steps"] // steps_per_epoch,
-        "steps": summary["steps"],
-        "stopped": summary["stopped"],
-        "final_loss": summary["final_loss"],
-        "stage": summary,
-        "model": model.describe(),
-    })
+    provenance = build_provenance(
+        started,
+        time.time(),
+        ("torch", "transformers", "accelerate"),
+        {
+            "device": network.device,
+            "task": task.name,
+            "task_file": str(task.path),
+            "task_sha256": task.sha256(),
+            "split": "train",
+            "data_root": str(train_task.data_root),
+            "label_files": {str(p): sha256_file(p) for p in data.label_files},
+            "n_train": len(items),
+            "skipped": data.skipped + skipped,
+            "target": "AVA vote distribution"
+            if "distribution" in items[0].label
+            else "two-bin distribution with expectation = MOS",
+            "seed": settings.seed,
+            "settings": asdict(settings),
+            "backbone_lr_scale": BACKBONE_LR_SCALE,
+            "epochs_done": summary["steps"] // steps_per_epoch,
+            "steps": summary["steps"],
+            "stopped": summary["stopped"],
+            "final_loss": summary["final_loss"],
+            "stage": summary,
+            "model": model.describe(),
+        },
+    )
     (output / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     return model, provenance

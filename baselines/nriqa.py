@@ -47,6 +47,7 @@ An image without a whole 96×96 block, or whose blocks are all flat, has no NIQE
 and the run records it as skipped. Images under about 200 px give NIQE only two to four blocks,
 which makes its covariance term crude.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -92,6 +93,7 @@ BRISQUE_WINDOW = _gaussian_window(7, 7 / 6, peak=1 / (2 * np.pi * (7 / 6) ** 2))
 
 # --- BRISQUE, as the brisque package computes it -----------------------------------------------
 
+
 def half_size_cubic(gray: np.ndarray) -> np.ndarray:
     """cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC) for a float image.
 
@@ -132,8 +134,12 @@ def _brisque_scale_features(image: np.ndarray) -> list[float]:
     mscn = (image - mu) / (sigma + 1 / 255)
     alpha, _, sigma_l, sigma_r = _aggd_fit(mscn)
     features = [alpha, (sigma_l**2 + sigma_r**2) / 2]
-    products = (mscn[:, :-1] * mscn[:, 1:], mscn[:-1, :] * mscn[1:, :],
-                mscn[:-1, :-1] * mscn[1:, 1:], mscn[1:, :-1] * mscn[:-1, 1:])
+    products = (
+        mscn[:, :-1] * mscn[:, 1:],
+        mscn[:-1, :] * mscn[1:, :],
+        mscn[:-1, :-1] * mscn[1:, 1:],
+        mscn[1:, :-1] * mscn[:-1, 1:],
+    )
     for pair in products:
         alpha, mean, sigma_l, sigma_r = _aggd_fit(pair)
         features += [alpha, mean, sigma_l**2, sigma_r**2]
@@ -156,7 +162,9 @@ def _brisque_model_dir() -> Path:
     spec = importlib.util.find_spec("brisque")
     folder = Path(spec.origin).parent / "models" if spec and spec.origin else None
     if folder is None or not (folder / "svm.txt").is_file() or not (folder / "normalize.pickle").is_file():
-        raise AesbenchError("model 'brisque' needs the 'iqa' extra: pip install 'aesbench[iqa]' (the brisque package and its models/ folder)")
+        raise AesbenchError(
+            "model 'brisque' needs the 'iqa' extra: pip install 'aesbench[iqa]' (the brisque package and its models/ folder)"
+        )
     return folder
 
 
@@ -198,10 +206,12 @@ class Brisque(Model):
 
 # --- NIQE, as the official MATLAB release computes it -------------------------------------------
 
+
 def _matlab_cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
-    return ((1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1)
-            + (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
+    return (1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1) + (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * (
+        (ax > 1) & (ax <= 2)
+    )
 
 
 def matlab_imresize_half(img: np.ndarray) -> np.ndarray:
@@ -214,7 +224,11 @@ def matlab_imresize_half(img: np.ndarray) -> np.ndarray:
         w = scale * _matlab_cubic(scale * (u[:, None] - index))
         mirror = np.concatenate([np.arange(n_in), np.arange(n_in)[::-1]])
         matrix = np.zeros((len(u), n_in))
-        np.add.at(matrix, (np.arange(len(u))[:, None], mirror[(index.astype(int) - 1) % (2 * n_in)]), w / w.sum(1, keepdims=True))
+        np.add.at(
+            matrix,
+            (np.arange(len(u))[:, None], mirror[(index.astype(int) - 1) % (2 * n_in)]),
+            w / w.sum(1, keepdims=True),
+        )
         return matrix
 
     return weights(img.shape[1]).dot(weights(img.shape[0]).dot(img).T).T

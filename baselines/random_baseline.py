@@ -6,6 +6,7 @@ get different answers). Scores come with a random 10-bin vote distribution and a
 from bins 1..10 to the request's score range, so score and distribution agree. Suggestions are one
 of six, one per degradation kind of the suggest task, so chance accuracy there is 1/6.
 """
+
 from __future__ import annotations
 
 import numpy as np

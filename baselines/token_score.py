@@ -23,6 +23,7 @@ is ArtiMuse's released scoring question word for word, whitespace included, beca
 checkpoint read exactly that text; it spells out a few tokens per range and elides the rest. Pass
 `prompt` with `level_words` when using another mapping.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -59,6 +60,16 @@ ARTIMUSE_PROMPT = (
 class ArtiMuseReadout(MllmReadout):
     """ArtiMuse's token-as-score readout: expectation over 101 two-letter score tokens, 448 px resize."""
 
-    preset = dict(MllmReadout.preset, prompt=ARTIMUSE_PROMPT, answer_prefix="", level_words=SCORE_TOKENS,
-                  level_weights=tuple(float(n) for n in range(101)), pad_square=False, resize=448)
-    original: ClassVar[dict] = {"dtype": "bfloat16", "readout": "bfloat16"}  # modeling_artimuse.py: bf16 model, softmax and expectation
+    preset = dict(
+        MllmReadout.preset,
+        prompt=ARTIMUSE_PROMPT,
+        answer_prefix="",
+        level_words=SCORE_TOKENS,
+        level_weights=tuple(float(n) for n in range(101)),
+        pad_square=False,
+        resize=448,
+    )
+    original: ClassVar[dict] = {
+        "dtype": "bfloat16",
+        "readout": "bfloat16",
+    }  # modeling_artimuse.py: bf16 model, softmax and expectation

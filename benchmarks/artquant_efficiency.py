@@ -7,6 +7,7 @@ trained afresh for 1..--epochs epochs. Writes results/artquant-efficiency.{md,js
 
     python benchmarks/artquant_efficiency.py [--epochs 8] [--output runs/artquant-efficiency]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,19 +58,30 @@ def main() -> None:
         folder = args.output / f"nima-{epochs}"
         model, _ = train_nima(load_task(TASK), folder / "ckpt", TrainConfig(epochs=epochs))
         curve.append(srcc_of(model, folder / "eval"))
-    curves["NIMA (EfficientNet-Lite0, EMD)"], seconds["NIMA (EfficientNet-Lite0, EMD)"] = curve, round(time.monotonic() - start)
+    curves["NIMA (EfficientNet-Lite0, EMD)"], seconds["NIMA (EfficientNet-Lite0, EMD)"] = (
+        curve,
+        round(time.monotonic() - start),
+    )
 
     n = "/".join(str(v) for v in sorted(SEEN_N))  # one value unless an image failed to decode somewhere
     header = "| model | " + " | ".join(f"ep {e}" for e in range(1, args.epochs + 1)) + " | wall s |"
     lines = [header, "|---" * (args.epochs + 2) + "|"]
-    lines += [f"| {label} | " + " | ".join(f"{v:.3f}" for v in curve) + f" | {seconds[label]} |" for label, curve in curves.items()]
-    text = (f"SRCC on {TASK} held-out images (n = {n}) after each training epoch; small configs, seed 0, CPU.\n"
-            "Synthetic labels (tasks/data/README.md): this measures the machinery and the recipe's behaviour, not real aesthetic skill.\n\n"
-            + "\n".join(lines) + "\n")
+    lines += [
+        f"| {label} | " + " | ".join(f"{v:.3f}" for v in curve) + f" | {seconds[label]} |"
+        for label, curve in curves.items()
+    ]
+    text = (
+        f"SRCC on {TASK} held-out images (n = {n}) after each training epoch; small configs, seed 0, CPU.\n"
+        "Synthetic labels (tasks/data/README.md): this measures the machinery and the recipe's behaviour, not real aesthetic skill.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     print(text)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "artquant-efficiency.md").write_text(text)
-    (args.results / "artquant-efficiency.json").write_text(json.dumps({"task": TASK, "n": n, "srcc": curves, "seconds": seconds}, indent=2) + "\n")
+    (args.results / "artquant-efficiency.json").write_text(
+        json.dumps({"task": TASK, "n": n, "srcc": curves, "seconds": seconds}, indent=2) + "\n"
+    )
     import matplotlib
 
     matplotlib.use("Agg")

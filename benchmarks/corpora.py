@@ -5,6 +5,7 @@ punctuation and METEOR's stem, synonym and paraphrase matches vary from image to
 real photo critiques do; a fixed share of candidates are edge cases (empty, exact copies of a
 reference, punctuation only, METEOR's ||| separator, accents).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,39 +13,180 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SUBJECTS = ["the photo", "this image", "the shot", "the picture", "the composition", "the portrait", "the landscape",
-            "the subject", "the background", "the foreground", "the sky", "the model", "the flower", "the building",
-            "the street scene", "the colours", "the colors", "the lighting", "the light", "the shadows", "the edit",
-            "the framing", "the crop", "the texture", "the details", "the horizon", "the reflection", "the eyes"]
-ADJECTIVES = ["sharp", "soft", "blurry", "crisp", "dark", "bright", "overexposed", "underexposed", "dull", "vivid",
-              "lovely", "beautiful", "gorgeous", "stunning", "boring", "flat", "noisy", "grainy", "clean", "harsh",
-              "warm", "cold", "moody", "busy", "cluttered", "simple", "balanced", "tilted", "striking", "pleasing",
-              "saturated", "washed out", "muddy", "punchy", "delicate", "dramatic", "calm", "awkward", "nice", "great"]
-ADVERBS = ["very", "a bit", "slightly", "really", "too", "quite", "so", "somewhat", "extremely", "rather", "nicely"]
-NOUNS = ["composition", "focus", "depth of field", "exposure", "contrast", "colour balance", "color palette", "lighting",
-         "white balance", "bokeh", "framing", "perspective", "symmetry", "leading lines", "texture", "detail",
-         "tones", "highlights", "shadows", "noise", "grain", "saturation", "crop", "angle", "timing", "mood",
-         "subject placement", "negative space", "rule of thirds", "processing", "vignette", "sharpness"]
-VERBS = ["like", "love", "enjoy", "appreciate", "admire", "dislike", "miss", "notice", "see", "prefer"]
-FIXES = ["crop tighter", "lower the ISO", "use a tripod", "shoot earlier in the day", "fill the frame",
-         "open up the shadows", "pull back the highlights", "straighten the horizon", "watch the background",
-         "get closer", "try a lower angle", "use a faster shutter", "add some contrast", "tone down the saturation",
-         "focus on the eyes", "wait for better light", "remove the distraction on the left", "simplify the scene"]
-TEMPLATES = [
-    "{S} is {A} {adj}.", "{S} is {adj}.", "I {V} the {N}.", "I {V} the {N} and the {N2}.", "{S} looks {adj} and {adj2}.",
-    "Great {N}, but {S} is {A} {adj}.", "The {N} is {adj}; {S} is {adj2}.", "You should {F}.", "Next time, {F}.",
-    "Nice {N}! {S} is {adj}.", "{S} feels {A} {adj} -- maybe {F}?", "Well done... the {N} really works.",
-    "Not sure about the {N}: {S} is {adj}.", "The {N} (and {N2}) could be better.", "{adj} {N}, {adj2} {N2}.",
-    "Too {adj} for my taste.", "{S}'s {N} is {A} {adj}.", "Love it!!!", "Meh.", "What a {adj} {N}.",
+SUBJECTS = [
+    "the photo",
+    "this image",
+    "the shot",
+    "the picture",
+    "the composition",
+    "the portrait",
+    "the landscape",
+    "the subject",
+    "the background",
+    "the foreground",
+    "the sky",
+    "the model",
+    "the flower",
+    "the building",
+    "the street scene",
+    "the colours",
+    "the colors",
+    "the lighting",
+    "the light",
+    "the shadows",
+    "the edit",
+    "the framing",
+    "the crop",
+    "the texture",
+    "the details",
+    "the horizon",
+    "the reflection",
+    "the eyes",
 ]
-ODD_CANDIDATES = ["", "!!! ... ???", "a ||| b |||", "Café crème, très jolie — naïve façade.", "  spaced   out   words  ",
-                  "ALL CAPS SHOUTING ABOUT THE EXPOSURE", "line one\nline two", "5/10, f/2.8 @ 1/250s, ISO-100"]
+ADJECTIVES = [
+    "sharp",
+    "soft",
+    "blurry",
+    "crisp",
+    "dark",
+    "bright",
+    "overexposed",
+    "underexposed",
+    "dull",
+    "vivid",
+    "lovely",
+    "beautiful",
+    "gorgeous",
+    "stunning",
+    "boring",
+    "flat",
+    "noisy",
+    "grainy",
+    "clean",
+    "harsh",
+    "warm",
+    "cold",
+    "moody",
+    "busy",
+    "cluttered",
+    "simple",
+    "balanced",
+    "tilted",
+    "striking",
+    "pleasing",
+    "saturated",
+    "washed out",
+    "muddy",
+    "punchy",
+    "delicate",
+    "dramatic",
+    "calm",
+    "awkward",
+    "nice",
+    "great",
+]
+ADVERBS = ["very", "a bit", "slightly", "really", "too", "quite", "so", "somewhat", "extremely", "rather", "nicely"]
+NOUNS = [
+    "composition",
+    "focus",
+    "depth of field",
+    "exposure",
+    "contrast",
+    "colour balance",
+    "color palette",
+    "lighting",
+    "white balance",
+    "bokeh",
+    "framing",
+    "perspective",
+    "symmetry",
+    "leading lines",
+    "texture",
+    "detail",
+    "tones",
+    "highlights",
+    "shadows",
+    "noise",
+    "grain",
+    "saturation",
+    "crop",
+    "angle",
+    "timing",
+    "mood",
+    "subject placement",
+    "negative space",
+    "rule of thirds",
+    "processing",
+    "vignette",
+    "sharpness",
+]
+VERBS = ["like", "love", "enjoy", "appreciate", "admire", "dislike", "miss", "notice", "see", "prefer"]
+FIXES = [
+    "crop tighter",
+    "lower the ISO",
+    "use a tripod",
+    "shoot earlier in the day",
+    "fill the frame",
+    "open up the shadows",
+    "pull back the highlights",
+    "straighten the horizon",
+    "watch the background",
+    "get closer",
+    "try a lower angle",
+    "use a faster shutter",
+    "add some contrast",
+    "tone down the saturation",
+    "focus on the eyes",
+    "wait for better light",
+    "remove the distraction on the left",
+    "simplify the scene",
+]
+TEMPLATES = [
+    "{S} is {A} {adj}.",
+    "{S} is {adj}.",
+    "I {V} the {N}.",
+    "I {V} the {N} and the {N2}.",
+    "{S} looks {adj} and {adj2}.",
+    "Great {N}, but {S} is {A} {adj}.",
+    "The {N} is {adj}; {S} is {adj2}.",
+    "You should {F}.",
+    "Next time, {F}.",
+    "Nice {N}! {S} is {adj}.",
+    "{S} feels {A} {adj} -- maybe {F}?",
+    "Well done... the {N} really works.",
+    "Not sure about the {N}: {S} is {adj}.",
+    "The {N} (and {N2}) could be better.",
+    "{adj} {N}, {adj2} {N2}.",
+    "Too {adj} for my taste.",
+    "{S}'s {N} is {A} {adj}.",
+    "Love it!!!",
+    "Meh.",
+    "What a {adj} {N}.",
+]
+ODD_CANDIDATES = [
+    "",
+    "!!! ... ???",
+    "a ||| b |||",
+    "Café crème, très jolie — naïve façade.",
+    "  spaced   out   words  ",
+    "ALL CAPS SHOUTING ABOUT THE EXPOSURE",
+    "line one\nline two",
+    "5/10, f/2.8 @ 1/250s, ISO-100",
+]
 
 
 def _sentence(rng: np.random.Generator) -> str:
     pick = lambda bank: bank[int(rng.integers(len(bank)))]
-    text = pick(TEMPLATES).format(S=pick(SUBJECTS), A=pick(ADVERBS), adj=pick(ADJECTIVES), adj2=pick(ADJECTIVES),
-                                  N=pick(NOUNS), N2=pick(NOUNS), V=pick(VERBS), F=pick(FIXES))
+    text = pick(TEMPLATES).format(
+        S=pick(SUBJECTS),
+        A=pick(ADVERBS),
+        adj=pick(ADJECTIVES),
+        adj2=pick(ADJECTIVES),
+        N=pick(NOUNS),
+        N2=pick(NOUNS),
+        V=pick(VERBS),
+        F=pick(FIXES),
+    )
     return text[0].upper() + text[1:]
 
 
@@ -84,8 +226,24 @@ def large_jpegs(source: Path, out: Path, side: int = 4000, count: int = 8, quali
 
 # AVA's images as photo.net served them: the long side mostly 500-800 px, landscape about twice as
 # often as portrait, a few squares (sizes read off AVA's image files; JPEG quality about 90).
-AVA_SIZES = [(640, 427), (800, 533), (500, 333), (640, 480), (800, 600), (750, 500), (427, 640), (533, 800),
-             (333, 500), (480, 640), (600, 600), (700, 467), (800, 450), (500, 500), (640, 360), (600, 800)]
+AVA_SIZES = [
+    (640, 427),
+    (800, 533),
+    (500, 333),
+    (640, 480),
+    (800, 600),
+    (750, 500),
+    (427, 640),
+    (533, 800),
+    (333, 500),
+    (480, 640),
+    (600, 600),
+    (700, 467),
+    (800, 450),
+    (500, 500),
+    (640, 360),
+    (600, 800),
+]
 
 
 def ava_shaped_jpegs(source: Path, out: Path, count: int = 2000, seed: int = 0, quality: int = 90) -> list[Path]:

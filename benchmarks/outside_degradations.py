@@ -9,6 +9,7 @@ down, JPEG quality, box-filter down-and-up sampling). Prints, per model, the SRC
 scores and the damage level (0 clean, 1 mild, 2 strong; negated, so higher is better) over all
 images, and the share of (clean, damaged) pairs of the same photo in which the clean one scores higher.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,18 @@ def resample(img: Image.Image, factor: int) -> Image.Image:
 
 
 DAMAGE = {  # kind: (mild, strong)
-    "gaussian_blur": (lambda im: im.filter(ImageFilter.GaussianBlur(2)), lambda im: im.filter(ImageFilter.GaussianBlur(5))),
-    "darker": (lambda im: ImageEnhance.Brightness(im).enhance(0.6), lambda im: ImageEnhance.Brightness(im).enhance(0.3)),
-    "brighter": (lambda im: ImageEnhance.Brightness(im).enhance(1.5), lambda im: ImageEnhance.Brightness(im).enhance(2.2)),
+    "gaussian_blur": (
+        lambda im: im.filter(ImageFilter.GaussianBlur(2)),
+        lambda im: im.filter(ImageFilter.GaussianBlur(5)),
+    ),
+    "darker": (
+        lambda im: ImageEnhance.Brightness(im).enhance(0.6),
+        lambda im: ImageEnhance.Brightness(im).enhance(0.3),
+    ),
+    "brighter": (
+        lambda im: ImageEnhance.Brightness(im).enhance(1.5),
+        lambda im: ImageEnhance.Brightness(im).enhance(2.2),
+    ),
     "colour_down": (lambda im: ImageEnhance.Color(im).enhance(0.4), lambda im: ImageEnhance.Color(im).enhance(0.0)),
     "jpeg": (lambda im: jpeg(im, 15), lambda im: jpeg(im, 4)),
     "resample": (lambda im: resample(im, 4), lambda im: resample(im, 10)),
@@ -55,7 +65,9 @@ def photos(folder: Path | None) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", required=True, help="a registered model or a checkpoint folder (repeatable)")
+    parser.add_argument(
+        "--model", action="append", required=True, help="a registered model or a checkpoint folder (repeatable)"
+    )
     parser.add_argument("--photos", type=Path, default=None)
     args = parser.parse_args()
     images, levels, groups = [], [], []
@@ -69,14 +81,22 @@ def main() -> None:
     print(f"{len(set(g[0] for g in groups))} photos, {len(images)} images ({len(DAMAGE)} kinds x 2 strengths + clean)")
     for name in args.model:
         model = load_model(name)
-        scores = np.concatenate([[s["score"] for s in model.score(images[i:i + 16], Request(score_range=(1.0, 10.0)))]
-                                 for i in range(0, len(images), 16)])
+        scores = np.concatenate(
+            [
+                [s["score"] for s in model.score(images[i : i + 16], Request(score_range=(1.0, 10.0)))]
+                for i in range(0, len(images), 16)
+            ]
+        )
         clean = {g[0]: s for g, s, lv in zip(groups, scores, levels) if lv == 0}
         pairs = [s < clean[g[0]] for g, s, lv in zip(groups, scores, levels) if lv > 0]
-        per_kind = {kind: np.mean([s < clean[g[0]] for g, s, lv in zip(groups, scores, levels) if lv > 0 and g[1] == kind])
-                    for kind in DAMAGE}
-        print(f"{name}: SRCC(score, -damage) {spearmanr(scores, -levels)[0]:.3f}; clean above damaged in {np.mean(pairs):.3f} of pairs"
-              f" ({', '.join(f'{k} {v:.2f}' for k, v in per_kind.items())})")
+        per_kind = {
+            kind: np.mean([s < clean[g[0]] for g, s, lv in zip(groups, scores, levels) if lv > 0 and g[1] == kind])
+            for kind in DAMAGE
+        }
+        print(
+            f"{name}: SRCC(score, -damage) {spearmanr(scores, -levels)[0]:.3f}; clean above damaged in {np.mean(pairs):.3f} of pairs"
+            f" ({', '.join(f'{k} {v:.2f}' for k, v in per_kind.items())})"
+        )
 
 
 if __name__ == "__main__":

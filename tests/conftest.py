@@ -21,8 +21,9 @@ def natural_image(seed: int = 0, size=(96, 64)) -> Image.Image:
     return Image.fromarray((np.clip(base, 0, 1) * 255).astype(np.uint8), "RGB")
 
 
-def write_csv_task(root: Path, scores: list, splits: list[str] | None = None, split: str | None = None,
-                   extra: str = "") -> Path:
+def write_csv_task(
+    root: Path, scores: list, splits: list[str] | None = None, split: str | None = None, extra: str = ""
+) -> Path:
     """A user's own csv score task in the minimal form, with real JPEG files img<i>.jpg; returns the YAML path."""
     (root / "images").mkdir(parents=True)
     rows = ["image,score" + (",split" if splits else "")]
@@ -31,8 +32,12 @@ def write_csv_task(root: Path, scores: list, splits: list[str] | None = None, sp
         rows.append(f"img{i}.jpg,{score}" + (f",{splits[i]}" if splits else ""))
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     path = root / "my.yaml"
-    path.write_text("name: my-score\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images/"
-                    + (f", split: {split}" if split else "") + "}\n" + extra)
+    path.write_text(
+        "name: my-score\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images/"
+        + (f", split: {split}" if split else "")
+        + "}\n"
+        + extra
+    )
     return path
 
 

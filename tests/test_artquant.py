@@ -1,5 +1,6 @@
 """ArtQuant: the readout against a hand computation (weights 10..1), the loss weighting, save/load,
 one training step lowering the loss, and the recipe end to end on tiny-art-score."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,24 @@ from aesbench.models.vlm import READOUT, Sample, build_network, score_sample, te
 from aesbench.runs import evaluate  # noqa: E402
 from aesbench.task import load_task  # noqa: E402
 
-SMALL = dict(llm="small", llm_tuning="full", queries=4, qformer_dim=64, qformer_heads=4, llm_hidden=64, llm_layers=1, llm_heads=2, max_new_tokens=8)
-TEXTS = [SCORE_PROMPT, SCORE_PREFIX, DESCRIBE_PROMPT, "USER: ASSISTANT: excellent good fair poor bad one two three four five six seven eight nine ten .",
-         "Perception: bright colour. Cognition: a landscape. Emotion: calm."]
+SMALL = dict(
+    llm="small",
+    llm_tuning="full",
+    queries=4,
+    qformer_dim=64,
+    qformer_heads=4,
+    llm_hidden=64,
+    llm_layers=1,
+    llm_heads=2,
+    max_new_tokens=8,
+)
+TEXTS = [
+    SCORE_PROMPT,
+    SCORE_PREFIX,
+    DESCRIBE_PROMPT,
+    "USER: ASSISTANT: excellent good fair poor bad one two three four five six seven eight nine ten .",
+    "Perception: bright colour. Cognition: a landscape. Emotion: calm.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +59,13 @@ def test_artquant_readout_uses_its_weights(network):
     assert network.aligner.config.thematic_layer is None and len(network.aligner.qformers) == 1  # the abstractor
     for img, score in zip(images, got):
         visual = network.aligner(network.encode([img], cache=False))[0]
-        x = torch.cat([emb(torch.tensor([tok.bos_token_id])), visual, emb(torch.tensor(tok(text, add_special_tokens=False)["input_ids"]))])
+        x = torch.cat(
+            [
+                emb(torch.tensor([tok.bos_token_id])),
+                visual,
+                emb(torch.tensor(tok(text, add_special_tokens=False)["input_ids"])),
+            ]
+        )
         with torch.no_grad():
             p = torch.softmax(network.llm(inputs_embeds=x[None]).logits[0, -1].double()[ids], 0).numpy()
         on_ten = float(p @ np.array([10, 7.5, 5, 3.5, 1]))
@@ -55,8 +77,10 @@ def test_loss_weights_and_one_step_lowers_the_loss(network):
     levels = network.config.levels
     img = natural_image(seed=4)
     reply = [(SCORE_PREFIX, "score_lm"), (READOUT, None), (" good", None), (".", "score_lm")]
-    samples = [text_sample([img], DESCRIBE_PROMPT, "Perception: bright colour."),
-               Sample([img], score_sample(levels), reply, ("levels", fit_soft_label(7.0)))]
+    samples = [
+        text_sample([img], DESCRIBE_PROMPT, "Perception: bright colour."),
+        Sample([img], score_sample(levels), reply, ("levels", fit_soft_label(7.0))),
+    ]
     raw = network(samples)
     weighted = weighted_loss(config)(network, samples)
     assert set(raw) == {"lm", "score_lm", "kl"}
@@ -78,7 +102,9 @@ def test_loss_weights_and_one_step_lowers_the_loss(network):
 
 def test_recipe_end_to_end_on_tiny_art(tmp_path):
     config = ArtQuantTrainConfig(model=artquant_config(**SMALL))
-    config.schedules = {k: type(v)(**{**v.__dict__, "epochs": 1, "max_steps": 2, "batch_size": 4}) for k, v in config.schedules.items()}
+    config.schedules = {
+        k: type(v)(**{**v.__dict__, "epochs": 1, "max_steps": 2, "batch_size": 4}) for k, v in config.schedules.items()
+    }
     _, record = train_artquant(config, tmp_path / "ckpt")
     assert record["stages_done"] == ["lm", "align", "instruct"] and record["data"]["descriptions"]["n"] > 0
     assert "0.05 x" in record["loss"]
@@ -86,4 +112,10 @@ def test_recipe_end_to_end_on_tiny_art(tmp_path):
     assert isinstance(loaded, ArtQuant) and loaded.name == "artquant"
     results = evaluate(load_task("tiny-art-score"), tmp_path / "eval", model=loaded)
     assert results["n"] > 0 and "srcc" in results["metrics"]
-    assert json.loads((tmp_path / "eval" / "run.json").read_text())["model"]["readout"]["levels"]["weights"] == [10.0, 7.5, 5.0, 3.5, 1.0]
+    assert json.loads((tmp_path / "eval" / "run.json").read_text())["model"]["readout"]["levels"]["weights"] == [
+        10.0,
+        7.5,
+        5.0,
+        3.5,
+        1.0,
+    ]

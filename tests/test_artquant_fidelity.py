@@ -2,6 +2,7 @@
 preprocess/preprocess.ipynb, the full-vocabulary KL and the score-sentence LM loss of
 src/model/modeling_mplug_owl2.py, the training prompts and answers. Each is checked against a
 hand computation written from the original's formulas."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,10 @@ def notebook_label(score: float) -> np.ndarray:
     pdf_value = ANCHORS
 
     def objective(params):
-        mu, sigma, = params
+        (
+            mu,
+            sigma,
+        ) = params
         level_prob = norm.pdf(pdf_value, loc=mu, scale=sigma)
         level_prob = level_prob / level_prob.sum()
         prob_discrete = np.inner(level_prob, np.array(pdf_value))
@@ -81,8 +85,11 @@ def test_soft_label_clips_densities_above_one():
     puts a density above 1 on the top anchor, so the clip changes the (tiny) other entries."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        mu, sigma = minimize(lambda x: abs((norm.pdf(ANCHORS, x[0], x[1]) / norm.pdf(ANCHORS, x[0], x[1]).sum()) @ ANCHORS - 10),
-                             [10, 1], bounds=[(-10, 10), (0.001, 1000)]).x
+        mu, sigma = minimize(
+            lambda x: abs((norm.pdf(ANCHORS, x[0], x[1]) / norm.pdf(ANCHORS, x[0], x[1]).sum()) @ ANCHORS - 10),
+            [10, 1],
+            bounds=[(-10, 10), (0.001, 1000)],
+        ).x
     unclipped = norm.pdf(ANCHORS, loc=mu, scale=sigma)
     assert sigma < 0.4 and unclipped.max() > 1  # the clip is live at the top end
     p = fit_soft_label(10)
@@ -209,11 +216,15 @@ def test_score_lm_is_the_answer_with_only_the_level_label_ignored():
     plain = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), ours[:, 1:].reshape(-1), ignore_index=-100)
     assert abs(plain.item() - original_score_lm(torch, logits, labels, level).item()) < 1e-12
     # the test can tell: keeping the level word in, or dropping the period after it, changes the loss
-    kept = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=-100)
+    kept = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
     assert abs(kept.item() - plain.item()) > 1e-6
     no_period = ours.clone()
     no_period[torch.arange(B), level + 1] = -100
-    dropped = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), no_period[:, 1:].reshape(-1), ignore_index=-100)
+    dropped = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, V), no_period[:, 1:].reshape(-1), ignore_index=-100
+    )
     assert abs(dropped.item() - plain.item()) > 1e-6
 
 
@@ -234,8 +245,21 @@ def test_prompts_are_the_originals():
     assert all("<|image|>" not in p and p == p.strip() for p in SCORE_PROMPTS)
 
 
-@pytest.mark.parametrize("score,word", [(0.0, "bad"), (1.0, "bad"), (1.01, "poor"), (3.5, "poor"), (3.51, "fair"),
-                                        (5.0, "fair"), (5.01, "good"), (7.5, "good"), (7.51, "excellent"), (10.0, "excellent")])
+@pytest.mark.parametrize(
+    "score,word",
+    [
+        (0.0, "bad"),
+        (1.0, "bad"),
+        (1.01, "poor"),
+        (3.5, "poor"),
+        (3.51, "fair"),
+        (5.0, "fair"),
+        (5.01, "good"),
+        (7.5, "good"),
+        (7.51, "excellent"),
+        (10.0, "excellent"),
+    ],
+)
 def test_level_word_is_the_notebooks_get_level(score, word):
     pytest.importorskip("torch")
     from aesbench.models.artquant import level_word
@@ -251,7 +275,8 @@ def test_answer_and_training_text():
     assert original_training_text(ASK_PROMPTS[1], score_answer("good")) == (
         "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
         "detailed, and polite answers to the user's questions. USER: <|image|>\nHow would you rate the quality "
-        "of this painting? ASSISTANT: The quality of the painting is good.</s>")
+        "of this painting? ASSISTANT: The quality of the painting is good.</s>"
+    )
     assert original_scale(73.0, (0, 100)) == pytest.approx(7.3)
     assert original_scale(6.2, (0, 10)) == 6.2 and original_scale(6.2, (1, 10)) == 6.2
     with pytest.raises(AesbenchError):

@@ -4,6 +4,7 @@ prediction are undefined with the reason; items left out of an attribute are cou
 
 Expected numbers are scipy's own functions on values recomputed here from the label file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,13 @@ def quick_task():
 def labels() -> dict[str, dict]:
     """filename -> {attribute key: value} for the rated attributes, and the total, straight from the CSV."""
     with open(TINY_ART / "APDDv2-tiny.csv", newline="") as f:
-        return {r["filename"]: {"total": float(r["Total aesthetic score"]),
-                                **{attribute_key(c): float(r[c]) for c in APDD_ATTRIBUTES if r[c]}} for r in csv.DictReader(f)}
+        return {
+            r["filename"]: {
+                "total": float(r["Total aesthetic score"]),
+                **{attribute_key(c): float(r[c]) for c in APDD_ATTRIBUTES if r[c]},
+            }
+            for r in csv.DictReader(f)
+        }
 
 
 def test_attribute_metrics_from_a_predictions_file(tmp_path):
@@ -48,9 +54,11 @@ def test_attribute_metrics_from_a_predictions_file(tmp_path):
     lines, used = [], {"theme_and_logic": [], "color": [], "creativity": []}
     for n, name in enumerate(test_ids):
         t = truth[name]
-        attributes = {"theme_and_logic": t["theme_and_logic"] + rng.normal(0, 0.5),
-                      "color": "abc" if n == 0 else None if n == 1 else t["color"] + rng.normal(0, 0.5),
-                      "creativity": 5.0 + n % 3}  # predicted for every image, labelled only for abstract ones
+        attributes = {
+            "theme_and_logic": t["theme_and_logic"] + rng.normal(0, 0.5),
+            "color": "abc" if n == 0 else None if n == 1 else t["color"] + rng.normal(0, 0.5),
+            "creativity": 5.0 + n % 3,
+        }  # predicted for every image, labelled only for abstract ones
         lines.append({"id": name, "score": t["total"] + rng.normal(0, 5), "attributes": attributes})
         used["theme_and_logic"].append((attributes["theme_and_logic"], t["theme_and_logic"]))
         if n > 1:
@@ -70,8 +78,7 @@ def test_attribute_metrics_from_a_predictions_file(tmp_path):
         assert low <= high
     figurative = sum("creativity" not in truth[name] for name in test_ids)
     assert figurative > 0
-    assert results["details"]["attributes"]["creativity"]["left_out"] == {
-        "no label for this attribute": figurative}
+    assert results["details"]["attributes"]["creativity"]["left_out"] == {"no label for this attribute": figurative}
     assert results["details"]["attributes"]["color"]["left_out"] == {"predicted value is not a finite number": 2}
     assert results["undefined"]["srcc@mood"] == "the model gives no score for attribute 'mood'"
     assert "srcc@mood" not in results["metrics"] and results["details"]["attributes"]["mood"]["n"] == 0
@@ -84,9 +91,14 @@ def test_attribute_metrics_from_a_predictions_file(tmp_path):
     assert keys == ["theme_and_logic", "creativity", "color"]  # the attributes some row has a number for, in task order
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[0] == "preds"
-    assert cells[1] == f"{results['metrics']['srcc@theme_and_logic']:.3f} / {results['metrics']['plcc@theme_and_logic']:.3f}"
+    assert (
+        cells[1]
+        == f"{results['metrics']['srcc@theme_and_logic']:.3f} / {results['metrics']['plcc@theme_and_logic']:.3f}"
+    )
     csv_rows = list(csv.reader(render_csv([results], include_reported=False).splitlines()))
-    assert ["srcc@color", repr(results["metrics"]["srcc@color"])] == [r for r in csv_rows if r[4] == "srcc@color"][0][4:6]
+    assert ["srcc@color", repr(results["metrics"]["srcc@color"])] == [r for r in csv_rows if r[4] == "srcc@color"][0][
+        4:6
+    ]
 
 
 class MeanPixel(Model):
@@ -104,7 +116,9 @@ class MeanPixel(Model):
         outputs = []
         for img in images:
             value = np.float32(np.asarray(img, dtype=np.float64).mean())
-            outputs.append({"score": value, "attributes": {**{key: value for key in request.attributes}, "mood": np.nan}})
+            outputs.append(
+                {"score": value, "attributes": {**{key: value for key in request.attributes}, "mood": np.nan}}
+            )
         return outputs
 
 
@@ -115,8 +129,10 @@ def test_model_attribute_scores_are_stored_and_scored(tmp_path):
     lines = prediction_records(tmp_path / PREDICTIONS)
     assert all(line["attributes"]["mood"] is None and isinstance(line["attributes"]["color"], float) for line in lines)
     truth = labels()
-    means = {line["id"]: np.asarray(Image.open(TINY_ART / "images" / line["id"]).convert("RGB"), dtype=np.float64).mean()
-             for line in lines}
+    means = {
+        line["id"]: np.asarray(Image.open(TINY_ART / "images" / line["id"]).convert("RGB"), dtype=np.float64).mean()
+        for line in lines
+    }
     for key in ("color", "light_and_shadow"):
         rated = [name for name in means if key in truth[name]]
         expected = stats.spearmanr([means[n] for n in rated], [truth[n][key] for n in rated])[0]
@@ -126,12 +142,15 @@ def test_model_attribute_scores_are_stored_and_scored(tmp_path):
     assert results["details"]["attributes"]["mood"]["left_out"] == {"predicted value is not a finite number": 36}
 
 
-@pytest.mark.parametrize("value, words", [
-    ("color", "must be a list of distinct attribute keys"),
-    ("[Color]", "must be a list of distinct attribute keys"),
-    ("[color, color]", "must be a list of distinct attribute keys"),
-    ("[]", "must be a list of distinct attribute keys"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ("color", "must be a list of distinct attribute keys"),
+        ("[Color]", "must be a list of distinct attribute keys"),
+        ("[color, color]", "must be a list of distinct attribute keys"),
+        ("[]", "must be a list of distinct attribute keys"),
+    ],
+)
 def test_bad_attribute_lists_are_refused_in_one_line(tmp_path, value, words):
     path = write_csv_task(tmp_path, [3, 4], extra=f"protocol: {{attributes: {value}}}\n")
     with pytest.raises(AesbenchError, match=words) as caught:
@@ -142,6 +161,7 @@ def test_bad_attribute_lists_are_refused_in_one_line(tmp_path, value, words):
 def test_attributes_a_dataset_does_not_label_are_undefined_not_dropped(tmp_path):
     path = write_csv_task(tmp_path, [3, 4, 6, 8], extra="protocol: {attributes: [color], bootstrap: {resamples: 10}}\n")
     results = evaluate(load_task(str(path)), tmp_path / "out", model=MeanPixel())
-    assert results["undefined"]["srcc@color"] == "needs at least 2 items with a label and a prediction for 'color', got 0"
-    assert results["details"]["attributes"]["color"]["left_out"] == {
-        "no label for this attribute": 4}
+    assert (
+        results["undefined"]["srcc@color"] == "needs at least 2 items with a label and a prediction for 'color', got 0"
+    )
+    assert results["details"]["attributes"]["color"]["left_out"] == {"no label for this attribute": 4}

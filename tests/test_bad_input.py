@@ -3,6 +3,7 @@
 Everything here runs for real: images are written and decoded with Pillow, the CLI runs in a
 subprocess as a user runs it, and the tiny built-in tasks supply the real dataset formats.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,9 @@ from conftest import REPO, natural_image, prediction_records, run_cli
 
 TINY_AVA = REPO / "tasks" / "data" / "tiny-ava"
 VENV_BIN = Path(sys.executable).parent
-TINY_AVA_TEST_IDS = [l.strip() for l in (TINY_AVA / "aesthetics_image_lists" / "generic_test.jpgl").read_text().splitlines() if l.strip()]
+TINY_AVA_TEST_IDS = [
+    l.strip() for l in (TINY_AVA / "aesthetics_image_lists" / "generic_test.jpgl").read_text().splitlines() if l.strip()
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -322,7 +325,9 @@ def test_malformed_csv_rows_are_skips_not_errors(tmp_path):
         "a.jpg,7\n"
         "f.jpg, 6.5 \n"
     )
-    (tmp_path / "t.yaml").write_text("name: t\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images}\n")
+    (tmp_path / "t.yaml").write_text(
+        "name: t\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images}\n"
+    )
     data = read_dataset(load_task(str(tmp_path / "t.yaml")))
     assert [(it.id, it.label["mos"]) for it in data.items] == [("a.jpg", 5.0), ("f.jpg", 6.5)]
     reasons = {s["id"]: s["reason"] for s in data.skipped}
@@ -335,7 +340,9 @@ def test_malformed_csv_rows_are_skips_not_errors(tmp_path):
 def test_csv_row_with_extra_fields_is_a_skip(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels.csv").write_text("image,score\na.jpg,5,unexpected\nb.jpg,6\n")
-    (tmp_path / "t.yaml").write_text("name: t\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images}\n")
+    (tmp_path / "t.yaml").write_text(
+        "name: t\nfamily: score\ndataset: {format: csv, path: labels.csv, images: images}\n"
+    )
     data = read_dataset(load_task(str(tmp_path / "t.yaml")))
     assert [it.id for it in data.items] == ["b.jpg"]
 
@@ -387,7 +394,9 @@ def test_malformed_ava_rows(tmp_path):
         assert any(s["id"] == image_id and "no valid row" in s["reason"] for s in data.skipped)
 
     out = tmp_path / "OUT"
-    result = run_cli("eval", "--task", str(tmp_path / "ava.yaml"), "--model", "constant", "--output", str(out), "--quiet")
+    result = run_cli(
+        "eval", "--task", str(tmp_path / "ava.yaml"), "--model", "constant", "--output", str(out), "--quiet"
+    )
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["n"] == len(TINY_AVA_TEST_IDS) - 3
@@ -451,7 +460,15 @@ def test_predictions_file_with_bytes_that_are_not_utf8(tmp_path):
 
 
 def test_missing_predictions_file(tmp_path):
-    result = run_cli("eval", "--task", "tiny-ava-score", "--predictions", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "OUT"))
+    result = run_cli(
+        "eval",
+        "--task",
+        "tiny-ava-score",
+        "--predictions",
+        str(tmp_path / "nope.jsonl"),
+        "--output",
+        str(tmp_path / "OUT"),
+    )
     assert result.returncode == 2
     assert "nope.jsonl" in one_line_error(result)
 
@@ -590,8 +607,23 @@ def test_java_missing_is_one_line(tmp_path):
     env["PATH"] = str(bin_dir)
     assert shutil.which("java", path=env["PATH"]) is None
     out = tmp_path / "OUT"
-    result = subprocess.run([str(bin_dir / "aesbench"), "eval", "--task", "tiny-ava-comment", "--model", "constant",
-                             "--output", str(out), "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [
+            str(bin_dir / "aesbench"),
+            "eval",
+            "--task",
+            "tiny-ava-comment",
+            "--model",
+            "constant",
+            "--output",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     line = one_line_error(result)
     assert "java" in line.lower() and "PATH" in line
@@ -609,7 +641,19 @@ def test_real_dataset_task_without_its_data(tmp_path):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_cli("eval", "--task", "ava-score", "--model", "handcrafted", "--output", str(out), "--data-root", str(empty), "--quiet", env=env)
+    result = run_cli(
+        "eval",
+        "--task",
+        "ava-score",
+        "--model",
+        "handcrafted",
+        "--output",
+        str(out),
+        "--data-root",
+        str(empty),
+        "--quiet",
+        env=env,
+    )
     assert result.returncode == 2
     line = one_line_error(result)
     assert "AVA.txt" in line and "not found" in line
@@ -621,10 +665,14 @@ def test_real_dataset_task_without_its_data(tmp_path):
 
 def test_run_folder_holding_a_different_run(tmp_path):
     out = tmp_path / "OUT"
-    first = run_cli("eval", "--task", "tiny-ava-score", "--model", "constant", "--output", str(out), "--limit", "5", "--quiet")
+    first = run_cli(
+        "eval", "--task", "tiny-ava-score", "--model", "constant", "--output", str(out), "--limit", "5", "--quiet"
+    )
     assert first.returncode == 0, first.stderr
     before = (out / PREDICTIONS).read_text()
-    second = run_cli("eval", "--task", "tiny-ava-score", "--model", "handcrafted", "--output", str(out), "--limit", "5", "--quiet")
+    second = run_cli(
+        "eval", "--task", "tiny-ava-score", "--model", "handcrafted", "--output", str(out), "--limit", "5", "--quiet"
+    )
     assert second.returncode == 2
     line = one_line_error(second)
     assert "different run" in line and "handcrafted" in line and "constant" in line
@@ -735,7 +783,14 @@ def test_suggest_task_without_kinds_uses_the_six(tmp_path):
     )
     results = evaluate(load_task(str(path)), tmp_path / "OUT", model=load_model("handcrafted"))
     assert results["n"] == 12 and "acc_avg" in results["metrics"]
-    assert {v["kind"] for v in results["details"]["verdicts"].values()} == {"noise", "blur", "dark", "bright", "desaturated", "crop"}
+    assert {v["kind"] for v in results["details"]["verdicts"].values()} == {
+        "noise",
+        "blur",
+        "dark",
+        "bright",
+        "desaturated",
+        "crop",
+    }
 
 
 def test_malformed_piaa_lines_are_skips(tmp_path):

@@ -4,6 +4,7 @@ Images are synthesised (1/f colour fields with a few sharp-edged shapes) so the 
 outside the repository; their measures sit where clean photographs' do, so a degradation has to
 move the handcrafted model the way it moves it on real photographs.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,6 +15,7 @@ from PIL import Image, ImageEnhance
 from scipy.stats import spearmanr
 
 from aesbench.adapter import Request, load_model
+
 # Imported by module so every model used through load_model is registered, whatever else the
 # test session imported first (registry() discovers baselines only while the registry is empty).
 from aesbench.baselines import constant, random_baseline  # noqa: F401
@@ -164,7 +166,9 @@ def test_personalize_learns_a_person_who_likes_bright_images():
 
 
 def test_personalize_handles_constant_features_and_constant_scores(images):
-    greys = [ImageEnhance.Brightness(img.convert("L").convert("RGB")).enhance(0.5 + 0.1 * i) for i, img in enumerate(images)]
+    greys = [
+        ImageEnhance.Brightness(img.convert("L").convert("RGB")).enhance(0.5 + 0.1 * i) for i, img in enumerate(images)
+    ]
     model = Handcrafted()
     personal = model.personalize(greys, list(range(len(greys))), REQUEST)
     assert all(math.isfinite(r["score"]) for r in personal.score(images, REQUEST))

@@ -1,5 +1,6 @@
 """CALM: shapes and taps, the readout against a hand computation, batch invariance, save/load,
 a training step lowering the loss, resume after an interruption, and the paper-size config."""
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,30 @@ from aesbench.models.readout import LevelReadout  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
 from aesbench.training import LOG_FILE  # noqa: E402
 
-TINY = dict(llm="small", llm_tuning="full", qformer_layers=[5, 11], thematic_layer=17, thematic_grid=2, queries=4, qformer_dim=64, qformer_heads=4,
-            llm_hidden=64, llm_layers=1, llm_heads=2, max_new_tokens=6, personalize_steps=3)
-TEXTS = ["How would you rate the aesthetics of this image?", "The aesthetics of the image is excellent good fair poor bad .",
-         "Rate the aesthetics of this image from 1 to 10.", "The rating is one two three four five six seven eight nine ten",
-         "USER: ASSISTANT:", "Write a short critique of this photograph's aesthetics.", "nice sharp colour photo"]
+TINY = dict(
+    llm="small",
+    llm_tuning="full",
+    qformer_layers=[5, 11],
+    thematic_layer=17,
+    thematic_grid=2,
+    queries=4,
+    qformer_dim=64,
+    qformer_heads=4,
+    llm_hidden=64,
+    llm_layers=1,
+    llm_heads=2,
+    max_new_tokens=6,
+    personalize_steps=3,
+)
+TEXTS = [
+    "How would you rate the aesthetics of this image?",
+    "The aesthetics of the image is excellent good fair poor bad .",
+    "Rate the aesthetics of this image from 1 to 10.",
+    "The rating is one two three four five six seven eight nine ten",
+    "USER: ASSISTANT:",
+    "Write a short critique of this photograph's aesthetics.",
+    "nice sharp colour photo",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +78,13 @@ def test_readout_equals_hand_computation(network, images):
     emb = network.llm.get_input_embeddings()
     for img, score in zip(images, got):
         visual = network.aligner(network.encode([img], cache=False))[0]
-        x = torch.cat([emb(torch.tensor([tok.bos_token_id])), visual, emb(torch.tensor(tok(text, add_special_tokens=False)["input_ids"]))])
+        x = torch.cat(
+            [
+                emb(torch.tensor([tok.bos_token_id])),
+                visual,
+                emb(torch.tensor(tok(text, add_special_tokens=False)["input_ids"])),
+            ]
+        )
         with torch.no_grad():
             logits = network.llm(inputs_embeds=x[None]).logits[0, -1].double()
         p = torch.softmax(logits[ids], 0).numpy()
@@ -105,8 +131,12 @@ def test_training_step_lowers_the_loss(images):
     torch.manual_seed(0)
     net = build_network(VLMConfig(**TINY), train_tokenizer(TEXTS))
     r = net.config.levels
-    samples = [readout_sample([img], r, target=("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))]
-    samples.append(text_sample([images[0]], "Write a short critique of this photograph's aesthetics.", "nice sharp photo"))
+    samples = [
+        readout_sample([img], r, target=("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))
+    ]
+    samples.append(
+        text_sample([images[0]], "Write a short critique of this photograph's aesthetics.", "nice sharp photo")
+    )
     optimiser = torch.optim.Adam(net.aligner.parameters(), lr=1e-3)
     loss = sum(net(samples).values())
     optimiser.zero_grad()
@@ -125,14 +155,17 @@ def test_save_load_round_trip_and_personalization(network, images, tmp_path):
     a, b = model.score(images, Request()), loaded.score(images, Request())
     assert [x["score"] for x in a] == pytest.approx([x["score"] for x in b], abs=1e-6)
     assert "distribution" in b[0]
-    assert model.comment(images[:2], Request(prompt="Write a short critique of this photograph's aesthetics.")) == \
-        loaded.comment(images[:2], Request(prompt="Write a short critique of this photograph's aesthetics."))
+    assert model.comment(
+        images[:2], Request(prompt="Write a short critique of this photograph's aesthetics.")
+    ) == loaded.comment(images[:2], Request(prompt="Write a short critique of this photograph's aesthetics."))
     adapted = loaded.personalize(images, [1.0, 3.0, 5.0], Request(score_range=(1.0, 5.0)))
     assert adapted.aligner is not None and loaded.network.aligner is not adapted.aligner  # the base model is untouched
     assert [x["score"] for x in loaded.score(images, Request())] == pytest.approx([x["score"] for x in b], abs=1e-9)
     in_context = load_model(str(tmp_path / "ckpt"), {"personalize": "in_context"})
     assert in_context.name == "calm-in"
-    scores = in_context.personalize(images[:2], [1.0, 5.0], Request(score_range=(1.0, 5.0))).score(images, Request(score_range=(1.0, 5.0)))
+    scores = in_context.personalize(images[:2], [1.0, 5.0], Request(score_range=(1.0, 5.0))).score(
+        images, Request(score_range=(1.0, 5.0))
+    )
     assert all(1.0 <= s["score"] <= 5.0 for s in scores)
     with pytest.raises(AesbenchError, match="takes no option 'bogus'"):
         load_model(str(tmp_path / "ckpt"), {"bogus": 1})
@@ -140,8 +173,15 @@ def test_save_load_round_trip_and_personalization(network, images, tmp_path):
 
 def _recipe(**changes) -> CalmTrainConfig:
     quick = {"epochs": 1, "batch_size": 4, "max_steps": 4}
-    config = CalmTrainConfig(model=VLMConfig(**TINY), stages=["pretrain", "comment"], save_every=2, piaa_task=None, score_task=None,
-                             ssl_per_image=1, **changes)
+    config = CalmTrainConfig(
+        model=VLMConfig(**TINY),
+        stages=["pretrain", "comment"],
+        save_every=2,
+        piaa_task=None,
+        score_task=None,
+        ssl_per_image=1,
+        **changes,
+    )
     config.schedules = {k: type(v)(**{**v.__dict__, **quick}) for k, v in config.schedules.items()}
     return config
 
@@ -162,7 +202,10 @@ def test_resume_after_interruption_gives_the_same_weights(tmp_path):
     resumed, record = train_calm(_recipe(), tmp_path / "resumed")
     assert record["stages_done"] == ["pretrain", "comment"]
     log = [json.loads(line) for line in (tmp_path / "resumed" / LOG_FILE).read_text().splitlines()]
-    assert [(r["stage"], r["step"]) for r in log][-2:] == [("comment", 3), ("comment", 4)]  # steps 3-4 after resuming from 2
+    assert [(r["stage"], r["step"]) for r in log][-2:] == [
+        ("comment", 3),
+        ("comment", 4),
+    ]  # steps 3-4 after resuming from 2
     for (name, a), (_, b) in zip(straight.network.named_parameters(), resumed.network.named_parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
     with pytest.raises(AesbenchError, match="another config"):
@@ -174,8 +217,10 @@ def test_paper_config_instantiates_at_full_size():
     config = CalmTrainConfig.load("calm-paper-random").model
     with torch.device("meta"):
         net = build_network(config, train_tokenizer(TEXTS))
-    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in
-              (("vision", net.encoder_module), ("llm", net.llm))}
+    counts = {
+        name: sum(p.numel() for p in module.parameters())
+        for name, module in (("vision", net.encoder_module), ("llm", net.llm))
+    }
     assert 300e6 < counts["vision"] < 310e6  # CLIP ViT-L/14 vision tower: 303M
     assert 6.7e9 < counts["llm"] < 6.8e9  # LLaMA/Vicuna-7B: 6.74B
     assert len(net.aligner.qformers) == 3 and net.aligner.qformers[0].queries.shape == (32, 768)

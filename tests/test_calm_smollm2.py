@@ -2,6 +2,7 @@
 the converted folder gives the GGUF-loaded model's logits, the readout through the chat template
 against a hand computation, one LoRA step lowers the loss, the save/load round trip, and the
 grounding check telling an image-reading model from one that ignores the image."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -59,12 +60,20 @@ def test_readout_through_the_chat_template_equals_hand_computation(network, imag
     got = [s["score"] for s in Calm(network).score(images, Request(score_range=(1.0, 10.0)))]
     before = "<|im_start|>system\nYou are an expert in image aesthetics.<|im_end|>\n<|im_start|>user\n"
     after = "How would you rate the aesthetics of this image?<|im_end|>\n<|im_start|>assistant\nThe aesthetics of the image is"
-    ids = [tok(f"{after} {w}", add_special_tokens=False)["input_ids"][-1] for w in ("excellent", "good", "fair", "poor", "bad")]
+    ids = [
+        tok(f"{after} {w}", add_special_tokens=False)["input_ids"][-1]
+        for w in ("excellent", "good", "fair", "poor", "bad")
+    ]
     assert len(set(ids)) == 5 and all(tok.convert_ids_to_tokens(i).startswith("Ġ") for i in ids)
     for img, score in zip(images, got):
         visual = network.aligner(network.encode([img], cache=False))[0]
-        x = torch.cat([emb(torch.tensor(tok(before, add_special_tokens=False)["input_ids"])), visual,
-                       emb(torch.tensor(tok(after, add_special_tokens=False)["input_ids"]))])
+        x = torch.cat(
+            [
+                emb(torch.tensor(tok(before, add_special_tokens=False)["input_ids"])),
+                visual,
+                emb(torch.tensor(tok(after, add_special_tokens=False)["input_ids"])),
+            ]
+        )
         with torch.no_grad():
             logits = network.llm(inputs_embeds=x[None]).logits[0, -1].double()
         p = torch.softmax(logits[ids], 0).numpy()
@@ -79,7 +88,9 @@ def test_in_context_readout_with_the_shared_support_prefix_equals_the_full_pass(
     full = network.level_probs(samples, "levels")
     shared = network.level_probs(samples, "levels", shared_images=len(support))
     prefix = {}
-    in_batches = np.concatenate([network.level_probs(samples[i:i + 2], "levels", shared_images=2, prefix=prefix) for i in (0, 2)])
+    in_batches = np.concatenate(
+        [network.level_probs(samples[i : i + 2], "levels", shared_images=2, prefix=prefix) for i in (0, 2)]
+    )
     np.testing.assert_allclose(shared, full, atol=1e-5)
     np.testing.assert_allclose(in_batches, full, atol=1e-5)
     assert prefix["cache"].get_seq_length() > 2 * network.aligner.tokens_per_image(network.encoder, network.taps)
@@ -108,8 +119,12 @@ def test_one_lora_step_lowers_the_loss_and_save_load_round_trip(images, tmp_path
     assert any("lora_" in n for n, p in net.llm.named_parameters() if p.requires_grad)
     assert not any(p.requires_grad for n, p in net.llm.named_parameters() if "lora_" not in n)
     r = net.config.levels
-    samples = [readout_sample([img], r, target=("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))]
-    samples.append(text_sample([images[0]], "Write a short critique of this photograph's aesthetics.", "Too dark; brighten it."))
+    samples = [
+        readout_sample([img], r, target=("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))
+    ]
+    samples.append(
+        text_sample([images[0]], "Write a short critique of this photograph's aesthetics.", "Too dark; brighten it.")
+    )
     optimiser = torch.optim.AdamW(groups)
     loss = sum(net(samples).values())
     loss.backward()
@@ -121,7 +136,10 @@ def test_one_lora_step_lowers_the_loss_and_save_load_round_trip(images, tmp_path
     model = Calm(net)
     model.save_pretrained(tmp_path / "ckpt")
     loaded = load_model(str(tmp_path / "ckpt"), {})
-    assert loaded.describe()["llm"]["packaged"]["gguf_sha256"] == packaged_source(packaged_llm_folder(SMOLLM2))["gguf_sha256"]
+    assert (
+        loaded.describe()["llm"]["packaged"]["gguf_sha256"]
+        == packaged_source(packaged_llm_folder(SMOLLM2))["gguf_sha256"]
+    )
     a, b = model.score(images, Request()), loaded.score(images, Request())
     # LoRA merged into the weights when saved: the same function up to float rounding (seen 1.5e-5 on the 1-10 scale)
     assert [x["score"] for x in a] == pytest.approx([x["score"] for x in b], abs=1e-4)
@@ -132,12 +150,32 @@ def test_one_lora_step_lowers_the_loss_and_save_load_round_trip(images, tmp_path
 def test_grounding_check_tells_an_image_reading_model_apart():
     """Two images with their own captions: after training, each caption is likelier with its own image."""
     torch.manual_seed(0)
-    texts = ["USER: ASSISTANT:", "Describe it.", "very dark picture", "very bright picture", "excellent good fair poor bad",
-             "one two three four five six seven eight nine ten"]
-    net = build_network(VLMConfig(llm="small", llm_tuning="full", queries=4, qformer_dim=64, qformer_heads=4, llm_hidden=64,
-                                  llm_layers=1, llm_heads=2), train_tokenizer(texts))
+    texts = [
+        "USER: ASSISTANT:",
+        "Describe it.",
+        "very dark picture",
+        "very bright picture",
+        "excellent good fair poor bad",
+        "one two three four five six seven eight nine ten",
+    ]
+    net = build_network(
+        VLMConfig(
+            llm="small",
+            llm_tuning="full",
+            queries=4,
+            qformer_dim=64,
+            qformer_heads=4,
+            llm_hidden=64,
+            llm_layers=1,
+            llm_heads=2,
+        ),
+        train_tokenizer(texts),
+    )
     dark, bright = natural_image(seed=1).point(lambda v: v // 5), natural_image(seed=1).point(lambda v: min(255, v * 3))
-    samples = [text_sample([dark], "Describe it.", "very dark picture"), text_sample([bright], "Describe it.", "very bright picture")]
+    samples = [
+        text_sample([dark], "Describe it.", "very dark picture"),
+        text_sample([bright], "Describe it.", "very bright picture"),
+    ]
     untrained = grounding(net, samples)
     optimiser = torch.optim.Adam(list(net.aligner.parameters()) + list(net.llm.parameters()), lr=3e-3)
     for _ in range(60):
@@ -174,7 +212,10 @@ def test_alignment_stage_puts_each_images_words_into_every_part():
     assert loss.item() < 0.5 * first.item()
     assert all(torch.equal(p, llm_before[n]) for n, p in net.llm.named_parameters())
     embedding = net.llm.get_input_embeddings()
-    words = [embedding(torch.tensor(net.tokenizer(" " + s.target[1], add_special_tokens=False)["input_ids"])).mean(0) for s in samples]
+    words = [
+        embedding(torch.tensor(net.tokenizer(" " + s.target[1], add_special_tokens=False)["input_ids"])).mean(0)
+        for s in samples
+    ]
     with torch.no_grad():
         parts = net.aligner.parts(net.encode([dark, bright]))
     for part in parts:

@@ -9,6 +9,7 @@ two changes that do not touch the seven numbers: SPICE is left out (it needs Sta
 first use; nothing offline), and every evaluate() shares one real METEOR JVM instead of loading a new one (its
 paraphrase table takes 8 s to load) — the JVM holds no state between EVAL lines.
 """
+
 import numpy as np
 import pytest
 from conftest import requires_java
@@ -23,12 +24,83 @@ pytestmark = requires_java
 
 SEEDS = range(20)
 EMOTICONS = [":)", ":(", ":-)", ";)", ":D", ":P", ":-(", ":/", "=)", ":')", "^_^", "<3", ":]", ":[", ":o)", "XD"]
-WORDS = ["nice", "photo", "light", "Colour", "colors", "sharp", "BLURRY", "exposure", "don't", "it's", "can't", "f/2.8",
-         "1/250s", "ISO-100", "5/10", "10", "3.5", "100%", "#1", "a", "the", "is", "too", "dark", "B&W", "e-mail",
-         "U.S.", "etc.", "co-op", "cliché", "naïve", "façade", "Ünïcödé", "東京", "写真", "фото", "😀", "👍🏽", "—", "–",
-         "…", "«bien»", "“quoted”", "‘single’", "½", "²", "ﬁne", "\u00a0", "O'Brien", "rock'n'roll", "$5", "@user"]
-WRAPS = ["({})", "[{}]", "{{{}}}", "\"{}\"", "'{}'", "``{}''", "<{}>", "{}!", "{}?", "{}...", "{},", "{};", "{}:", "-{}-",
-         "--{}", "{}!!!", "*{}*", "{} ||| {}", "{}|||", "{}  {}", "{}.{}"]
+WORDS = [
+    "nice",
+    "photo",
+    "light",
+    "Colour",
+    "colors",
+    "sharp",
+    "BLURRY",
+    "exposure",
+    "don't",
+    "it's",
+    "can't",
+    "f/2.8",
+    "1/250s",
+    "ISO-100",
+    "5/10",
+    "10",
+    "3.5",
+    "100%",
+    "#1",
+    "a",
+    "the",
+    "is",
+    "too",
+    "dark",
+    "B&W",
+    "e-mail",
+    "U.S.",
+    "etc.",
+    "co-op",
+    "cliché",
+    "naïve",
+    "façade",
+    "Ünïcödé",
+    "東京",
+    "写真",
+    "фото",
+    "😀",
+    "👍🏽",
+    "—",
+    "–",
+    "…",
+    "«bien»",
+    "“quoted”",
+    "‘single’",
+    "½",
+    "²",
+    "ﬁne",
+    "\u00a0",
+    "O'Brien",
+    "rock'n'roll",
+    "$5",
+    "@user",
+]
+WRAPS = [
+    "({})",
+    "[{}]",
+    "{{{}}}",
+    '"{}"',
+    "'{}'",
+    "``{}''",
+    "<{}>",
+    "{}!",
+    "{}?",
+    "{}...",
+    "{},",
+    "{};",
+    "{}:",
+    "-{}-",
+    "--{}",
+    "{}!!!",
+    "*{}*",
+    "{} ||| {}",
+    "{}|||",
+    "{}  {}",
+    "{}.{}",
+]
 
 
 def _caption(rng: np.random.Generator) -> str:
@@ -129,8 +201,15 @@ def scorer():
     scorer.close()
 
 
-NAMES = {"Bleu_1": "bleu1", "Bleu_2": "bleu2", "Bleu_3": "bleu3", "Bleu_4": "bleu4", "METEOR": "meteor",
-         "ROUGE_L": "rouge_l", "CIDEr": "cider"}
+NAMES = {
+    "Bleu_1": "bleu1",
+    "Bleu_2": "bleu2",
+    "Bleu_3": "bleu3",
+    "Bleu_4": "bleu4",
+    "METEOR": "meteor",
+    "ROUGE_L": "rouge_l",
+    "CIDEr": "cider",
+}
 
 
 def test_the_emoticon_at_the_end_of_a_call_is_what_differs():
@@ -158,7 +237,9 @@ def test_a_joint_tokenizer_call_would_differ(scorer):
     these sets (the last reference's emoticon is no longer at the end of its call), so the test above can fail."""
     for seed in SEEDS[:4]:
         refs, cands = caption_set(seed)
-        joint = ptb_tokenize_calls([{**{("r", k): v for k, v in refs.items()}, **{("c", k): [c] for k, c in cands.items()}}])[0]
+        joint = ptb_tokenize_calls(
+            [{**{("r", k): v for k, v in refs.items()}, **{("c", k): [c] for k, c in cands.items()}}]
+        )[0]
         gts, res = scorer.tokenize(refs, cands)
         last = list(refs)[-1]
         assert joint[("r", last)][-1] != gts[last][-1] and joint[("c", last)] == res[last], seed

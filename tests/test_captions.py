@@ -1,5 +1,6 @@
 """Caption metrics equal pycocoevalcap's own pipeline on the same input, exactly: the corpus scores,
 the per-item scores, BLEU's counts, ROUGE-L's LCS lengths, and BLEU and METEOR on bootstrap resamples."""
+
 import json
 import sys
 
@@ -86,7 +87,9 @@ def test_bleu_counts_and_resamples_equal_bleu_scorer(reference):
     assert counts["testlen"].tolist() == [c["testlen"] for c in scorer.ctest]
     assert counts["guess"].tolist() == [c["guess"] for c in scorer.ctest]
     assert counts["correct"].tolist() == [c["correct"] for c in scorer.ctest]
-    assert counts["reflen"].tolist() == [scorer._single_reflen(c["reflen"], "closest", c["testlen"]) for c in scorer.ctest]
+    assert counts["reflen"].tolist() == [
+        scorer._single_reflen(c["reflen"], "closest", c["testlen"]) for c in scorer.ctest
+    ]
     rng = np.random.default_rng(0)
     for _ in range(5):
         idx = rng.integers(0, len(ids), len(ids))
@@ -142,7 +145,9 @@ def test_a_jvm_that_dies_is_one_clear_error(corpus):
     try:
         scorer.meteor.meteor_p.kill()
         with pytest.raises(AesbenchError, match="METEOR's JVM stopped") as e:
-            scorer.meteor_eval(["1.0 1.0 0.0 0.0 1.0 1.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 1.0 1.0 1.0"])
+            scorer.meteor_eval(
+                ["1.0 1.0 0.0 0.0 1.0 1.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 1.0 1.0 1.0"]
+            )
         assert "\n" not in str(e.value)
     finally:
         scorer.close()

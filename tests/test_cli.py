@@ -5,6 +5,7 @@ tiny suite produces is deterministic (seeded models, seeded protocol draws, seed
 fresh run must reproduce them; the tolerance 1e-6 absorbs only floating-point differences between
 BLAS builds. If a change moves them on purpose, regenerate with the README's suite command.
 """
+
 import json
 
 import pytest
@@ -26,7 +27,13 @@ def suite_run(tmp_path_factory):
 
 def test_golden_records_exist():
     tasks = {p.parent.parent.name for p in GOLDEN}
-    assert tasks == {"tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa", "tiny-art-score"}
+    assert tasks == {
+        "tiny-ava-score",
+        "tiny-ava-comment",
+        "tiny-pccd-suggest",
+        "tiny-flickr-aes-piaa",
+        "tiny-art-score",
+    }
     assert {p.parent.name for p in GOLDEN} == set(SUITE_MODELS)
 
 
@@ -61,8 +68,17 @@ def test_committed_leaderboard_is_rendered_from_committed_results():
 def test_listing_commands():
     tasks = run_cli("tasks")
     assert tasks.returncode == 0
-    for name in ("ava-score", "ava-comment", "pccd-suggest", "flickr-aes-piaa", "tiny-ava-score", "baid-score", "apdd-score",
-                 "artimuse10k-score", "tiny-art-score"):
+    for name in (
+        "ava-score",
+        "ava-comment",
+        "pccd-suggest",
+        "flickr-aes-piaa",
+        "tiny-ava-score",
+        "baid-score",
+        "apdd-score",
+        "artimuse10k-score",
+        "tiny-art-score",
+    ):
         assert name in tasks.stdout
     one = run_cli("tasks", "tiny-pccd-suggest")
     assert "kinds:" in one.stdout and "judge: keyword" in one.stdout
@@ -90,8 +106,11 @@ def test_wheel_ships_tasks_and_baselines_inside_the_package(tmp_path):
     import sys
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
     names = zipfile.ZipFile(next(tmp_path.glob("aesbench-*.whl"))).namelist()
     top = {n.split("/")[0] for n in names}
     assert not top & {"tasks", "baselines", "tests", "tools"}
@@ -100,7 +119,9 @@ def test_wheel_ships_tasks_and_baselines_inside_the_package(tmp_path):
     assert "aesbench/tasks/data/SOURCES.csv" in names
     assert sum(n.startswith("aesbench/tasks/data/tiny-flickr-aes/images/") for n in names) == 135
     assert sum(n.startswith("aesbench/tasks/data/tiny-art/images/") for n in names) == 93
-    assert {"aesbench/tasks/data/tiny-art/csvfiles/test.csv", "aesbench/tasks/data/tiny-art/descriptions.jsonl"} <= set(names)
+    assert {"aesbench/tasks/data/tiny-art/csvfiles/test.csv", "aesbench/tasks/data/tiny-art/descriptions.jsonl"} <= set(
+        names
+    )
     assert "aesbench/baselines/handcrafted.py" in names
     assert "aesbench/baselines/niqe_pris_params.npz" in names  # NIQE's pristine model
     assert "aesbench/reported.yaml" in names

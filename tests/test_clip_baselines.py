@@ -5,6 +5,7 @@ through the same loading code as a real checkpoint folder. Random weights mean t
 about aesthetics; the tests check the arithmetic against a hand computation, batching, head
 detection, and that every broken input is one line.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,16 @@ def mlp_state(dim: int, seed: int = 1) -> dict:
     """The improved predictor's layout and key names, centred near 5.5 so scores land inside 1-10."""
     torch.manual_seed(seed)
     nn = torch.nn
-    layers = nn.Sequential(nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
-                           nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
+    layers = nn.Sequential(
+        nn.Linear(dim, 1024),
+        nn.Dropout(0.2),
+        nn.Linear(1024, 128),
+        nn.Dropout(0.2),
+        nn.Linear(128, 64),
+        nn.Dropout(0.1),
+        nn.Linear(64, 16),
+        nn.Linear(16, 1),
+    )
     with torch.no_grad():
         layers[7].weight.mul_(20.0)
         layers[7].bias.fill_(5.5)
@@ -60,17 +69,34 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("clip")
     tokenizer, vocab_size = tiny_tokenizer()
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2),
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        ),
         projection_dim=EMBED_DIM,
     )
     torch.manual_seed(0)
     clip_dir = root / "tiny-clip"
     transformers.CLIPModel(config).save_pretrained(clip_dir)
     tokenizer.save_pretrained(clip_dir)
-    transformers.CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(clip_dir)
+    transformers.CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(clip_dir)
     mlp, linear = mlp_state(EMBED_DIM), linear_state(EMBED_DIM)
     torch.save(mlp, root / "mlp.pth")
     safetensors_torch.save_file(mlp, root / "mlp.safetensors")
@@ -82,9 +108,11 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(files):
     """The checkpoint loaded plainly, for hand computations independent of the adapters."""
-    return (transformers.CLIPModel.from_pretrained(files["clip"]).eval(),
-            transformers.CLIPImageProcessorPil.from_pretrained(files["clip"]),
-            transformers.AutoTokenizer.from_pretrained(files["clip"]))
+    return (
+        transformers.CLIPModel.from_pretrained(files["clip"]).eval(),
+        transformers.CLIPImageProcessorPil.from_pretrained(files["clip"]),
+        transformers.AutoTokenizer.from_pretrained(files["clip"]),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +121,9 @@ def images():
 
 
 def laion(files, head_file="mlp.pth", **options):
-    return load_model("laion-aesthetic", {"clip_path": str(files["clip"]), "head_path": str(files["root"] / head_file), **options})
+    return load_model(
+        "laion-aesthetic", {"clip_path": str(files["clip"]), "head_path": str(files["root"] / head_file), **options}
+    )
 
 
 def clip_iqa(files, **options):
@@ -130,7 +160,9 @@ def test_end_to_end_on_tiny_ava(files, tmp_path, name):
     assert results["n"] == 10 and len(scores) == 10
     assert all(math.isfinite(s) and 1.0 <= s <= 10.0 for s in scores)
     described = results["provenance"]["model"]
-    assert described["clip"]["weights_sha256"] == {"model.safetensors": sha256_file(files["clip"] / "model.safetensors")}
+    assert described["clip"]["weights_sha256"] == {
+        "model.safetensors": sha256_file(files["clip"] / "model.safetensors")
+    }
     assert described["clip"]["image_size"] == 32 and described["clip"]["preprocessing"]["resample"] == "bicubic"
     if name == "laion-aesthetic":
         head_file = files["root"] / "mlp.pth"
@@ -180,7 +212,9 @@ def test_clip_iqa_equals_hand_computation(files, reference, images, prompts):
     assert on_ten == pytest.approx(1.0 + 9.0 * expected, abs=1e-4)
 
 
-@pytest.mark.parametrize("make", [laion, lambda files: laion(files, "linear.pth"), clip_iqa], ids=["mlp", "linear", "clip-iqa"])
+@pytest.mark.parametrize(
+    "make", [laion, lambda files: laion(files, "linear.pth"), clip_iqa], ids=["mlp", "linear", "clip-iqa"]
+)
 def test_batch_size_does_not_change_scores(files, images, make):
     model = make(files)
     one_by_one = [model.score([img], Request())[0]["score"] for img in images]
@@ -212,8 +246,11 @@ def one_line_error(make) -> str:
 
 
 def test_broken_inputs_are_one_line(files, tmp_path):
-    assert "is not a folder" in one_line_error(lambda: load_model("laion-aesthetic", {"clip_path": str(tmp_path / "nope"),
-                                                                                      "head_path": str(files["root"] / "mlp.pth")}))
+    assert "is not a folder" in one_line_error(
+        lambda: load_model(
+            "laion-aesthetic", {"clip_path": str(tmp_path / "nope"), "head_path": str(files["root"] / "mlp.pth")}
+        )
+    )
     assert "is not a folder" in one_line_error(lambda: load_model("clip-iqa", {"path": str(tmp_path / "nope")}))
     assert "not found" in one_line_error(lambda: laion(files, "missing.pth"))
     assert "takes 24-dim embeddings but the CLIP gives 16" in one_line_error(lambda: laion(files, "wrong-dim.pth"))
@@ -227,9 +264,20 @@ def relu_mlp_state(dim: int, seed: int = 3) -> dict:
     """avaclipmlp_inf_wds-relu.py's MLP (the `ava+logos-l14-reluMSE.pth` layout): keys layers.{0,3,6,9,11}."""
     torch.manual_seed(seed)
     nn = torch.nn
-    layers = nn.Sequential(nn.Linear(dim, 1024), nn.ReLU(), nn.Dropout(0.2), nn.Linear(1024, 128), nn.ReLU(),
-                           nn.Dropout(0.2), nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 16),
-                           nn.ReLU(), nn.Linear(16, 1))
+    layers = nn.Sequential(
+        nn.Linear(dim, 1024),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(1024, 128),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(128, 64),
+        nn.ReLU(),
+        nn.Dropout(0.1),
+        nn.Linear(64, 16),
+        nn.ReLU(),
+        nn.Linear(16, 1),
+    )
     with torch.no_grad():
         layers[11].weight.mul_(20.0)
         layers[11].bias.fill_(5.5)
@@ -240,7 +288,9 @@ def test_laion_relu_mlp_head_equals_hand_computation(files, reference, images, t
     state = relu_mlp_state(EMBED_DIM)
     assert {k.rsplit(".", 1)[0] for k in state} == {f"layers.{i}" for i in (0, 3, 6, 9, 11)}
     torch.save(state, tmp_path / "ava+logos-l14-reluMSE.pth")
-    model = load_model("laion-aesthetic", {"clip_path": str(files["clip"]), "head_path": str(tmp_path / "ava+logos-l14-reluMSE.pth")})
+    model = load_model(
+        "laion-aesthetic", {"clip_path": str(files["clip"]), "head_path": str(tmp_path / "ava+logos-l14-reluMSE.pth")}
+    )
     assert model.describe()["head"]["kind"] == "relu-mlp"
     for img in images[:3]:
         x = hand_embedding(reference, img)
@@ -253,5 +303,7 @@ def test_laion_relu_mlp_head_equals_hand_computation(files, reference, images, t
         got = model.score([img], Request())[0]["score"]
         assert got == pytest.approx(expected, abs=1e-5) and abs(got - without_relu) > 1e-3
     with pytest.raises(AesbenchError, match="holds the relu-mlp head"):
-        load_model("laion-aesthetic", {"clip_path": str(files["clip"]), "head": "mlp",
-                                       "head_path": str(tmp_path / "ava+logos-l14-reluMSE.pth")})
+        load_model(
+            "laion-aesthetic",
+            {"clip_path": str(files["clip"]), "head": "mlp", "head_path": str(tmp_path / "ava+logos-l14-reluMSE.pth")},
+        )

@@ -2,6 +2,7 @@
 
 Score runs are made from predictions files on a copy of tiny-ava-score with 200 resamples;
 suggest, PIAA and comment runs are the committed results/ (read, never written)."""
+
 import json
 
 import numpy as np
@@ -14,14 +15,28 @@ from conftest import REPO, requires_java, run_cli, task_copy
 
 
 def _task(tmp_path, threshold=5.0):
-    return task_copy(tmp_path, "tiny-ava-score", resamples=200, replace={"acc_threshold: 5.0": f"acc_threshold: {threshold}"})
+    return task_copy(
+        tmp_path, "tiny-ava-score", resamples=200, replace={"acc_threshold: 5.0": f"acc_threshold: {threshold}"}
+    )
 
 
 def _run(tmp_path, task, name, scores, folder=None):
     preds = tmp_path / f"{name}.jsonl"
     preds.write_text("".join(json.dumps({"id": i, "score": float(s)}) + "\n" for i, s in scores.items()))
     out = tmp_path / (folder or name)
-    proc = run_cli("eval", "--task", str(task), "--predictions", str(preds), "--name", name, "--output", str(out), "--quiet", "--no-plots")
+    proc = run_cli(
+        "eval",
+        "--task",
+        str(task),
+        "--predictions",
+        str(preds),
+        "--name",
+        name,
+        "--output",
+        str(out),
+        "--quiet",
+        "--no-plots",
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -35,8 +50,14 @@ def score_runs(tmp_path_factory):
     mos = {it.id: it.label["mos"] for it in items}
     good = {i: m + rng.normal(0, 0.2) for i, m in mos.items()}
     bad = {i: rng.uniform(1, 10) for i in mos}
-    return {"task": task, "tmp": tmp, "good": _run(tmp, task, "good", good), "bad": _run(tmp, task, "bad", bad),
-            "good-copy": _run(tmp, task, "good", good, folder="good-copy"), "mos": mos}
+    return {
+        "task": task,
+        "tmp": tmp,
+        "good": _run(tmp, task, "good", good),
+        "bad": _run(tmp, task, "bad", bad),
+        "good-copy": _run(tmp, task, "good", good, folder="good-copy"),
+        "mos": mos,
+    }
 
 
 def _compare_json(*args):
@@ -123,7 +144,10 @@ def test_suggest_runs_compare_on_the_recorded_verdicts():
 
 
 def test_piaa_runs_resample_people():
-    nima, handcrafted = REPO / "results" / "tiny-flickr-aes-piaa" / "nima", REPO / "results" / "tiny-flickr-aes-piaa" / "handcrafted"
+    nima, handcrafted = (
+        REPO / "results" / "tiny-flickr-aes-piaa" / "nima",
+        REPO / "results" / "tiny-flickr-aes-piaa" / "handcrafted",
+    )
     rows, about = compare_two(nima, handcrafted)
     own = [json.loads((r / "results.json").read_text())["metrics"] for r in (nima, handcrafted)]
     assert about["family"] == "piaa" and rows["piaa_srcc"]["n"] == 5  # people, not images

@@ -1,6 +1,7 @@
 """The image pipeline: threaded, prefetching decoding gives the pixels of load_image called one image
 at a time, byte for byte, and the same skips; JPEG draft decoding is an explicit, recorded choice that
 never goes below its size. Real JPEG and PNG files, decoded by Pillow."""
+
 import hashlib
 import io
 
@@ -55,14 +56,33 @@ def images(tmp_path_factory):
     photo(10, (1200, 900)).save(buf, "JPEG", quality=90)
     (root / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     (root / "corrupt.jpg").write_bytes(np.random.default_rng(0).bytes(4000))
-    names = ["large.jpg", "truncated.jpg", "portrait444.jpg", "progressive.jpg", "grey.jpg", "cmyk.jpg", "corrupt.jpg",
-             "rotated6.jpg", "rotated3.jpg", "missing.jpg", "rotated8.jpg", "small.jpg", "alpha.png", "camera.mpo"]
+    names = [
+        "large.jpg",
+        "truncated.jpg",
+        "portrait444.jpg",
+        "progressive.jpg",
+        "grey.jpg",
+        "cmyk.jpg",
+        "corrupt.jpg",
+        "rotated6.jpg",
+        "rotated3.jpg",
+        "missing.jpg",
+        "rotated8.jpg",
+        "small.jpg",
+        "alpha.png",
+        "camera.mpo",
+    ]
     return root, [root / name for name in names]
 
 
 def score_task(prep: Preprocessing) -> Task:
-    return Task(name="t", family="score", dataset={"format": "csv"}, path=REPO / "tasks" / "tiny-ava-score.yaml",
-                preprocessing=prep)
+    return Task(
+        name="t",
+        family="score",
+        dataset={"format": "csv"},
+        path=REPO / "tasks" / "tiny-ava-score.yaml",
+        preprocessing=prep,
+    )
 
 
 def serial(paths, prep, transform=None, items=None):
@@ -81,7 +101,11 @@ def same_pixels(a: Image.Image, b: Image.Image) -> bool:
     return a.mode == b.mode and a.size == b.size and np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
-PREPS = [Preprocessing(), Preprocessing(draft_size=224), Preprocessing(draft_size=300, exif_transpose=False, alpha="black")]
+PREPS = [
+    Preprocessing(),
+    Preprocessing(draft_size=224),
+    Preprocessing(draft_size=300, exif_transpose=False, alpha="black"),
+]
 
 
 @pytest.mark.parametrize("prep", PREPS, ids=["full", "draft224", "draft300-no-exif"])
@@ -124,7 +148,10 @@ def test_draft_decodes_jpegs_smaller_but_never_below_the_size(images):
             assert abs(drafted.width / drafted.height - full.width / full.height) < 0.01  # EXIF rotation applied too
             shrunk = np.asarray(full.resize(drafted.size, Image.BOX), dtype=float)
             assert np.abs(np.asarray(drafted, dtype=float) - shrunk).mean() < 4, path.name  # the same picture
-    assert load_image(paths[0], Preprocessing(draft_size=224)).size == (400, 225)  # 1600x900 at 1/4: 1/8 would be 200 px
+    assert load_image(paths[0], Preprocessing(draft_size=224)).size == (
+        400,
+        225,
+    )  # 1600x900 at 1/4: 1/8 would be 200 px
     assert load_image(paths[7], Preprocessing(draft_size=224)).size == (400, 600)  # 1200x800 at 1/2, then rotated
 
 
@@ -156,8 +183,10 @@ def test_a_run_with_prefetching_sees_the_serial_pixels_in_order(images, tmp_path
     rows = ["image,score"] + [f"{p.name},{5 + i % 3}" for i, p in enumerate(paths)]
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     yaml_path = root / "decode.yaml"
-    yaml_path.write_text("name: decode\nfamily: score\ndataset: {format: csv, path: labels.csv, images: .}\n"
-                         "preprocessing: {draft_size: 224}\nprotocol: {bootstrap: {resamples: 10}}\n")
+    yaml_path.write_text(
+        "name: decode\nfamily: score\ndataset: {format: csv, path: labels.csv, images: .}\n"
+        "preprocessing: {draft_size: 224}\nprotocol: {bootstrap: {resamples: 10}}\n"
+    )
     task = load_task(str(yaml_path))
     model = Recorder()
     results = evaluate(task, tmp_path / "run", model=model, batch_size=3)
@@ -166,7 +195,7 @@ def test_a_run_with_prefetching_sees_the_serial_pixels_in_order(images, tmp_path
 
     expected, order = {}, []
     for start in range(0, len(paths), 3):  # per batch: its skip lines, then its predictions
-        ok, failed = serial(paths[start:start + 3], task.preprocessing)
+        ok, failed = serial(paths[start : start + 3], task.preprocessing)
         order += [name for name, _ in failed] + [name for name, _ in ok]
         expected.update({name: {"skipped": reason} for name, reason in failed})
         expected.update({name: {"score": Recorder().score([img], None)[0]["score"]} for name, img in ok})
@@ -174,7 +203,11 @@ def test_a_run_with_prefetching_sees_the_serial_pixels_in_order(images, tmp_path
     assert {line["id"]: {k: v for k, v in line.items() if k != "id"} for line in lines} == expected
     assert sum(model.calls) == 11 and max(model.calls) <= 3
     assert results["protocol"]["preprocessing"]["draft_size"] == 224  # the choice is recorded with the results
-    assert results["n"] == 11 and {s["id"] for s in results["skipped"]} == {"truncated.jpg", "corrupt.jpg", "missing.jpg"}
+    assert results["n"] == 11 and {s["id"] for s in results["skipped"]} == {
+        "truncated.jpg",
+        "corrupt.jpg",
+        "missing.jpg",
+    }
 
 
 def test_parallel_decoding_leaves_pillows_own_limit_alone(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The hierarchical description format (perception, cognition, emotion, score) and `aesbench describe`:
 the reader's checks, the prompt plumbing of generate -> critique -> refine, and the whole pipeline on a
 tiny random Hugging Face VLM saved with save_pretrained, including resume after an interruption."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,14 @@ from aesbench.task import load_task
 
 from conftest import natural_image, run_cli
 
-GOOD = {"id": "a.jpg", "perception": "Warm reds, soft light.", "cognition": "A still life.", "emotion": "Calm.",
-        "score": 7.5, "score_sentence": "The quality of the painting is good."}
+GOOD = {
+    "id": "a.jpg",
+    "perception": "Warm reds, soft light.",
+    "cognition": "A still life.",
+    "emotion": "Calm.",
+    "score": 7.5,
+    "score_sentence": "The quality of the painting is good.",
+}
 
 
 # --------------------------------------------------------------------------- the format
@@ -71,10 +78,19 @@ def test_reader_errors_are_one_line(tmp_path):
         read_descriptions(newer)
 
 
-@pytest.mark.parametrize("score, score_range, level", [
-    (1.0, (0, 10), "bad"), (1.01, (0, 10), "poor"), (3.5, (0, 10), "poor"), (5.0, (0, 10), "fair"),
-    (7.5, (0, 10), "good"), (7.51, (0, 10), "excellent"), (65.83, (0, 100), "good"), (1.0, (1, 10), "bad"),
-])
+@pytest.mark.parametrize(
+    "score, score_range, level",
+    [
+        (1.0, (0, 10), "bad"),
+        (1.01, (0, 10), "poor"),
+        (3.5, (0, 10), "poor"),
+        (5.0, (0, 10), "fair"),
+        (7.5, (0, 10), "good"),
+        (7.51, (0, 10), "excellent"),
+        (65.83, (0, 100), "good"),
+        (1.0, (1, 10), "bad"),
+    ],
+)
 def test_score_sentence_uses_artquants_bands(score, score_range, level):
     assert score_sentence(score, score_range) == f"The quality of the painting is {level}."
 
@@ -126,7 +142,14 @@ def folder(tmp_path):
 def test_each_level_is_drafted_critiqued_and_refined_with_the_levels_before_it(folder, tmp_path):
     model = Numbered()
     done = describe(str(folder), model, tmp_path / "d.jsonl", rounds=2, limit=1)
-    assert done == {"output": str(tmp_path / "d.jsonl"), "images": 1, "described": 1, "skipped": 0, "resumed_from": 0, "reader_skips": 0}
+    assert done == {
+        "output": str(tmp_path / "d.jsonl"),
+        "images": 1,
+        "described": 1,
+        "skipped": 0,
+        "resumed_from": 0,
+        "reader_skips": 0,
+    }
     p = model.prompts
     assert len(p) == 3 * (1 + 2 * 2)
     assert p[0] == PROMPTS["perception"]
@@ -137,7 +160,10 @@ def test_each_level_is_drafted_critiqued_and_refined_with_the_levels_before_it(f
     assert p[10] == PROMPTS["emotion"].format(perception="reply 5", cognition="reply 10")
     record = read_descriptions(tmp_path / "d.jsonl").records["a.jpg"]
     assert (record["perception"], record["cognition"], record["emotion"]) == ("reply 5", "reply 10", "reply 15")
-    assert record["trace"]["perception"] == [{"draft": "reply 1", "critique": "reply 2"}, {"draft": "reply 3", "critique": "reply 4"}]
+    assert record["trace"]["perception"] == [
+        {"draft": "reply 1", "critique": "reply 2"},
+        {"draft": "reply 3", "critique": "reply 4"},
+    ]
     assert record["score"] is None and record["score_sentence"] is None  # a folder has no labels
 
 
@@ -171,8 +197,21 @@ def test_describe_refuses_what_it_cannot_use(tmp_path):
 
 def test_describe_command_writes_and_resumes(folder, tmp_path):
     out = tmp_path / "d.jsonl"
-    args = ("describe", "--images", str(folder), "--model", "constant", "--model-arg", "value=5", "--output", str(out),
-            "--rounds", "0", "--limit", "2")
+    args = (
+        "describe",
+        "--images",
+        str(folder),
+        "--model",
+        "constant",
+        "--model-arg",
+        "value=5",
+        "--output",
+        str(out),
+        "--rounds",
+        "0",
+        "--limit",
+        "2",
+    )
     env = {**os.environ, "COLUMNS": "300"}
     first = run_cli(*args, env=env)
     assert first.returncode == 0, first.stderr
@@ -227,11 +266,13 @@ def test_a_local_vlm_describes_task_images_with_their_scores(vlm, whole):
 
 def interrupt_after(n: int):
     """A progress tracker that stops the run (as Ctrl-C does) when item n + 1 is due."""
+
     def track(iterable, total, description):
         for i, item in enumerate(iterable):
             if i == n:
                 raise KeyboardInterrupt
             yield item
+
     return track
 
 

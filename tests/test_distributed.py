@@ -1,6 +1,7 @@
 """Two CPU processes (gloo) launched by accelerate give the results of one: same metrics and CIs, every
 id recorded once, no shard file left; an interrupted multi-process run is finished by one process
 without redoing its lines; a training step on two processes gives one process's weights."""
+
 import importlib.util
 import json
 import socket
@@ -26,8 +27,21 @@ def launch(*args, timeout=300):
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
     if importlib.util.find_spec("accelerate"):  # --multi_gpu: without GPUs it starts CPU processes (gloo)
-        launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                    "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port]
+        launcher = [
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            port,
+        ]
     else:
         launcher = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     return subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True, timeout=timeout)
@@ -48,7 +62,9 @@ def single_root(tmp_path_factory):
 
 
 def test_two_processes_give_the_results_of_one(single_root, tmp_path):
-    done = launch("-m", "aesbench", "suite", "--tasks", ",".join(TASKS), "--models", "handcrafted", "--output", str(tmp_path))
+    done = launch(
+        "-m", "aesbench", "suite", "--tasks", ",".join(TASKS), "--models", "handcrafted", "--output", str(tmp_path)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("suite") == 1  # rank 0 alone reports
     for name in TASKS:

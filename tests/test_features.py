@@ -1,5 +1,6 @@
 """The on-disk feature cache: hits give back exactly what was computed, stale or damaged entries are
 never used, and a model without a frozen backbone says the cache has no effect."""
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ def _counting(calls: list):
     def compute(images):
         calls.append(len(images))
         return np.stack([np.asarray(img, dtype=np.float32).mean(axis=(0, 1)) for img in images])
+
     return compute
 
 
@@ -83,7 +85,18 @@ def test_a_folder_that_lies_about_its_identity_is_refused(tmp_path):
 
 
 def test_cli_says_a_model_without_backbone_ignores_the_cache(tmp_path):
-    proc = run_cli("eval", "--task", "tiny-ava-score", "--model", "handcrafted", "--limit", "4",
-                   "--output", str(tmp_path / "run"), "--feature-cache", str(tmp_path / "cache"))
+    proc = run_cli(
+        "eval",
+        "--task",
+        "tiny-ava-score",
+        "--model",
+        "handcrafted",
+        "--limit",
+        "4",
+        "--output",
+        str(tmp_path / "run"),
+        "--feature-cache",
+        str(tmp_path / "cache"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "model 'handcrafted' has no frozen backbone to cache; --feature-cache has no effect" in proc.stderr

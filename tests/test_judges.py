@@ -3,6 +3,7 @@
 The embedding judge's cases were written for this test, apart from its reference fixes and the
 sentences used to pick its threshold; only clear-cut cases are asserted one by one.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,11 @@ def test_embedding_judge_gets_clear_cases_right(embedding):
     verdicts = {text: embedding.judge(text, kind) for kind, text in CLEAR_CASES}
     wrong = [(text, v["similarities"]) for text, v in verdicts.items() if not v["correct"]]
     assert len(wrong) <= 2, wrong
-    for text in ("Reduce the noise with a lower ISO.", "Brighten the exposure.", "The image is blurry; focus on the subject."):
+    for text in (
+        "Reduce the noise with a lower ISO.",
+        "Brighten the exposure.",
+        "The image is blurry; focus on the subject.",
+    ):
         assert verdicts[text]["correct"], text
     # Brightening fixes a dark image, not a bright one; the ranking rule keeps the two apart here.
     assert verdicts["Brighten the exposure."]["addressed"] == ["dark"]
@@ -67,14 +72,28 @@ def test_embedding_verdicts_record_judge_and_similarities(embedding):
 
 def test_cli_suggest_run_with_embedding_judge(tmp_path):
     out = tmp_path / "run"
-    r = run_cli("eval", "--task", "tiny-pccd-suggest", "--model", "handcrafted", "--output", str(out),
-                "--judge", "embedding", "--judge-arg", "threshold=0.5", "--quiet")
+    r = run_cli(
+        "eval",
+        "--task",
+        "tiny-pccd-suggest",
+        "--model",
+        "handcrafted",
+        "--output",
+        str(out),
+        "--judge",
+        "embedding",
+        "--judge-arg",
+        "threshold=0.5",
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["details"]["judge"]["name"] == "embedding-minilm-v1"
     assert results["protocol"]["protocol"]["judge"] == {"name": "embedding", "threshold": 0.5}
     verdicts = results["details"]["verdicts"]
-    assert len(verdicts) == 30 and all(v["judge"] == "embedding-minilm-v1" and "similarities" in v for v in verdicts.values())
+    assert len(verdicts) == 30 and all(
+        v["judge"] == "embedding-minilm-v1" and "similarities" in v for v in verdicts.values()
+    )
     assert 0 <= results["metrics"]["acc_avg"] <= 1
 
 
@@ -89,16 +108,27 @@ def tiny_llm(tmp_path_factory):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator([LLM_PROMPT, *KIND_DESCRIPTIONS.values(), "yes no yes no"], trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     fast.save_pretrained(folder)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
@@ -112,7 +142,9 @@ def test_llm_judge_end_to_end(tiny_llm, tmp_path):
     ids, yes_id, no_id = judge.answer_tokens("Answer:")
     bos = judge.tokenizer.bos_token_id
     assert ids[0] == bos and bos not in (yes_id, no_id) and yes_id != no_id
-    assert judge.tokenizer.decode([yes_id]).strip() in ("yes", "y", "ye") and judge.tokenizer.decode([no_id]).strip() in ("no", "n")
+    assert judge.tokenizer.decode([yes_id]).strip() in ("yes", "y", "ye") and judge.tokenizer.decode(
+        [no_id]
+    ).strip() in ("no", "n")
     described = judge.describe()
     assert described["prompt_version"] == "yesno-v1" and "model.safetensors" in described["weights_sha256"]
 
@@ -125,14 +157,26 @@ def test_llm_judge_end_to_end(tiny_llm, tmp_path):
 
 
 def test_llm_judge_errors_are_one_line(tmp_path):
-    for spec, expected in (("llm", "needs path="),
-                           ({"name": "llm", "path": str(tmp_path / "missing")}, "is not a folder"),
-                           ({"name": "llm", "path": str(tmp_path)}, "lacks config.json"),
-                           ({"name": "llm", "path": str(tmp_path), "temperature": 0}, "takes no option 'temperature'")):
+    for spec, expected in (
+        ("llm", "needs path="),
+        ({"name": "llm", "path": str(tmp_path / "missing")}, "is not a folder"),
+        ({"name": "llm", "path": str(tmp_path)}, "lacks config.json"),
+        ({"name": "llm", "path": str(tmp_path), "temperature": 0}, "takes no option 'temperature'"),
+    ):
         with pytest.raises(AesbenchError, match=expected) as e:
             check_judge(spec)
         assert "\n" not in str(e.value)
-    r = run_cli("eval", "--task", "tiny-pccd-suggest", "--model", "handcrafted", "--output", str(tmp_path / "run"),
-                "--judge", "llm", "--quiet")
+    r = run_cli(
+        "eval",
+        "--task",
+        "tiny-pccd-suggest",
+        "--model",
+        "handcrafted",
+        "--output",
+        str(tmp_path / "run"),
+        "--judge",
+        "llm",
+        "--quiet",
+    )
     assert r.returncode != 0 and "needs path=" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "predictions.jsonl").exists()  # refused before the model ran

@@ -1,4 +1,5 @@
 """Score metrics equal scipy's; EMD, accuracy and the logistic fit against hand computations."""
+
 import functools
 
 import numpy as np
@@ -67,6 +68,7 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate(data):
 
 # ---- The many-resamples bootstrap (bootstrap_cis) against the plain one (bootstrap_ci) ----------
 
+
 def _kinds(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     mos = np.clip(rng.normal(5.4, 0.7, n), 1, 10)
@@ -90,8 +92,14 @@ def test_index_blocks_are_the_one_call_stream(monkeypatch):
 @pytest.mark.parametrize("n", [7, 60, 400])
 def test_bootstrap_cis_equal_the_plain_bootstrap(n, monkeypatch):
     monkeypatch.setattr(metrics, "RESAMPLE_BLOCK", 30 * n)  # several blocks
-    functions = {"srcc": metrics.srcc, "plcc": metrics.plcc, "krcc": metrics.krcc, "mse": metrics.mse,
-                 "acc": functools.partial(metrics.acc, threshold=5.0), "plcc_logistic": metrics.plcc_logistic}
+    functions = {
+        "srcc": metrics.srcc,
+        "plcc": metrics.plcc,
+        "krcc": metrics.krcc,
+        "mse": metrics.mse,
+        "acc": functools.partial(metrics.acc, threshold=5.0),
+        "plcc_logistic": metrics.plcc_logistic,
+    }
     for kind, pred, mos in _kinds(n):
         dist_p = np.random.default_rng(1).dirichlet(np.ones(10), n)
         dist_t = np.random.default_rng(2).dirichlet(np.ones(10), n)

@@ -6,6 +6,7 @@ Two checkpoints exercise the two tokenizer conventions that break naive token-id
   "chat":  a sentencepiece-like BPE ("▁good", BOS prepended) with a LLaVA-style chat template.
 Each is saved with save_pretrained and loaded back the way a real checkpoint folder is.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from aesbench.adapter import Request, load_model  # noqa: E402
+
 # Imported by module so the readouts are registered whatever the session imported first.
 from aesbench.baselines.mllm_readout import QALIGN_PREFIX, QALIGN_PROMPT  # noqa: E402
 from aesbench.models.readout import LEVEL_WORDS, first_token_ids  # noqa: E402
@@ -34,15 +36,25 @@ from aesbench.weights import pad_to_square  # noqa: E402
 
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 ARTQUANT_PROMPT, ARTQUANT_PREFIX = "How would you rate the quality of this painting?", "The quality of the painting is"
-CORPUS = [QALIGN_PROMPT, QALIGN_PREFIX, ARTQUANT_PROMPT, ARTQUANT_PREFIX, ARTIMUSE_PROMPT, " ".join(LEVEL_WORDS),
-          " ".join(SCORE_TOKENS), "\n".join(LEVEL_WORDS), "USER: ASSISTANT: a short reply with some words",
-          "Write a short critique of this photograph's aesthetics.",
-          "How could this photograph be improved? Name the main problem and how to fix it."] * 20
+CORPUS = [
+    QALIGN_PROMPT,
+    QALIGN_PREFIX,
+    ARTQUANT_PROMPT,
+    ARTQUANT_PREFIX,
+    ARTIMUSE_PROMPT,
+    " ".join(LEVEL_WORDS),
+    " ".join(SCORE_TOKENS),
+    "\n".join(LEVEL_WORDS),
+    "USER: ASSISTANT: a short reply with some words",
+    "Write a short critique of this photograph's aesthetics.",
+    "How could this photograph be improved? Name the main problem and how to fix it.",
+] * 20
 CHAT_TEMPLATE = (  # llava-1.5's form: "USER: <image>\n{text} ASSISTANT: {reply}"
     "{% for m in messages %}{{ m['role'].upper() + ': ' }}"
     "{% for c in m['content'] if c['type'] == 'image' %}<image>\n{% endfor %}"
     "{% for c in m['content'] if c['type'] == 'text' %}{{ c['text'] + ' ' }}{% endfor %}{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
 IMAGE_SIDE, PATCH = 32, 8
 
 
@@ -57,37 +69,71 @@ def make_tokenizer(kind: str):
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=2000, special_tokens=SPECIAL,
-                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        tok.train_from_iterator(
+            CORPUS,
+            trainers.BpeTrainer(
+                vocab_size=2000, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            ),
+        )
     else:
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
         tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=2000, special_tokens=SPECIAL))
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                                pad_token="<pad>", unk_token="<unk>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+        )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
 def build_checkpoint(folder, kind: str, tokenizer=None):
     """A LLaVA with a 2-layer CLIP tower (32 px, 16 patches) and a 2-layer Llama, random but seeded."""
     tokenizer = tokenizer or make_tokenizer(kind)
     torch.manual_seed(0)
-    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                           image_size=IMAGE_SIDE, patch_size=PATCH, projection_dim=32)
-    text = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                    pad_token_id=tokenizer.pad_token_id)
-    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-                                      vision_feature_select_strategy="default", vision_feature_layer=-1)
+    vision = transformers.CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=IMAGE_SIDE,
+        patch_size=PATCH,
+        projection_dim=32,
+    )
+    text = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = transformers.LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
     model = transformers.LlavaForConditionalGeneration(config)
     with torch.no_grad():  # larger logits than the default init, so level probabilities differ visibly
         model.lm_head.weight.mul_(50.0)
-    images = transformers.CLIPImageProcessor(size={"shortest_edge": IMAGE_SIDE}, crop_size={"height": IMAGE_SIDE, "width": IMAGE_SIDE})
-    processor = transformers.LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=PATCH,
-                                            vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                                            chat_template=CHAT_TEMPLATE if kind == "chat" else None)
+    images = transformers.CLIPImageProcessor(
+        size={"shortest_edge": IMAGE_SIDE}, crop_size={"height": IMAGE_SIDE, "width": IMAGE_SIDE}
+    )
+    processor = transformers.LlavaProcessor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        patch_size=PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE if kind == "chat" else None,
+    )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
@@ -199,11 +245,14 @@ def test_left_padding_gives_each_row_its_unpadded_logits(checkpoints, kind):
 # --- the readout against a hand computation --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, weights, softmax", [
-    ("qalign", [1.0, 0.75, 0.5, 0.25, 0.0], "levels"),
-    ("qalign", [1.0, 0.75, 0.5, 0.25, 0.0], "vocab"),
-    ("artquant-readout", [10.0, 7.5, 5.0, 3.5, 1.0], "levels"),
-])
+@pytest.mark.parametrize(
+    "name, weights, softmax",
+    [
+        ("qalign", [1.0, 0.75, 0.5, 0.25, 0.0], "levels"),
+        ("qalign", [1.0, 0.75, 0.5, 0.25, 0.0], "vocab"),
+        ("artquant-readout", [10.0, 7.5, 5.0, 3.5, 1.0], "levels"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["plain", "chat"])
 def test_level_readout_matches_hand_computation(checkpoints, kind, name, weights, softmax):
     model = load_model(name, {"path": checkpoints[kind], "softmax": softmax})
@@ -259,7 +308,9 @@ def test_token_ids_are_the_level_words_without_bos(checkpoints, kind):
 def test_a_space_is_inserted_after_text_but_not_after_a_newline():
     """A chat template's "assistant\\n" is followed by the bare word, as ArtiMuse's tokens are."""
     tokenizer = make_tokenizer("bytelevel")
-    after_text = first_token_ids(tokenizer, "USER: <image>\nHow? ASSISTANT: The aesthetics of the image is", ["good", "bad"])
+    after_text = first_token_ids(
+        tokenizer, "USER: <image>\nHow? ASSISTANT: The aesthetics of the image is", ["good", "bad"]
+    )
     after_newline = first_token_ids(tokenizer, "USER: <image>\nHow?\nASSISTANT:\n", ["good", "bad"])
     assert tokenizer.convert_ids_to_tokens(after_text) == ["Ġgood", "Ġbad"]
     assert tokenizer.convert_ids_to_tokens(after_newline) == ["good", "bad"]
@@ -267,7 +318,10 @@ def test_a_space_is_inserted_after_text_but_not_after_a_newline():
 
 def test_level_words_that_tokenize_alike_are_refused(checkpoints):
     with pytest.raises(AesbenchError, match="tokenize alike"):
-        load_model("qalign", {"path": checkpoints["plain"], "level_words": ["good", "good", "bad"], "level_weights": [1, 0.5, 0]})
+        load_model(
+            "qalign",
+            {"path": checkpoints["plain"], "level_words": ["good", "good", "bad"], "level_weights": [1, 0.5, 0]},
+        )
 
 
 # --- failures are one line ------------------------------------------------------------------------
@@ -289,7 +343,10 @@ def test_missing_folder_weights_or_trust_are_one_line(checkpoints, tmp_path):
     assert "no weight files" in one_line_error({"path": str(empty)})
     remote = tmp_path / "remote"
     remote.mkdir()
-    config = {"model_type": "mplug_owl2", "auto_map": {"AutoModelForCausalLM": "modeling_mplug_owl2.MPLUGOwl2LlamaForCausalLM"}}
+    config = {
+        "model_type": "mplug_owl2",
+        "auto_map": {"AutoModelForCausalLM": "modeling_mplug_owl2.MPLUGOwl2LlamaForCausalLM"},
+    }
     (remote / "config.json").write_text(json.dumps(config))
     (remote / "model.safetensors").write_bytes(b"")
     assert "trust_remote_code=true" in one_line_error({"path": str(remote)})
@@ -299,7 +356,9 @@ def test_bad_settings_are_refused(checkpoints):
     assert "needs option 'path'" in one_line_error({})
     assert "softmax" in one_line_error({"path": checkpoints["plain"], "softmax": "full"})
     assert "one weight per word" in one_line_error({"path": checkpoints["plain"], "level_weights": [1, 0]})
-    assert "must be lists" in one_line_error({"path": checkpoints["plain"], "level_words": "excellent,good,fair,poor,bad"})
+    assert "must be lists" in one_line_error(
+        {"path": checkpoints["plain"], "level_words": "excellent,good,fair,poor,bad"}
+    )
 
 
 def test_models_listed_without_importing_torch():
@@ -308,7 +367,10 @@ def test_models_listed_without_importing_torch():
     for name in ("mllm-readout", "qalign", "artquant-readout", "artimuse-readout"):
         assert name in check.stdout
     code = "import sys, aesbench.baselines.mllm_readout, aesbench.baselines.token_score; print('torch' in sys.modules, 'transformers' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "False"]
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == [
+        "False",
+        "False",
+    ]
 
 
 # --- words of several tokens (SmolLM2's real tokenizer: " 10" is "Ġ", "1", "0") ---------------------
@@ -323,7 +385,9 @@ def hand_answer_log_likelihoods(model, text: str, answers: list[str], image: Ima
     for answer in answers:
         inputs = model.processor(images=[image], text=[text + answer], return_tensors="pt")
         with torch.no_grad():
-            logp = model.model(**inputs).logits[0, context - 1:].double().log_softmax(-1)  # row t: after token context - 1 + t
+            logp = (
+                model.model(**inputs).logits[0, context - 1 :].double().log_softmax(-1)
+            )  # row t: after token context - 1 + t
         ids = inputs["input_ids"][0, context:]
         sums.append(sum(logp[t, ids[t]] for t in range(len(ids))))
     return torch.stack(sums)
@@ -332,8 +396,10 @@ def hand_answer_log_likelihoods(model, text: str, answers: list[str], image: Ima
 @pytest.mark.parametrize("softmax", ["levels", "vocab"])
 def test_ten_bin_digits_with_smollm2_tokenizer_match_hand_computation(smol_checkpoint, softmax):
     """The 10-bin readout first_token_ids refused ("'1' and '2' share their first token 'Ġ'")."""
-    model = load_model("mllm-readout", {"path": smol_checkpoint, "level_words": DIGITS,
-                                        "level_weights": list(range(1, 11)), "softmax": softmax})
+    model = load_model(
+        "mllm-readout",
+        {"path": smol_checkpoint, "level_words": DIGITS, "level_weights": list(range(1, 11)), "softmax": softmax},
+    )
     assert model.level_ids is None and model.plan.end == "."
     assert model.describe()["level_tokens"][9] == ["1", "0", "."] and model.describe()["level_shared_tokens"] == ["Ġ"]
     text = f"USER: <image>\n{QALIGN_PROMPT} ASSISTANT: {QALIGN_PREFIX}"
@@ -354,7 +420,9 @@ def test_ten_bin_digits_with_smollm2_tokenizer_match_hand_computation(smol_check
 def test_smollm2_level_words_stay_single_tokens(smol_checkpoint):
     model = load_model("qalign", {"path": smol_checkpoint})
     tokenizer = model.processor.tokenizer
-    assert model.plan.single_token and tokenizer.convert_ids_to_tokens(model.level_ids) == ["Ġ" + w for w in LEVEL_WORDS]
+    assert model.plan.single_token and tokenizer.convert_ids_to_tokens(model.level_ids) == [
+        "Ġ" + w for w in LEVEL_WORDS
+    ]
     img = natural_image(3, (50, 50))
     logits = hand_logits(model, model.score_text, img)
     expected = float(logits[model.level_ids].softmax(-1) @ torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
@@ -362,9 +430,13 @@ def test_smollm2_level_words_stay_single_tokens(smol_checkpoint):
 
 
 def test_artimuse_score_tokens_split_by_smollm2_tokenizer_match_hand_computation(smol_checkpoint):
-    model = load_model("artimuse-readout", {"path": smol_checkpoint, "resize": 32, "prompt": "Score it in two letters."})
+    model = load_model(
+        "artimuse-readout", {"path": smol_checkpoint, "resize": 32, "prompt": "Score it in two letters."}
+    )
     assert not model.plan.single_token and model.plan.end == ""  # "aa" is two tokens, "ey" one
     img = natural_image(8, (60, 44))
-    ll = hand_answer_log_likelihoods(model, model.score_text, [" " + t for t in SCORE_TOKENS], img.resize((32, 32), Image.BICUBIC))
+    ll = hand_answer_log_likelihoods(
+        model, model.score_text, [" " + t for t in SCORE_TOKENS], img.resize((32, 32), Image.BICUBIC)
+    )
     expected = float(ll.softmax(-1) @ torch.arange(101, dtype=torch.float64))
     assert model.score([img], Request(score_range=(0.0, 100.0)))[0]["score"] == pytest.approx(expected, abs=1e-3)

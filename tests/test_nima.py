@@ -5,6 +5,7 @@ tiny-ava-score's training split and evaluated on its test split beside the handc
 With the default multi-level pooling (layers 5, 11, 17) NIMA's SRCC was 0.49-0.56 over seeds 0-7
 (0.535 at seed 0) against handcrafted's 0.439; with the paper's last layer alone it was 0.41-0.52.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,14 +46,24 @@ def trained(tmp_path_factory):
     train_s = time.monotonic() - started
     nima = evaluate(load_task(TASK), root / "eval-nima", model=model)
     handcrafted = evaluate(load_task(TASK), root / "eval-handcrafted", model=load_model("handcrafted"))
-    return {"root": root, "model": model, "provenance": provenance, "train_s": train_s,
-            "nima": nima, "handcrafted": handcrafted}
+    return {
+        "root": root,
+        "model": model,
+        "provenance": provenance,
+        "train_s": train_s,
+        "nima": nima,
+        "handcrafted": handcrafted,
+    }
 
 
 def test_nima_learns_tiny_ava_votes(trained, record_property):
     nima, handcrafted, provenance = trained["nima"], trained["handcrafted"], trained["provenance"]
-    figures = {"nima_srcc": nima["metrics"]["srcc"], "handcrafted_srcc": handcrafted["metrics"]["srcc"],
-               "nima_emd": nima["metrics"]["emd"], "train_s": round(trained["train_s"], 1)}
+    figures = {
+        "nima_srcc": nima["metrics"]["srcc"],
+        "handcrafted_srcc": handcrafted["metrics"]["srcc"],
+        "nima_emd": nima["metrics"]["emd"],
+        "train_s": round(trained["train_s"], 1),
+    }
     for name, value in figures.items():
         record_property(name, value)
     print(figures)
@@ -67,7 +78,9 @@ def test_nima_learns_tiny_ava_votes(trained, record_property):
 
 def test_rescoring_the_runs_own_predictions_reproduces_it(trained, tmp_path):
     """Rescoring = scoring: the run's predictions.jsonl alone gives its metrics, intervals and undefined ones."""
-    again = evaluate(load_task(TASK), tmp_path / "again", predictions=trained["root"] / "eval-nima" / "predictions.jsonl")
+    again = evaluate(
+        load_task(TASK), tmp_path / "again", predictions=trained["root"] / "eval-nima" / "predictions.jsonl"
+    )
     for key in ("n", "metrics", "ci95", "undefined", "skipped", "model"):
         assert again[key] == trained["nima"][key], key
 
@@ -125,7 +138,14 @@ def _items(split):
 
 def test_checkpoint_round_trip_gives_identical_scores(trained):
     ckpt = trained["root"] / "ckpt"
-    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", LOG_FILE, PROVENANCE_FILE, RUN_FILE, LOCK}
+    assert {p.name for p in ckpt.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        LOG_FILE,
+        PROVENANCE_FILE,
+        RUN_FILE,
+        LOCK,
+    }
     assert json.loads((ckpt / "config.json").read_text())["model_type"] == "nima"
     log = [json.loads(line) for line in (ckpt / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 151)) and log[-1]["epoch"] == 30  # 75 images, batches of 16
@@ -147,7 +167,7 @@ def test_emd_loss_matches_hand_computation():
     first, last = torch.zeros(1, 10), torch.zeros(1, 10)
     first[0, 0], last[0, 9] = 1.0, 1.0
     # CDF difference is 1 at bins 1..9 and 0 at bin 10: sqrt(9 / 10)
-    assert emd_loss(first, last).item() == pytest.approx(0.9 ** 0.5)
+    assert emd_loss(first, last).item() == pytest.approx(0.9**0.5)
     p = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0, 0, 0, 0, 0, 0]])
     q = torch.tensor([[0.4, 0.3, 0.2, 0.1, 0, 0, 0, 0, 0, 0]])
     # CDFs 0.1 0.3 0.6 1.0 ... and 0.4 0.7 0.9 1.0 ...: differences 0.3 0.4 0.3, then zeros
@@ -173,8 +193,9 @@ def test_cli_train_then_eval_writes_emd(tmp_path):
 
 def _tiny_vit(folder):
     transformers = pytest.importorskip("transformers")
-    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                    intermediate_size=64, image_size=32, patch_size=8)
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+    )
     transformers.ViTModel(config).save_pretrained(folder)
     transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
@@ -254,8 +275,10 @@ def test_piaa_reuses_backbone_features_across_repeats(trained, tmp_path, monkeyp
     images = [load_image(it.image) for it in _items("test")[:6]]
     model = load_model(ckpt)
     with torch.no_grad():
-        invariant = torch.equal(model.network.features(model.network.backbone.prepare(images)),
-                                torch.cat([model.network.features(model.network.backbone.prepare([im])) for im in images]))
+        invariant = torch.equal(
+            model.network.features(model.network.backbone.prepare(images)),
+            torch.cat([model.network.features(model.network.backbone.prepare([im])) for im in images]),
+        )
     for unit, scores in plain_scores.items():
         if invariant:
             assert reused_scores[unit] == scores, unit

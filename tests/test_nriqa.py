@@ -2,6 +2,7 @@
 
 tiny-ava ids 100001 + 3p are the clean resized photos (variant 0); the others carry edits.
 """
+
 from __future__ import annotations
 
 import math
@@ -115,8 +116,12 @@ def package_brisque(monkeypatch):
 
         gray = skimage.color.rgb2gray(np.asarray(img))
         half = cv2.resize(gray, None, fx=1 / 2, fy=1 / 2, interpolation=cv2.INTER_CUBIC)
-        features = np.concatenate([package.calculate_brisque_features(gray, kernel_size=7, sigma=7 / 6),
-                                   package.calculate_brisque_features(half, kernel_size=7, sigma=7 / 6)])
+        features = np.concatenate(
+            [
+                package.calculate_brisque_features(gray, kernel_size=7, sigma=7 / 6),
+                package.calculate_brisque_features(half, kernel_size=7, sigma=7 / 6),
+            ]
+        )
         return package.calculate_image_quality_score([float(np.ravel(f)[0]) for f in features])
 
     yield score
@@ -127,7 +132,9 @@ def package_brisque(monkeypatch):
 def test_brisque_equals_the_package(brisque, package_brisque):
     for image_id, recorded in PACKAGE_WITH_OPENCV.items():
         ours = brisque.raw(photo(image_id))
-        assert brisque.score([photo(image_id)], Request())[0]["score"] == pytest.approx(-ours, rel=1e-9)  # two computations differ in the last digits (threaded BLAS)
+        assert brisque.score([photo(image_id)], Request())[0]["score"] == pytest.approx(
+            -ours, rel=1e-9
+        )  # two computations differ in the last digits (threaded BLAS)
         assert ours == pytest.approx(recorded, abs=1e-6)
         assert ours == pytest.approx(package_brisque(photo(image_id)), abs=1e-8)
     noisy = damaged(100004, "gaussian_noise")

@@ -1,5 +1,6 @@
 """Plots drawn from run folders, the HTML leaderboard (and in headless Chromium when it is installed),
 and the small CLI things a new user hit: task templates, markup in output, --name, capability first."""
+
 import json
 import re
 import shutil
@@ -28,13 +29,16 @@ def _copy(run: str, tmp_path: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("run, expected", [
-    ("tiny-art-score/handcrafted", {"scatter"}),  # it scores no attributes
-    ("tiny-pccd-suggest/handcrafted", {"accuracy_per_kind"}),
-    ("tiny-flickr-aes-piaa/handcrafted", {"per_person_srcc"}),
-    ("tiny-ava-comment/handcrafted", {"cider_per_item"}),
-    ("tiny-flickr-aes-piaa/constant", set()),  # no person has a defined SRCC: nothing to draw
-])
+@pytest.mark.parametrize(
+    "run, expected",
+    [
+        ("tiny-art-score/handcrafted", {"scatter"}),  # it scores no attributes
+        ("tiny-pccd-suggest/handcrafted", {"accuracy_per_kind"}),
+        ("tiny-flickr-aes-piaa/handcrafted", {"per_person_srcc"}),
+        ("tiny-ava-comment/handcrafted", {"cider_per_item"}),
+        ("tiny-flickr-aes-piaa/constant", set()),  # no person has a defined SRCC: nothing to draw
+    ],
+)
 def test_plot_redraws_any_run_from_its_folder(run, expected, tmp_path):
     folder = _copy(run, tmp_path)
     proc = run_cli("plot", str(folder))
@@ -52,12 +56,24 @@ def test_eval_writes_plots_unless_told_not_to(tmp_path):
     """A run that scores attributes gets the per-attribute bars too."""
     preds = tmp_path / "preds.jsonl"
     items = read_dataset(load_task("tiny-art-score")).items
-    preds.write_text("".join(json.dumps({"id": it.id, "score": it.label["mos"] + n % 3,
-                                         "attributes": {k: v + n % 2 for k, v in it.label["attributes"].items() if v is not None}}) + "\n"
-                             for n, it in enumerate(items)))
+    preds.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": it.id,
+                    "score": it.label["mos"] + n % 3,
+                    "attributes": {k: v + n % 2 for k, v in it.label["attributes"].items() if v is not None},
+                }
+            )
+            + "\n"
+            for n, it in enumerate(items)
+        )
+    )
     task = str(task_copy(tmp_path, "tiny-art-score", resamples=20))  # plcc_logistic refits per resample
     on = run_cli("eval", "--task", task, "--predictions", str(preds), "--output", str(tmp_path / "on"))
-    off = run_cli("eval", "--task", task, "--predictions", str(preds), "--output", str(tmp_path / "off"), "--quiet", "--no-plots")
+    off = run_cli(
+        "eval", "--task", task, "--predictions", str(preds), "--output", str(tmp_path / "off"), "--quiet", "--no-plots"
+    )
     assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
     assert sorted(p.name for p in (tmp_path / "on" / "plots").iterdir()) == ["attributes.png", "scatter.png"]
     assert "plots: " in on.stderr
@@ -135,7 +151,9 @@ def test_html_page_is_self_contained_with_reported_rows_apart(tmp_path):
     models = {r["model"] for r in load_results([RESULTS])}
     shown = {row[0] for rows in cells.tables.values() for body, row in rows if body == "measured"}
     assert models <= shown
-    art = cells.tables[next(t for t, rows in cells.tables.items() if any("Reported in papers" in r[0] for _, r in rows))]
+    art = cells.tables[
+        next(t for t, rows in cells.tables.items() if any("Reported in papers" in r[0] for _, r in rows))
+    ]
     bodies = [body for body, _ in art if body]
     assert bodies == sorted(bodies, key=lambda b: b == "reported")  # measured first, then the reported ones
     assert 'href="tiny-ava-score/handcrafted/plots/scatter.png"' in page
@@ -154,17 +172,32 @@ def test_html_escapes_user_text(tmp_path):
 
 
 def _chromium(url: str, *args) -> str:
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", *args, url],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", *args, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium); "
-                                             "the HTML page's structure is still tested without it")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (Debian: apt-get install chromium); "
+    "the HTML page's structure is still tested without it",
+)
 def test_html_leaderboard_in_headless_chromium(tmp_path):
     out = tmp_path / "page.html"
-    proc = run_cli("leaderboard", str(RESULTS / "tiny-ava-score"), str(RESULTS / "tiny-art-score"), "--format", "html", "--output", str(out))
+    proc = run_cli(
+        "leaderboard",
+        str(RESULTS / "tiny-ava-score"),
+        str(RESULTS / "tiny-art-score"),
+        "--format",
+        "html",
+        "--output",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     page = out.read_text()
     table = next(t for t, rows in _parse(page).tables.items() if rows and "mse" in " ".join(rows[0][1]))
@@ -179,9 +212,13 @@ def test_html_leaderboard_in_headless_chromium(tmp_path):
 
     for order, expect in (("best", sorted), ("worst", lambda v: sorted(v, reverse=True))):
         dom = _chromium(out.as_uri() + f"#sort={table}:mse:{order}", "--dump-dom")
-        values = [None if row[column] is None else float(row[column]) for body, row in _parse(dom).values[table] if body == "measured"]
+        values = [
+            None if row[column] is None else float(row[column])
+            for body, row in _parse(dom).values[table]
+            if body == "measured"
+        ]
         given = [v for v in values if v is not None]
-        assert given == expect(given) and values[len(given):] == [None] * (len(values) - len(given)), (order, values)
+        assert given == expect(given) and values[len(given) :] == [None] * (len(values) - len(given)), (order, values)
         assert f'aria-sort="{"ascending" if order == "best" else "descending"}"' in dom
     shot = tmp_path / "shot.png"
     _chromium(out.as_uri(), f"--screenshot={shot}", "--window-size=1000,700", "--hide-scrollbars")
@@ -199,7 +236,17 @@ def test_task_template_is_plain_yaml_that_loads_and_runs(tmp_path):
     assert yaml.safe_load(proc.stdout)["name"] == "tiny-ava-score"
     task = load_task(str(template))
     assert task.metrics == load_task("tiny-ava-score").metrics
-    run = run_cli("eval", "--task", str(template), "--model", "constant", "--output", str(tmp_path / "run"), "--quiet", "--no-plots")
+    run = run_cli(
+        "eval",
+        "--task",
+        str(template),
+        "--model",
+        "constant",
+        "--output",
+        str(tmp_path / "run"),
+        "--quiet",
+        "--no-plots",
+    )
     assert run.returncode == 0, run.stderr
 
 
@@ -208,11 +255,24 @@ def test_rich_output_keeps_brackets_and_name_sets_the_model(tmp_path):
     assert proc.returncode == 2 and "'[train]'" in proc.stderr
     preds = tmp_path / "preds.jsonl"
     preds.write_text('{"id": "1", "score": 5}\n')
-    named = run_cli("eval", "--task", "tiny-ava-score", "--predictions", str(preds), "--name", "my-model", "--output", str(tmp_path / "n"), "--no-plots")
+    named = run_cli(
+        "eval",
+        "--task",
+        "tiny-ava-score",
+        "--predictions",
+        str(preds),
+        "--name",
+        "my-model",
+        "--output",
+        str(tmp_path / "n"),
+        "--no-plots",
+    )
     assert named.returncode == 0, named.stderr
     assert json.loads((tmp_path / "n" / "results.json").read_text())["model"] == "my-model"
     assert "my-model" in named.stdout
-    refused = run_cli("eval", "--task", "tiny-ava-score", "--model", "constant", "--name", "x", "--output", str(tmp_path / "m"))
+    refused = run_cli(
+        "eval", "--task", "tiny-ava-score", "--model", "constant", "--name", "x", "--output", str(tmp_path / "m")
+    )
     assert refused.returncode == 2 and "--name applies to --predictions" in refused.stderr
 
 
@@ -227,7 +287,9 @@ def test_capability_is_checked_before_the_models_extra(tmp_path, monkeypatch):
         raise AesbenchError("model 'brisque' needs the 'iqa' extra")
 
     monkeypatch.setattr(model_class("brisque"), "__init__", needs_extra)
-    result = CliRunner().invoke(cli.cli, ["eval", "--task", "tiny-ava-comment", "--model", "brisque", "--output", str(tmp_path / "b")])
+    result = CliRunner().invoke(
+        cli.cli, ["eval", "--task", "tiny-ava-comment", "--model", "brisque", "--output", str(tmp_path / "b")]
+    )
     assert result.exit_code == 2 and "cannot comment" in result.output and "extra" not in result.output
 
 

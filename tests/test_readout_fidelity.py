@@ -9,6 +9,7 @@ configs, saved and loaded back), each compared with a hand computation written f
   iqa_eval.py keeps float16 logits and eval.py takes the softmax in numpy float64; ArtiMuse runs bfloat16 with the
   softmax and the expectation in bfloat16.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -76,7 +77,10 @@ def test_padding_is_the_processors_mean_colour(plain, name):
 
 
 def test_plain_layouts_are_the_original_texts(plain):
-    assert load_model("qalign", {"path": plain}).score_text == f"USER: {QALIGN_PROMPT}\n<image>\nASSISTANT: {QALIGN_PREFIX}"
+    assert (
+        load_model("qalign", {"path": plain}).score_text
+        == f"USER: {QALIGN_PROMPT}\n<image>\nASSISTANT: {QALIGN_PREFIX}"
+    )
     iaa = load_model("qalign", {"path": plain, "template": "qalign-iaa"})
     assert iaa.score_text == f"USER: <image>{QALIGN_PROMPT} ASSISTANT: {QALIGN_PREFIX}"
     artquant = load_model("artquant-readout", {"path": plain})
@@ -126,11 +130,14 @@ def test_artimuse_original_precision_is_bfloat16_with_its_ties(plain):
     assert float32.model.dtype == torch.float32 and float32.describe()["config"]["precision"] == "float32"
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"precision": "half"}, "precision must be one of float32, original"),
-    ({"precision": "original", "dtype": "float32"}, "precision=original runs float16"),
-    ({"template": "vicuna"}, "template must be one of llava, qalign, qalign-iaa, artquant"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"precision": "half"}, "precision must be one of float32, original"),
+        ({"precision": "original", "dtype": "float32"}, "precision=original runs float16"),
+        ({"template": "vicuna"}, "template must be one of llava, qalign, qalign-iaa, artquant"),
+    ],
+)
 def test_bad_options_are_one_line(plain, options, message):
     with pytest.raises(AesbenchError, match=message) as e:
         load_model("qalign", {"path": plain, **options})

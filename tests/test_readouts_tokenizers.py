@@ -9,6 +9,7 @@ The hand computation never goes through readout_plan's tokens: it writes each an
 ("<context> 10."), tokenizes it whole, runs it alone through the model and sums the log-probs of
 the tokens past the context, then softmaxes over the words.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,20 +21,37 @@ transformers = pytest.importorskip("transformers")
 
 from aesbench.baselines.token_score import SCORE_TOKENS  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
-from aesbench.models.readout import (LEVEL_WORDS, causal_lm_run, first_token_ids, readout_plan,  # noqa: E402
-                                     word_log_likelihoods, word_probs)
+from aesbench.models.readout import (
+    LEVEL_WORDS,
+    causal_lm_run,
+    first_token_ids,
+    readout_plan,  # noqa: E402
+    word_log_likelihoods,
+    word_probs,
+)
 
 PREFIX = "The aesthetics of the image is"
 DIGITS = tuple(str(i) for i in range(1, 11))
 CORPUS = [f"{PREFIX} {w}." for w in LEVEL_WORDS] + [
-    "How would you rate the aesthetics of this image?", "I would rate it 7 out of 10.",
-    "Scores go from 1 to 10: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10.", "Quite good enough, very good, very bad.",
-    "A photograph with warm light, a vivid mood and a quiet balance.", " ".join(LEVEL_WORDS)]
+    "How would you rate the aesthetics of this image?",
+    "I would rate it 7 out of 10.",
+    "Scores go from 1 to 10: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10.",
+    "Quite good enough, very good, very bad.",
+    "A photograph with warm light, a vivid mood and a quiet balance.",
+    " ".join(LEVEL_WORDS),
+]
 
 
 def tiny_llama(vocab_size: int, seed: int = 0):
-    config = transformers.LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    config = transformers.LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     torch.manual_seed(seed)
     model = transformers.LlamaForCausalLM(config).eval()
     with torch.no_grad():  # larger logits than the default init, so the words' probabilities differ visibly
@@ -49,7 +67,7 @@ def hand_log_likelihoods(model, tokenizer, text: str, words, end: str = ""):
     with torch.no_grad():
         for word in words:
             full = tokenizer(text + sep + word + end, add_special_tokens=False)["input_ids"]
-            assert full[:len(context)] == context
+            assert full[: len(context)] == context
             logp = model(input_ids=torch.tensor([full])).logits[0].double().log_softmax(-1)
             sums.append(sum(logp[t - 1, full[t]] for t in range(len(context), len(full))))
     return torch.stack(sums)
@@ -133,7 +151,9 @@ def test_smollm2_digits_1_to_9_fold_the_space_token_into_the_context(smol, smol_
 
 
 def test_smollm2_artimuse_score_tokens_after_the_assistant_turn(smol, smol_tiny):
-    text = smol.apply_chat_template([{"role": "user", "content": "Rate it."}], add_generation_prompt=True, tokenize=False)
+    text = smol.apply_chat_template(
+        [{"role": "user", "content": "Rate it."}], add_generation_prompt=True, tokenize=False
+    )
     assert text.endswith("assistant\n")
     plan, probs = readout(smol_tiny, smol, text, SCORE_TOKENS)
     lengths = {len(c) for c in plan.continuations}
@@ -143,7 +163,10 @@ def test_smollm2_artimuse_score_tokens_after_the_assistant_turn(smol, smol_tiny)
 
 def test_causal_lm_run_gives_each_context_its_unpadded_logits(smol, smol_tiny):
     plan = readout_plan(smol, PREFIX, DIGITS)
-    short, long = (smol(t, add_special_tokens=False)["input_ids"] for t in ("Rate it: " + PREFIX, "A longer question first. " * 3 + PREFIX))
+    short, long = (
+        smol(t, add_special_tokens=False)["input_ids"]
+        for t in ("Rate it: " + PREFIX, "A longer question first. " * 3 + PREFIX)
+    )
     with torch.no_grad():
         together = word_probs(plan, causal_lm_run(smol_tiny, [short, long]))
         alone = torch.cat([word_probs(plan, causal_lm_run(smol_tiny, [c])) for c in (short, long)])
@@ -164,8 +187,10 @@ def test_word_log_likelihoods_train_through_the_readout(smol, smol_tiny):
 def test_smollm2_135m_readouts_match_the_hand_computation(smol, smol_folder):
     """The real model end to end: its chat template, Q-Align's question, words and digits."""
     model = transformers.AutoModelForCausalLM.from_pretrained(smol_folder).eval()
-    chat = [{"role": "user", "content": "How would you rate the aesthetics of this image?"},
-            {"role": "assistant", "content": PREFIX}]
+    chat = [
+        {"role": "user", "content": "How would you rate the aesthetics of this image?"},
+        {"role": "assistant", "content": PREFIX},
+    ]
     text = smol.apply_chat_template(chat, continue_final_message=True, tokenize=False)
     assert text.endswith(PREFIX)
     context = smol(text, add_special_tokens=False)["input_ids"]
@@ -188,11 +213,17 @@ def spm():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
-                                                 pre_tokenizers.Digits(individual_digits=True)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
+    )
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
     tok.train_from_iterator(CORPUS * 10, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"]))
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def test_sentencepiece_style_single_tokens_digits_and_split_words(spm):

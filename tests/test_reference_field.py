@@ -1,5 +1,6 @@
 """AVA-Captions' reference text: `reference_field` picks raw, clean or tokens (joined by spaces), refuses
 anything else in one line, and is recorded with the task (so with every result) even when left out."""
+
 from __future__ import annotations
 
 import json
@@ -13,15 +14,41 @@ from aesbench.task import load_task
 
 # Sentences in the released file's layout (Karpathy/COCO style, as Ghosal et al.'s AVA-Captions JSON).
 ENTRIES = [
-    {"filename": "953619.jpg", "imgid": 0, "split": "test", "sentids": [0, 1], "sentences": [
-        {"raw": "Great colours!! Don't crop it :)", "clean": "great colours dont crop it",
-         "tokens": ["great", "colours", "dont", "crop", "it"], "imgid": 0, "sentid": 0},
-        {"raw": "Too DARK.", "clean": "too dark", "tokens": ["too", "dark"], "imgid": 0, "sentid": 1}]},
-    {"filename": "953958.jpg", "imgid": 1, "split": "test", "sentids": [2, 3], "sentences": [
-        {"raw": "Nice (sharp) focus.", "tokens": ["nice", "sharp", "focus"], "imgid": 1, "sentid": 2},
-        {"raw": "", "clean": "", "tokens": [], "imgid": 1, "sentid": 3}]},
-    {"filename": "954184.jpg", "imgid": 2, "split": "train", "sentids": [4], "sentences": [
-        {"raw": "train only", "clean": "train only", "tokens": ["train", "only"], "imgid": 2, "sentid": 4}]},
+    {
+        "filename": "953619.jpg",
+        "imgid": 0,
+        "split": "test",
+        "sentids": [0, 1],
+        "sentences": [
+            {
+                "raw": "Great colours!! Don't crop it :)",
+                "clean": "great colours dont crop it",
+                "tokens": ["great", "colours", "dont", "crop", "it"],
+                "imgid": 0,
+                "sentid": 0,
+            },
+            {"raw": "Too DARK.", "clean": "too dark", "tokens": ["too", "dark"], "imgid": 0, "sentid": 1},
+        ],
+    },
+    {
+        "filename": "953958.jpg",
+        "imgid": 1,
+        "split": "test",
+        "sentids": [2, 3],
+        "sentences": [
+            {"raw": "Nice (sharp) focus.", "tokens": ["nice", "sharp", "focus"], "imgid": 1, "sentid": 2},
+            {"raw": "", "clean": "", "tokens": [], "imgid": 1, "sentid": 3},
+        ],
+    },
+    {
+        "filename": "954184.jpg",
+        "imgid": 2,
+        "split": "train",
+        "sentids": [4],
+        "sentences": [
+            {"raw": "train only", "clean": "train only", "tokens": ["train", "only"], "imgid": 2, "sentid": 4}
+        ],
+    },
 ]
 
 
@@ -32,8 +59,10 @@ def project(tmp_path, field: str | None):
     (tmp_path / "captions.json").write_text(json.dumps({"images": ENTRIES, "dataset": "AVA"}))
     extra = f", reference_field: {field}" if field is not None else ""
     path = tmp_path / "c.yaml"
-    path.write_text("name: c\nfamily: comment\n"
-                    f"dataset: {{format: ava-captions, path: captions.json, images: images, split: test{extra}}}\n")
+    path.write_text(
+        "name: c\nfamily: comment\n"
+        f"dataset: {{format: ava-captions, path: captions.json, images: images, split: test{extra}}}\n"
+    )
     return load_task(str(path))
 
 

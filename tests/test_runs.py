@@ -1,4 +1,5 @@
 """Runs resume without redoing or losing work, even after kill -9; a predictions file scores the same."""
+
 import json
 import signal
 import subprocess
@@ -75,6 +76,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     evaluate(task, tmp_path / "part", model=load_model("handcrafted"), limit=25)
     # Resuming a limited run under a different limit is a different run: refused, not mixed.
     from aesbench.errors import AesbenchError
+
     with pytest.raises(AesbenchError, match="different run"):
         evaluate(task, tmp_path / "part", model=load_model("handcrafted"))
     header, *lines = open(tmp_path / "part" / PREDICTIONS).read().splitlines(keepends=True)
@@ -102,11 +104,33 @@ def test_results_record_schema(tmp_path):
     for key in ("task", "model", "n", "metrics", "ci95", "skipped", "provenance"):
         assert key in r
     prov = r["provenance"]
-    for key in ("aesbench", "git", "python", "torch", "transformers", "device", "task_sha256", "label_files",
-                "model", "seed", "batch_size", "start", "end", "duration_s"):
+    for key in (
+        "aesbench",
+        "git",
+        "python",
+        "torch",
+        "transformers",
+        "device",
+        "task_sha256",
+        "label_files",
+        "model",
+        "seed",
+        "batch_size",
+        "start",
+        "end",
+        "duration_s",
+    ):
         assert key in prov, key
     assert prov["seed"] == 3 and prov["batch_size"] == 4
-    assert set(r["metrics"]) == {"acc_noise", "acc_blur", "acc_dark", "acc_bright", "acc_desaturated", "acc_crop", "acc_avg"}
+    assert set(r["metrics"]) == {
+        "acc_noise",
+        "acc_blur",
+        "acc_dark",
+        "acc_bright",
+        "acc_desaturated",
+        "acc_crop",
+        "acc_avg",
+    }
     verdicts = r["details"]["verdicts"]
     assert len(verdicts) == 30 and all(v["judge"] == "keyword-v1" for v in verdicts.values())
     assert json.loads((tmp_path / "results.json").read_text())["metrics"] == r["metrics"]

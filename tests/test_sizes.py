@@ -1,4 +1,5 @@
 """`aesbench tasks` sizes come from a cache keyed by the task and label files' size and mtime."""
+
 import os
 
 import pytest

@@ -1,5 +1,6 @@
 """Start-up: listing and torch-free commands import neither torch nor transformers (the reference
 models are registered lazily), and the lazy entries say what the real classes say."""
+
 import subprocess
 import sys
 
@@ -20,8 +21,16 @@ print("HEAVY", [m for m in ("torch", "transformers") if m in sys.modules], "EXIT
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["tasks"], ["tasks", "tiny-ava-score"], ["models"], ["eval", "--task", "tiny-ava-score",
-                                  "--model", "constant", "--quiet", "--limit", "5"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["tasks"],
+        ["tasks", "tiny-ava-score"],
+        ["models"],
+        ["eval", "--task", "tiny-ava-score", "--model", "constant", "--quiet", "--limit", "5"],
+    ],
+)
 def test_commands_import_no_torch(argv, tmp_path):
     if argv[0] == "eval":
         argv = argv + ["--output", str(tmp_path / "run")]

@@ -17,6 +17,7 @@ code base) and a causal LM. What differs is ArtQuant's readout and training:
 Capabilities: score, comment (the three-level description, generated), suggest (generation from the
 task's prompt). Training: aesbench/models/artquant_train.py (`aesbench train artquant`).
 """
+
 from __future__ import annotations
 
 from ..adapter import register
@@ -52,8 +53,10 @@ SCORE_PROMPTS = tuple(p.replace(IMAGE_TOKEN, "").strip() for p in ASK_PROMPTS)  
 
 # The conversation template of training (train.sh --version v1: conv_vicuna_v1, SeparatorStyle.TWO)
 # and of inference (iqa_eval.py: conv_mplug_owl2, TWO_NO_SYS: no system prompt).
-TRAIN_SYSTEM_PROMPT = ("A chat between a curious user and an artificial intelligence assistant. "
-                       "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+TRAIN_SYSTEM_PROMPT = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
 
 # src/model/modeling_mplug_owl2.py forward(input_type="single") with train.sh's flags:
 #   loss = weight_desp * LM(descriptions) + weight_next_token * (LM(score answer without its level token) + weight_softkl * KL)
@@ -62,13 +65,26 @@ ORIGINAL_LOSS_WEIGHTS = {"weight_desp": 1.0, "weight_next_token": 0.05, "weight_
 
 # train.sh and src/train/train_mem.py (defaults where train.sh sets nothing).
 ORIGINAL_TRAINING = {
-    "llm": "mPLUG-Owl2 (LLaMA-2-7B)", "vision_model": "trained (--freeze_vision_model False)",
+    "llm": "mPLUG-Owl2 (LLaMA-2-7B)",
+    "vision_model": "trained (--freeze_vision_model False)",
     "visual_abstractor": "trained (--tune_visual_abstractor True)",
-    "lora": {"r": 128, "alpha": 256, "dropout": 0.05, "bias": "none",
-             "targets": "every LLM layer's q_proj and v_proj.multiway.1 (the image-token branch of the modality-adaptive v_proj)"},
+    "lora": {
+        "r": 128,
+        "alpha": 256,
+        "dropout": 0.05,
+        "bias": "none",
+        "targets": "every LLM layer's q_proj and v_proj.multiway.1 (the image-token branch of the modality-adaptive v_proj)",
+    },
     "frozen": "the LLM's own weights, token embeddings and lm_head",
-    "epochs": 3, "learning_rate": 2e-5, "lr_scheduler": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.0,
-    "per_device_batch": 4, "gradient_accumulation": 4, "precision": "bf16", "image_aspect_ratio": "pad",
+    "epochs": 3,
+    "learning_rate": 2e-5,
+    "lr_scheduler": "cosine",
+    "warmup_ratio": 0.03,
+    "weight_decay": 0.0,
+    "per_device_batch": 4,
+    "gradient_accumulation": 4,
+    "precision": "bf16",
+    "image_aspect_ratio": "pad",
 }
 
 
@@ -110,9 +126,19 @@ def original_training_text(question: str, answer: str) -> str:
 
 def artquant_config(**changes) -> VLMConfig:
     """ArtQuant's small default: the abstractor (one Q-Former, 16 queries) on EfficientNet-Lite0's last layer."""
-    preset = dict(model_type="artquant", qformer_layers=[17], thematic_layer=None, queries=16, score_prompt=SCORE_PROMPT,
-                  answer_prefix=SCORE_PREFIX, level_weights=list(ARTQUANT_WEIGHTS), comment_prompt=DESCRIBE_PROMPT,
-                  max_new_tokens=96, readout_kl="vocab", lora_targets=["q_proj", "v_proj"])
+    preset = dict(
+        model_type="artquant",
+        qformer_layers=[17],
+        thematic_layer=None,
+        queries=16,
+        score_prompt=SCORE_PROMPT,
+        answer_prefix=SCORE_PREFIX,
+        level_weights=list(ARTQUANT_WEIGHTS),
+        comment_prompt=DESCRIBE_PROMPT,
+        max_new_tokens=96,
+        readout_kl="vocab",
+        lora_targets=["q_proj", "v_proj"],
+    )
     return VLMConfig.from_dict({**preset, **changes})
 
 

@@ -18,6 +18,7 @@
 Shares the training loop (aesbench/training.py), the network (vlm.py), the stage bookkeeping and
 the parameter selection with CALM's recipe (calm_train.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,7 +33,16 @@ from ..images import load_image
 from ..training import Schedule
 from .artquant import SCORE_PROMPTS, ArtQuant, artquant_config, level_word, original_scale
 from . import ssl
-from .recipe import RecipeStage, align_specs, load_recipe, readable, run_recipe, train_split, with_align_replay, write_provenance
+from .recipe import (
+    RecipeStage,
+    align_specs,
+    load_recipe,
+    readable,
+    run_recipe,
+    train_split,
+    with_align_replay,
+    write_provenance,
+)
 from .readout import fit_soft_label
 from .vlm import ALIGN, READOUT, Sample, VLMConfig, text_sample
 
@@ -42,8 +52,11 @@ STAGES = ("lm", "align", "instruct")
 def _schedules() -> dict:
     """lm is the from-scratch decoder's; the others are sized for a pretrained LLM on 2 CPU cores: the
     abstractor learns at 1e-3 while it is new (align), then at 3e-4; the LLM's LoRA adapters at 2e-4."""
-    return {"lm": Schedule(epochs=8, batch_size=32, lr=2e-3), "align": Schedule(epochs=4, batch_size=32, lr=1e-3),
-            "instruct": Schedule(epochs=4, batch_size=8, lr=2e-4, aligner_lr=3e-4)}
+    return {
+        "lm": Schedule(epochs=8, batch_size=32, lr=2e-3),
+        "align": Schedule(epochs=4, batch_size=32, lr=1e-3),
+        "instruct": Schedule(epochs=4, batch_size=8, lr=2e-4, aligner_lr=3e-4),
+    }
 
 
 @dataclass
@@ -95,13 +108,23 @@ def collect(config: ArtQuantTrainConfig, data_root: Path | None) -> ArtData:
     if found is not None:
         skipped += [{**s, "source": path.name} for s in found.skipped]
         descriptions = {it.id: found.records[it.id] for it in items if it.id in found.records}
-        skipped += [{"id": it.id, "source": path.name, "reason": "no description (score sample only)"} for it in items if it.id not in descriptions]
-    sources = {"task": task.name, "task_sha256": task.sha256(), "split": "train", "n": len(items),
-               "label_files": {str(p): sha256_file(p) for p in ds.label_files}}
+        skipped += [
+            {"id": it.id, "source": path.name, "reason": "no description (score sample only)"}
+            for it in items
+            if it.id not in descriptions
+        ]
+    sources = {
+        "task": task.name,
+        "task_sha256": task.sha256(),
+        "split": "train",
+        "n": len(items),
+        "label_files": {str(p): sha256_file(p) for p in ds.label_files},
+    }
     if found is not None:
         sources["descriptions"] = {"file": str(path.resolve()), "sha256": sha256_file(path), "n": len(descriptions)}
-    return ArtData(items, descriptions, tuple(float(v) for v in task.protocol.score_range),
-                   task.preprocessing, sources, skipped)
+    return ArtData(
+        items, descriptions, tuple(float(v) for v in task.protocol.score_range), task.preprocessing, sources, skipped
+    )
 
 
 def description_text(record: dict) -> str:
@@ -128,7 +151,12 @@ def specs_for(stage: str, config: ArtQuantTrainConfig, data: ArtData) -> tuple[l
         # position fitted on the original's score scale (fit_soft_label)
         score = original_scale(item.label["mos"], data.score_range)
         prompt = SCORE_PROMPTS[int(item_rng(config.seed, f"prompt/{item.id}").integers(len(SCORE_PROMPTS)))]
-        reply = [(m.answer_prefix, "score_lm"), (READOUT, None), (f" {level_word(score, m.level_weights, m.level_words)}", None), (".", "score_lm")]
+        reply = [
+            (m.answer_prefix, "score_lm"),
+            (READOUT, None),
+            (f" {level_word(score, m.level_weights, m.level_words)}", None),
+            (".", "score_lm"),
+        ]
         return Sample([img], [([0], prompt, None)], reply, ("levels", fit_soft_label(score, tuple(m.level_weights))))
 
     return specs, build
@@ -144,8 +172,14 @@ def weighted_loss(config: ArtQuantTrainConfig) -> Callable:
     return loss_fn
 
 
-def train_artquant(config: ArtQuantTrainConfig, output: str | Path, data_root: Path | None = None, stages: list[str] | None = None,
-                   on_step: Callable | None = None, on_epoch: Callable | None = None) -> tuple[ArtQuant, dict]:
+def train_artquant(
+    config: ArtQuantTrainConfig,
+    output: str | Path,
+    data_root: Path | None = None,
+    stages: list[str] | None = None,
+    on_step: Callable | None = None,
+    on_epoch: Callable | None = None,
+) -> tuple[ArtQuant, dict]:
     """Run the recipe's stages into the checkpoint folder `output` (resuming what is there).
 
     on_epoch(stage, epoch, model) is called after every whole epoch (learning curves)."""
@@ -156,8 +190,14 @@ def train_artquant(config: ArtQuantTrainConfig, output: str | Path, data_root: P
 
     def texts():
         return [description_text(r) for r in data.descriptions.values()] + [
-            m.score_prompt, m.answer_prefix, m.comment_prompt, "USER: ASSISTANT:", " ".join(m.level_words), " ".join(m.bin_words),
-            *ssl.all_texts()]
+            m.score_prompt,
+            m.answer_prefix,
+            m.comment_prompt,
+            "USER: ASSISTANT:",
+            " ".join(m.level_words),
+            " ".join(m.bin_words),
+            *ssl.all_texts(),
+        ]
 
     def plan(stage):
         paths, load = [it.image for it in data.items], lambda path: load_image(path, data.preprocessing)
@@ -170,9 +210,18 @@ def train_artquant(config: ArtQuantTrainConfig, output: str | Path, data_root: P
         return RecipeStage(specs, build, "llm" if stage == "lm" else "aligner+llm", weighted_loss(config))
 
     loss = f"{config.description_weight} x LM(descriptions) + {config.score_weight} x (LM(score sentence without level) + KL)"
-    network, provenance = run_recipe(config, output, list(stages or config.stages), STAGES, texts, plan,
-                                     {"sources": data.sources, "skipped": data.skipped}, on_step,
-                                     on_epoch and (lambda stage, epoch, net: on_epoch(stage, epoch, ArtQuant(net))), {"loss": loss})
+    network, provenance = run_recipe(
+        config,
+        output,
+        list(stages or config.stages),
+        STAGES,
+        texts,
+        plan,
+        {"sources": data.sources, "skipped": data.skipped},
+        on_step,
+        on_epoch and (lambda stage, epoch, net: on_epoch(stage, epoch, ArtQuant(net))),
+        {"loss": loss},
+    )
     model = ArtQuant(network)
     model.checkpoint = Path(output)
     write_provenance(output, provenance, model)

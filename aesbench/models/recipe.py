@@ -7,6 +7,7 @@ part, loss_fn): the samples, how to build one, which parameters it trains ("llm"
 "aligner+llm") and its objective; or a SkipStage saying why the stage does not run. Each finished stage saves the checkpoint folder and is listed in stages_done.json,
 so a rerun skips it; an unfinished stage resumes from its saved state (aesbench/training.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,6 +54,8 @@ class SkipStage:
     """A stage that does not run in this config, and why."""
 
     reason: str
+
+
 GROUNDING_SAMPLES = 24
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -121,7 +124,9 @@ def align_specs(paths: list, load: Callable, config, per_image: int) -> tuple[li
     return specs, build
 
 
-def with_align_replay(stage: str, config, paths: list, load: Callable, specs: list, build: Callable) -> tuple[list, Callable]:
+def with_align_replay(
+    stage: str, config, paths: list, load: Callable, specs: list, build: Callable
+) -> tuple[list, Callable]:
     """A stage's samples plus config.align_replay alignment samples per image and epoch, so that
     training through the LLM keeps what the alignment stage gave each aligner part."""
     extra, build_aligned = align_specs(paths, load, config, config.align_replay)
@@ -154,14 +159,29 @@ def with_lora(network: VLMNetwork) -> None:
     peft = optional_import("peft", "lora", network.config.model_type)
     if not hasattr(network.llm, "peft_config"):
         rank = network.config.lora_rank
-        lora = peft.LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(network.config.lora_targets),
-                               task_type="CAUSAL_LM")
+        lora = peft.LoraConfig(
+            r=rank,
+            lora_alpha=2 * rank,
+            lora_dropout=0.0,
+            target_modules=list(network.config.lora_targets),
+            task_type="CAUSAL_LM",
+        )
         network.llm = peft.get_peft_model(network.llm, lora)
 
 
-def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[str, ...], texts: Callable[[], list[str]],
-               plan: Callable, data_record: dict, on_step: Callable | None = None, on_epoch: Callable | None = None,
-               extra: dict | None = None, stage_check: Callable | None = None) -> tuple[VLMNetwork, dict]:
+def run_recipe(
+    config,
+    output: str | Path,
+    stages: list[str],
+    all_stages: tuple[str, ...],
+    texts: Callable[[], list[str]],
+    plan: Callable,
+    data_record: dict,
+    on_step: Callable | None = None,
+    on_epoch: Callable | None = None,
+    extra: dict | None = None,
+    stage_check: Callable | None = None,
+) -> tuple[VLMNetwork, dict]:
     """Run `stages` of a recipe into `output` (resuming what is there); return the network and its provenance.
 
     texts() gives the small config's tokenizer its training texts; plan(stage) gives the stage's
@@ -176,22 +196,45 @@ def run_recipe(config, output: str | Path, stages: list[str], all_stages: tuple[
         raise AesbenchError(f"unknown stage {bad[0]!r}; stages: {', '.join(all_stages)}")
     progress_file = output / PROGRESS_FILE
     if output.exists() and not progress_file.is_file() and any(p.name != LOCK for p in output.iterdir()):
-        raise AesbenchError(f"output {output} exists and is not a training folder of aesbench; choose another --output or delete it")
+        raise AesbenchError(
+            f"output {output} exists and is not a training folder of aesbench; choose another --output or delete it"
+        )
     output.mkdir(parents=True, exist_ok=True)
     with run_lock(output) if distributed.rank() == 0 else contextlib.nullcontext():  # one training per folder at a time
-        return _run_stages(config, output, stages, texts, plan, data_record, on_step, on_epoch, extra, stage_check, started)
+        return _run_stages(
+            config, output, stages, texts, plan, data_record, on_step, on_epoch, extra, stage_check, started
+        )
 
 
-def _run_stages(config, output: Path, stages: list[str], texts: Callable, plan: Callable, data_record: dict, on_step, on_epoch,
-                extra, stage_check, started: float) -> tuple[VLMNetwork, dict]:
+def _run_stages(
+    config,
+    output: Path,
+    stages: list[str],
+    texts: Callable,
+    plan: Callable,
+    data_record: dict,
+    on_step,
+    on_epoch,
+    extra,
+    stage_check,
+    started: float,
+) -> tuple[VLMNetwork, dict]:
     torch = optional_import("torch", "train", config.model.model_type)
     progress_file = output / PROGRESS_FILE
     config_dict = json.loads(json.dumps(asdict(config), default=str))
     recipe = {k: v for k, v in config_dict.items() if k not in ("max_minutes", "stages")}  # these may change on resume
-    progress = json.loads(progress_file.read_text()) if progress_file.is_file() else {"config": None, "done": [], "summaries": []}
+    progress = (
+        json.loads(progress_file.read_text())
+        if progress_file.is_file()
+        else {"config": None, "done": [], "summaries": []}
+    )
     if progress["config"] not in (None, recipe):
-        raise AesbenchError(f"{output} was trained with another config; resume with the same config or choose another --output")
-    if progress["config"] is None and distributed.rank() == 0:  # from now on the folder is this recipe's, even if stopped in its first stage
+        raise AesbenchError(
+            f"{output} was trained with another config; resume with the same config or choose another --output"
+        )
+    if (
+        progress["config"] is None and distributed.rank() == 0
+    ):  # from now on the folder is this recipe's, even if stopped in its first stage
         progress["config"] = recipe
         progress_file.write_text(json.dumps(progress, indent=2) + "\n")
     torch.manual_seed(config.seed)
@@ -199,14 +242,18 @@ def _run_stages(config, output: Path, stages: list[str], texts: Callable, plan: 
         network = load_network(output, config.model.model_type)
     else:
         new_small = config.model.llm == "small" and not config.model.llm_tokenizer
-        network = build_network(config.model, train_tokenizer(texts(), owner=config.model.model_type) if new_small else None)
+        network = build_network(
+            config.model, train_tokenizer(texts(), owner=config.model.model_type) if new_small else None
+        )
     summaries = progress["summaries"]
     deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else None
     for stage in stages:
         if stage in progress["done"]:
             continue
         if stage == "lm" and (config.model.llm != "small" or config.model.llm_config is not None):
-            summaries.append({"stage": "lm", "skipped": "the LLM is pretrained; lm is for the small config's new decoder"})
+            summaries.append(
+                {"stage": "lm", "skipped": "the LLM is pretrained; lm is for the small config's new decoder"}
+            )
             continue
         stage_plan = plan(stage)
         if isinstance(stage_plan, SkipStage):
@@ -216,9 +263,24 @@ def _run_stages(config, output: Path, stages: list[str], texts: Callable, plan: 
         if stage_plan.part == "aligner+llm" and config.model.llm_tuning == "lora":
             with_lora(network)
         schedule = config.schedules[stage]
-        summary = run_stage(StagePlan(stage, network, trainable(network, stage_plan.part, schedule), len(specs), build,
-                                      stage_plan.loss_fn, schedule, config.seed, config.mixed_precision, config.save_every),
-                            output, on_step, deadline, on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)))
+        summary = run_stage(
+            StagePlan(
+                stage,
+                network,
+                trainable(network, stage_plan.part, schedule),
+                len(specs),
+                build,
+                stage_plan.loss_fn,
+                schedule,
+                config.seed,
+                config.mixed_precision,
+                config.save_every,
+            ),
+            output,
+            on_step,
+            deadline,
+            on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)),
+        )
         network.requires_grad_(False)
         main = distributed.rank() == 0  # under accelerate launch every process holds the same weights: one writes
         if main and summary["stopped"] == "finished":  # does the stage's model read the image? (diagnostics.py)
@@ -237,10 +299,21 @@ def _run_stages(config, output: Path, stages: list[str], texts: Callable, plan: 
     if distributed.rank() == 0 and (output / LOG_FILE).is_file():
         plot_losses(output / LOG_FILE, output / PLOT_FILE)
     ended = time.time()
-    provenance = build_provenance(started, ended, ("torch", "transformers", "accelerate"), {
-        "device": str(network.device), "config": config_dict, **(extra or {}), "data": data_record["sources"],
-        "skipped": data_record["skipped"], "stages": summaries, "stages_done": progress["done"], "seed": config.seed,
-    })
+    provenance = build_provenance(
+        started,
+        ended,
+        ("torch", "transformers", "accelerate"),
+        {
+            "device": str(network.device),
+            "config": config_dict,
+            **(extra or {}),
+            "data": data_record["sources"],
+            "skipped": data_record["skipped"],
+            "stages": summaries,
+            "stages_done": progress["done"],
+            "seed": config.seed,
+        },
+    )
     return network, provenance
 
 

@@ -15,6 +15,7 @@ Advice texts teach suggesting: a degraded training image and a sentence naming t
 its fix, for the six kinds of the suggest protocol. Everything is drawn from a generator the caller
 seeds, so a sample is fixed by (seed, stage, epoch, index).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,24 +57,36 @@ SINGLE_FORMS = ("The image is {}.", "This image looks {}.", "It is {}.")
 PAIR_FORMS = ("The {} image is {} than the {}.", "Compared with the {2}, the {0} image is {1}.")
 
 ADVICE = {
-    "noise": ("The image is noisy; reduce the noise with a lower ISO or denoising.",
-              "There is too much grain and noise; shoot at a lower ISO.",
-              "Remove the noise; the speckles distract from the subject."),
-    "blur": ("The image is blurry; hold the camera steady and focus on the subject.",
-             "Sharpen the image; it is out of focus and blurred.",
-             "Use a faster shutter speed to avoid the blur."),
-    "dark": ("The image is too dark; brighten the exposure.",
-             "It is underexposed; increase the exposure or add light.",
-             "Lift the shadows; the scene is too dark to read."),
-    "bright": ("The image is too bright; reduce the exposure.",
-               "It is overexposed and the highlights are blown; expose for the highlights.",
-               "Lower the brightness; the scene is washed out by light."),
-    "desaturated": ("The colours are washed out; boost the saturation.",
-                    "Add more colour; the image looks dull and desaturated.",
-                    "Increase the saturation to bring the colours back."),
-    "crop": ("The crop cuts off the subject; recompose to include all of it.",
-             "Reframe the shot; the subject is cut off at the edge.",
-             "Crop more carefully so the subject is not cut off."),
+    "noise": (
+        "The image is noisy; reduce the noise with a lower ISO or denoising.",
+        "There is too much grain and noise; shoot at a lower ISO.",
+        "Remove the noise; the speckles distract from the subject.",
+    ),
+    "blur": (
+        "The image is blurry; hold the camera steady and focus on the subject.",
+        "Sharpen the image; it is out of focus and blurred.",
+        "Use a faster shutter speed to avoid the blur.",
+    ),
+    "dark": (
+        "The image is too dark; brighten the exposure.",
+        "It is underexposed; increase the exposure or add light.",
+        "Lift the shadows; the scene is too dark to read.",
+    ),
+    "bright": (
+        "The image is too bright; reduce the exposure.",
+        "It is overexposed and the highlights are blown; expose for the highlights.",
+        "Lower the brightness; the scene is washed out by light.",
+    ),
+    "desaturated": (
+        "The colours are washed out; boost the saturation.",
+        "Add more colour; the image looks dull and desaturated.",
+        "Increase the saturation to bring the colours back.",
+    ),
+    "crop": (
+        "The crop cuts off the subject; recompose to include all of it.",
+        "Reframe the shot; the subject is cut off at the edge.",
+        "Crop more carefully so the subject is not cut off.",
+    ),
 }
 
 

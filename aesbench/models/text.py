@@ -6,6 +6,7 @@ one token (so the level words are single tokens by construction), unknown words 
 decoding joins words with spaces and re-attaches punctuation. Saved as tokenizer.json with
 save_pretrained, it loads with AutoTokenizer anywhere.
 """
+
 from __future__ import annotations
 
 from ..weights import optional_import
@@ -30,12 +31,22 @@ def train_tokenizer(texts, owner: str = "calm"):
     return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIALS)
 
 
-def small_decoder(vocab_size: int, hidden: int, layers: int, heads: int, max_positions: int, tokenizer, owner: str = "calm"):
+def small_decoder(
+    vocab_size: int, hidden: int, layers: int, heads: int, max_positions: int, tokenizer, owner: str = "calm"
+):
     """A Llama-architecture causal LM with random weights, sized for CPU training."""
     transformers = optional_import("transformers", "train", owner)
     config = transformers.LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True)
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     return transformers.LlamaForCausalLM(config)

