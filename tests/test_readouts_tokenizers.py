@@ -21,11 +21,11 @@ transformers = pytest.importorskip("transformers")
 
 from aesbench.baselines.token_score import SCORE_TOKENS  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
-from aesbench.models.readout import (
+from aesbench.models.readout import (  # noqa: E402
     LEVEL_WORDS,
     causal_lm_run,
     first_token_ids,
-    readout_plan,  # noqa: E402
+    readout_plan,
     word_log_likelihoods,
     word_probs,
 )
