@@ -148,7 +148,6 @@ def test_model_attribute_scores_are_stored_and_scored(tmp_path):
         ("color", "must be a list of distinct attribute keys"),
         ("[Color]", "must be a list of distinct attribute keys"),
         ("[color, color]", "must be a list of distinct attribute keys"),
-        ("[]", "must be a list of distinct attribute keys"),
     ],
 )
 def test_bad_attribute_lists_are_refused_in_one_line(tmp_path, value, words):
@@ -156,6 +155,13 @@ def test_bad_attribute_lists_are_refused_in_one_line(tmp_path, value, words):
     with pytest.raises(AesbenchError, match=words) as caught:
         load_task(str(path))
     assert "\n" not in str(caught.value)
+
+
+def test_an_empty_attribute_list_is_the_default(tmp_path):
+    """`attributes: []` is what the resolved protocol records for a task without attributes (and what
+    `aesbench tasks NAME` prints), so a printed template loads again."""
+    path = write_csv_task(tmp_path, [3, 4], extra="protocol: {attributes: []}\n")
+    assert load_task(str(path)).protocol.attributes in ([], ())
 
 
 def test_attributes_a_dataset_does_not_label_are_undefined_not_dropped(tmp_path):
