@@ -492,9 +492,7 @@ class VLMNetwork(nn.Module):
             row, row_labels, row_groups, at = [], [], [], None
             pieces = self._pieces(s)
             if after_images:
-                pieces = pieces[
-                    next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= after_images) :
-                ]
+                pieces = pieces[_image_piece(pieces, after_images) :]
             for kind, value, group in pieces:
                 if kind == "readout":
                     at = len(row_labels) - 1
@@ -644,6 +642,7 @@ class VLMNetwork(nn.Module):
         values serve every sample, which then costs what a one-image readout costs (equal to the full
         pass up to float rounding, tested)."""
         with torch.no_grad():
+            past = None
             if shared_images:
                 x, _, _, last = self.embed(samples, aligner, after_images=shared_images)
                 if len(set(last.tolist())) == 1:  # no padding: the rows differ only in their last image
@@ -652,18 +651,16 @@ class VLMNetwork(nn.Module):
                         prefix["cache"] = self._shared_prefix(samples[0], shared_images, aligner)
                     past = copy.deepcopy(prefix["cache"])
                     past.batch_repeat_interleave(len(samples))
-                    logits, column = self._logits(x, last.tolist(), past)
-                    rows = logits[torch.arange(len(samples)), column[last]][:, self.readout_ids[readout]]
-                    return rows.double().softmax(-1).cpu().numpy()
-            x, _, _, last = self.embed(samples, aligner)
-            logits, column = self._logits(x, last.tolist())
+            if past is None:
+                x, _, _, last = self.embed(samples, aligner)
+            logits, column = self._logits(x, last.tolist(), past)
         rows = logits[torch.arange(len(samples)), column[last]][:, self.readout_ids[readout]]
         return rows.double().softmax(-1).cpu().numpy()  # in float64, so each row sums to 1
 
     def _shared_prefix(self, sample: Sample, n_images: int, aligner=None):
         """The LLM's keys and values for the sample up to its image number n_images."""
         pieces = self._pieces(sample)
-        pieces = pieces[: next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= n_images)]
+        pieces = pieces[: _image_piece(pieces, n_images)]
         x, _, _, _ = self.embed([sample], aligner)
         return _cache_of(self.llm(inputs_embeds=x[:, : self._prefix_length(pieces)], use_cache=True, logits_to_keep=1))
 
@@ -692,6 +689,11 @@ class VLMNetwork(nn.Module):
             self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
         )  # under LoRA: the wrapped model
         return {"cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values": past}
+
+
+def _image_piece(pieces: list, n: int) -> int:
+    """The index of the first piece showing image number n or a later one: where a prefix of n images ends."""
+    return next(i for i, (kind, value, _) in enumerate(pieces) if kind == "image" and value >= n)
 
 
 def _cache_of(out):
