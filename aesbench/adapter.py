@@ -99,8 +99,9 @@ def _discover() -> None:
 
     for info in pkgutil.iter_modules(baselines.__path__):
         importlib.import_module(f"{baselines.__name__}.{info.name}")
-    for name, (module, capabilities, doc) in REFERENCE_MODELS.items():
-        MODELS.lazy(name, module, capabilities=capabilities, doc=doc)
+    from . import recipes  # the trainable models' recipe modules list them lazily (their modules import torch)
+
+    recipes.discover()
 
 
 SPEC_HINT = (
@@ -119,43 +120,30 @@ def register(name: str):
     return wrap
 
 
-# The trainable reference models: their modules import torch (and build torch networks) at import,
-# so they are listed from this table and imported only when one is loaded: `aesbench models`, `tasks`
-# and an eval of a model that needs no torch never import torch. A test holds the table to the classes.
-REFERENCE_MODELS = {
-    "calm": (
-        "aesbench.models.calm",
-        frozenset({"score", "distribution", "comment", "suggest", "personalize"}),
-        "CALM: encoder + multi-scale alignment + LLM; train with `aesbench train calm`, then --model CHECKPOINT.",
-    ),
-    "artquant": (
-        "aesbench.models.artquant",
-        frozenset({"score", "comment", "suggest"}),
-        "ArtQuant: joint three-level description and level-readout score; train with `aesbench train artquant`.",
-    ),
-}
-
-
 def model_listing() -> dict[str, tuple[frozenset, str]]:
-    """Every model by name with its capabilities and the first line of its description, importing only
-    what is registered eagerly: the reference models (torch) are listed from REFERENCE_MODELS, and a
-    plug-in (entry point aesbench.models) that cannot be imported says why."""
+    """Every model by name with its capabilities and the first line of its description, importing nothing
+    that is registered lazily: the trainable models (torch) are listed from what their recipe modules
+    declare, and a plug-in (entry point aesbench.models) by where it lives, until something loads it."""
     listing = {}
     for name in MODELS.names():
         info = MODELS.info(name)
-        if info is not None and "plugin" not in info:
-            doc = info["doc"]
-            if importlib.util.find_spec("torch") is None:  # what its import would say, without importing anything
-                doc = f"(not installed: model {name!r} needs the 'train' extra: pip install 'aesbench[train]')"
-            listing[name] = (info["capabilities"], doc)
-            continue
-        try:
-            cls = model_class(name)
-        except AesbenchError as e:
-            listing[name] = (frozenset(), f"(cannot load: {e})")
-            continue
-        doc = (cls.__doc__ or "").strip().splitlines()
-        listing[name] = (cls.capabilities, doc[0] if doc else "")
+        if info is None:
+            try:
+                cls = model_class(name)
+            except AesbenchError as e:  # a plug-in loaded earlier that is not a Model
+                listing[name] = (frozenset(), f"(cannot load: {e})")
+                continue
+            doc = (cls.__doc__ or "").strip().splitlines()
+            listing[name] = (cls.capabilities, doc[0] if doc else "")
+        elif "plugin" in info:
+            listing[name] = (frozenset(), f"plug-in {info['plugin']} (its capabilities are read when it loads)")
+        elif importlib.util.find_spec("torch") is None:  # what its import would say, without importing anything
+            listing[name] = (
+                info["capabilities"],
+                f"(not installed: model {name!r} needs the 'train' extra: pip install 'aesbench[train]')",
+            )
+        else:
+            listing[name] = (info["capabilities"], info["doc"])
     return listing
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -13,25 +12,22 @@ from types import SimpleNamespace
 import click
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from . import __version__, distributed
 from .adapter import load_model, model_listing, require
-from .baselines.nima import TrainConfig, train_nima
 from .errors import AesbenchError
 from .judges import check_judge, judge_spec
 from .leaderboard import render_csv, render_markdown
 from .options import FALSE, TRUE
 from .runs import evaluate, load_results
+from .progress import console, progress_bars
+from .recipes import RECIPES
 from .sizes import task_size
 from .task import check_safe_name, load_task, task_index
-from .training import RECIPES
 
-# No markup: names, paths, reasons and install hints ("pip install 'aesbench[train]'") print as they are.
-console = Console(stderr=True, markup=False)
-out = Console(markup=False)
+out = Console(markup=False)  # no markup, like progress.console
 
 TINY_TASKS = ("tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa", "tiny-art-score")
 BUILTIN_MODELS = ("handcrafted", "constant", "random")
@@ -53,26 +49,6 @@ class Group(click.Group):
             sys.exit(130)
         distributed.finish()  # under a launcher the processes leave together
         return result
-
-
-def _progress(quiet: bool):
-    if quiet:  # also silences Hugging Face's own bars ("Loading weights"), read when transformers is imported
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    progress = Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-        transient=False,
-    )
-
-    def track(iterable, total, description):
-        return progress.track(iterable, total=total, description=description)
-
-    return progress, track
 
 
 def _model_options(pairs: tuple[str, ...]) -> dict:
@@ -268,7 +244,7 @@ def eval_cmd(
         # --judge-arg alone adds to the task's judge options (its folder, say); --judge NAME starts afresh
         task.protocol.judge = {"name": name, **(own_options if name == own else {}), **_model_options(judge_arg)}
         check_judge(task.protocol.judge)
-    progress, track = _progress(quiet)
+    progress, track = progress_bars(quiet)
     model = load_model(model_name, _model_options(model_arg), seed) if model_name else None
     if model is not None and feature_cache:
         _use_feature_cache(model, feature_cache, quiet)
@@ -311,7 +287,7 @@ def suite(output, task_names, model_names, seed, batch_size, feature_cache, incl
     """Run several models on several tasks (default: the tiny suite with the built-in baselines)."""
     distributed.start()
     quiet = quiet or distributed.rank() != 0
-    progress, track = _progress(quiet)
+    progress, track = progress_bars(quiet)
     table = Table(title="suite")
     for col in ("task", "model", "n", "headline"):
         table.add_column(col)
@@ -477,19 +453,8 @@ def _matrix_table(matrix: dict, about: dict) -> None:
     out.print(table)
 
 
-def _int_list(value: str | None, option: str) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(part) for part in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(
-            f"expected comma-separated integers such as 5,11,17, got {value!r}", param_hint=option
-        ) from None
-
-
 class RecipeGroup(click.Group):
-    """`aesbench train NAME`: NAME is looked up in the recipe registry (training.RECIPES), which also holds the
+    """`aesbench train NAME`: NAME is looked up in the recipe registry (recipes.RECIPES), which also holds the
     recipes installed packages declare (entry-point group aesbench.recipes: a click command)."""
 
     def list_commands(self, ctx):
@@ -505,180 +470,6 @@ class RecipeGroup(click.Group):
 @cli.group(cls=RecipeGroup)
 def train():
     """Train a model on a task's training split and save a checkpoint folder for --model."""
-
-
-@click.command("nima")
-@click.option("--task", "task_name", required=True, help="Score task name or YAML; trains on its training split.")
-@click.option("--output", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to create.")
-@click.option(
-    "--backbone",
-    default=TrainConfig.backbone,
-    show_default=True,
-    help="efficientnet-lite0, or a local Hugging Face vision model folder.",
-)
-@click.option(
-    "--layers",
-    callback=lambda ctx, param, value: _int_list(value, "--layers"),
-    help="Backbone layers averaged and concatenated before the head, e.g. 17 (the paper's last layer);"
-    " default: 5,11,17 for efficientnet-lite0, the last layer otherwise.",
-)
-@click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--lr",
-    default=TrainConfig.lr,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Head learning rate (backbone: lr/10).",
-)
-@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=TrainConfig.seed, show_default=True)
-@click.option(
-    "--max-minutes",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop training after this long (feature caching not counted).",
-)
-@click.option(
-    "--freeze-backbone/--no-freeze-backbone",
-    default=TrainConfig.freeze_backbone,
-    show_default=True,
-    help="Train the head on cached backbone features (fast), or fine-tune the backbone too.",
-)
-@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
-@click.option("--quiet", is_flag=True, help="No progress bars or summary.")
-def train_nima_cmd(
-    task_name, output, backbone, layers, epochs, lr, batch_size, seed, max_minutes, freeze_backbone, data_root, quiet
-):
-    """NIMA: EMD loss against vote distributions, ImageNet backbone (see baselines/nima.py)."""
-    if distributed.world_size() > 1:
-        raise AesbenchError(
-            "`train nima` runs in one process (its head trains in seconds on cached features):"
-            " run it without accelerate launch or torchrun"
-        )
-    settings = TrainConfig(
-        backbone=backbone,
-        layers=layers,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        max_minutes=max_minutes,
-        freeze_backbone=freeze_backbone,
-    )
-    progress, track = _progress(quiet)
-    bars = {}
-
-    def on_step(done, total, loss):
-        if not bars:
-            bars["train"] = progress.add_task("training", total=total)
-        progress.update(bars["train"], completed=done, description=f"training · loss {loss:.4f}")
-
-    with progress:
-        _, record = train_nima(
-            load_task(task_name), output, settings, data_root=data_root, track=track, on_step=on_step
-        )
-    if not quiet:
-        console.print(
-            f"trained on {record['n_train']} images, {record['epochs_done']} epochs ({record['stopped']}),"
-            f" final loss {record['final_loss']:.4f}; checkpoint: {output} (use --model {output})",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-
-def _recipe_command(
-    name: str, module: str, config_class: str, train_function: str, default: str, stage_names: str, doc: str
-):
-    """`train calm` and `train artquant`: a recipe config, its stages, resume; the recipe's module
-    (torch and all) is imported only when the command runs."""
-
-    @click.command(name, help=doc)
-    @click.option(
-        "--config",
-        "config_file",
-        type=click.Path(path_type=Path),
-        help=f"Training config YAML (model: and train:) or a shipped config's name; default: {default}.",
-    )
-    @click.option(
-        "--output",
-        type=click.Path(path_type=Path),
-        required=True,
-        help="Checkpoint folder (resumed if it holds a stopped run).",
-    )
-    @click.option(
-        "--stage",
-        "stages",
-        multiple=True,
-        help=f"Run only these stages ({stage_names}; repeatable); default: the config's.",
-    )
-    @click.option("--seed", type=int, help="Overrides the config's seed.")
-    @click.option(
-        "--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long; run again to resume."
-    )
-    @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root for real-dataset tasks.")
-    @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
-    def command(config_file, output, stages, seed, max_minutes, data_root, quiet):
-        recipe = importlib.import_module(module)
-        config = getattr(recipe, config_class).load(config_file)
-        run = getattr(recipe, train_function)
-        _train_reference(
-            lambda on_step: run(config, output, data_root=data_root, stages=list(stages) or None, on_step=on_step),
-            config,
-            seed,
-            max_minutes,
-            output,
-            quiet,
-        )
-
-    return RECIPES.register(name, command)
-
-
-RECIPES.register("nima", train_nima_cmd)
-_recipe_command(
-    "calm",
-    "aesbench.models.calm_train",
-    "CalmTrainConfig",
-    "train_calm",
-    "the small config on the tiny tasks",
-    "lm, align, pretrain, comment, score",
-    "CALM: SSL pre-training, then instruct tuning (see aesbench/models/calm_train.py).",
-)
-_recipe_command(
-    "artquant",
-    "aesbench.models.artquant_train",
-    "ArtQuantTrainConfig",
-    "train_artquant",
-    "the small config on tiny-art-score",
-    "lm, align, instruct",
-    "ArtQuant: joint three-level descriptions and level-readout scores (see aesbench/models/artquant_train.py).",
-)
-
-
-def _train_reference(run, config, seed, max_minutes, output, quiet):
-    """Progress bars per stage and a summary line per stage, for the reference models' recipes."""
-    if seed is not None:
-        config.seed = seed
-    if max_minutes is not None:
-        config.max_minutes = max_minutes
-    quiet = quiet or distributed.rank() != 0  # under accelerate launch rank 0 reports
-    progress, _ = _progress(quiet)
-    bars = {}
-
-    def on_step(stage, done, total, loss):
-        if stage not in bars:
-            bars[stage] = progress.add_task(stage, total=total)
-        progress.update(bars[stage], completed=done, description=f"{stage} · loss {loss:.4f}")
-
-    with progress:
-        _, record = run(on_step)
-    if not quiet:
-        for s in record["stages"]:
-            line = (
-                f"{s['stage']}: skipped ({s['skipped']})"
-                if "skipped" in s
-                else f"{s['stage']}: {s['steps']}/{s['total_steps']} steps, final loss {s['final_loss']}, {s['seconds']:.0f} s ({s['stopped']})"
-            )
-            console.print(line, highlight=False, soft_wrap=True)
-        console.print(f"checkpoint: {output} (use --model {output})", highlight=False, soft_wrap=True)
 
 
 def main():
@@ -709,7 +500,7 @@ def describe_cmd(images, model_name, model_arg, output, rounds, limit, seed, dat
 
     if distributed.world_size() > 1:  # every process would append the same records to one file
         raise AesbenchError("describe runs in one process: start it without accelerate launch or torchrun")
-    progress, track = _progress(quiet)
+    progress, track = progress_bars(quiet)
     model = load_model(model_name, _model_options(model_arg), seed)
     with progress:
         done = describe(images, model, output, rounds=rounds, seed=seed, limit=limit, data_root=data_root, track=track)

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Required, TypedDict
 
 import numpy as np
 
@@ -27,21 +27,41 @@ if TYPE_CHECKING:
     from .task import Task
 
 
-# The label types readers produce, and what an item's label holds for each. A family scores against one
-# label type (families/), so a task whose format gives another type is refused when it loads.
+# The label types readers produce: what an item's label holds. A family scores against one label type
+# (families/), so a task whose format gives another type is refused when it loads.
+class MosLabel(TypedDict, total=False):
+    mos: Required[float]  # the mean opinion score on the dataset's scale
+    distribution: list[float]  # 10 vote shares, where the dataset gives them
+    attributes: dict[str, float]  # per-attribute scores (artistic datasets)
+
+
+class ReferencesLabel(TypedDict):
+    references: list[str]
+
+
+class DegradationLabel(TypedDict):
+    kind: str  # the degradation to apply
+
+
+class PersonRatingLabel(TypedDict):
+    score: float  # the person's rating
+    worker: str  # the person (items are grouped by person)
+
+
 LABEL_TYPES = {
-    "mos": "mos (+ distribution: 10 vote shares, attributes: {key: score})",
-    "references": "references: reference texts",
-    "degradation": "kind: the degradation to apply",
-    "person-ratings": "score: the person's rating (items grouped by person)",
+    "mos": MosLabel,
+    "references": ReferencesLabel,
+    "degradation": DegradationLabel,
+    "person-ratings": PersonRatingLabel,
 }
+Label = MosLabel | ReferencesLabel | DegradationLabel | PersonRatingLabel
 
 
 @dataclass
 class Item:
     id: str
     image: Path
-    label: dict  # what its dataset format's label type holds (LABEL_TYPES)
+    label: Label  # what its dataset format's label type holds (LABEL_TYPES)
 
 
 @dataclass

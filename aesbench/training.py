@@ -24,14 +24,9 @@ from typing import Callable
 from . import distributed
 from .degradations import item_rng
 from .errors import AesbenchError
-from .registry import Registry
 from .weights import optional_import
 
 LOG_FILE, PLOT_FILE, STATE_DIR = "train_log.jsonl", "loss.png", "state"
-
-# `aesbench train NAME`: each recipe is the click command that runs it (the built-in ones are registered by
-# cli.py; an installed package adds its own under the entry-point group aesbench.recipes).
-RECIPES = Registry("training recipe", group="aesbench.recipes", hint="`aesbench train --help` lists them")
 
 
 @dataclass

@@ -8,17 +8,39 @@ import json
 import os
 import sys
 import textwrap
+import typing
 
 import pytest
 
 from aesbench import Model, evaluate, load_model, load_task
+from aesbench.datasets import FORMATS, LABEL_TYPES, read_dataset
 from aesbench.errors import AesbenchError
+from aesbench.families import FAMILIES
 from aesbench.leaderboard import render_markdown
 from aesbench.runs import PREDICTIONS, RESULTS
 
 from conftest import REPO, run_cli, write_csv_task
 
 FAST_BOOTSTRAP = "protocol: {bootstrap: {resamples: 40}}\n"
+
+
+@pytest.mark.parametrize(
+    "name", ["tiny-ava-score", "tiny-ava-comment", "tiny-pccd-suggest", "tiny-flickr-aes-piaa", "tiny-art-score"]
+)
+def test_readers_give_the_label_type_they_declare(name):
+    """Each item's label holds its format's declared label type (datasets.LABEL_TYPES): the required keys,
+    no others, values of the declared kinds; and the task's family scores that type."""
+    task = load_task(name)
+    fmt = FORMATS.get(task.dataset["format"])
+    assert fmt.label == FAMILIES.get(task.family).label
+    declared = LABEL_TYPES[fmt.label]
+    hints = typing.get_type_hints(declared)
+    data = read_dataset(task)
+    assert data.items
+    for item in data.items:
+        assert declared.__required_keys__ <= item.label.keys() <= hints.keys(), (item.id, item.label)
+        for key, value in item.label.items():
+            assert isinstance(value, typing.get_origin(hints[key]) or hints[key]), (item.id, key, value)
 
 
 @pytest.mark.parametrize(
@@ -143,11 +165,13 @@ def test_a_model_from_a_file_and_from_a_module(tmp_path, monkeypatch):
 
 
 def test_plugins_from_an_installed_package(tmp_path):
-    """A package that declares entry points (aesbench.models, aesbench.tasks) adds a model and a task."""
+    """A package that declares entry points (aesbench.models, aesbench.tasks) adds a model and a task; listing
+    the models names the plug-in without importing it."""
     site = tmp_path / "site"
     (site / "myplug" / "tasks").mkdir(parents=True)
     (site / "myplug" / "__init__.py").write_text("")
-    (site / "myplug" / "models.py").write_text(PLUGIN)
+    imported = site / "myplug" / "imported"
+    (site / "myplug" / "models.py").write_text(PLUGIN + f"\nimport pathlib\npathlib.Path({str(imported)!r}).touch()\n")
     (site / "myplug" / "tasks" / "__init__.py").write_text("")
     data = write_csv_task(tmp_path / "data", [3, 5, 7], extra=FAST_BOOTSTRAP)
     task = (
@@ -164,14 +188,15 @@ def test_plugins_from_an_installed_package(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     listed = run_cli("models", env=env)
-    assert listed.returncode == 0 and "fives" in listed.stdout and "Scores every image 5." in listed.stdout
+    assert listed.returncode == 0 and "fives" in listed.stdout and "myplug.models:Fives" in listed.stdout
+    assert not imported.exists()
     tasks = run_cli("tasks", env=env)
     assert tasks.returncode == 0 and "plug-score" in tasks.stdout, tasks.stderr
     r = run_cli(
         "eval", "--task", "plug-score", "--model", "fives", "--output", str(tmp_path / "run"), "--quiet", env=env
     )
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "run" / RESULTS).read_text())["model"] == "fives"
+    assert json.loads((tmp_path / "run" / RESULTS).read_text())["model"] == "fives" and imported.exists()
 
 
 def test_include_path_adds_a_folder_of_tasks(tmp_path):
