@@ -25,12 +25,14 @@ def evaluate(
     data_root: str | Path | None = None,
     include: tuple | list = (),
     track: Callable = identity_track,
+    plots: bool = True,
 ) -> dict:
     """Evaluate `model` (a Model, or a name, checkpoint folder or plug-in spec as --model takes) or a
     `predictions` file on `task` (a Task, or a name or YAML path); return the results record.
 
-    With `output` the run is written and resumable exactly as `aesbench eval --output` does it; without,
-    it runs in memory and writes nothing.
+    With `output` the run is written and resumable exactly as `aesbench eval --output` does it, its
+    plots drawn into OUTPUT/plots/ unless `plots=False` (as `--no-plots`); without, it runs in memory
+    and writes nothing.
     """
     if (model is None) == (predictions is None):
         raise AesbenchError("give exactly one of model and predictions")
@@ -48,4 +50,5 @@ def evaluate(
         limit=limit,
         data_root=None if data_root is None else Path(data_root),
         track=track,
+        plots=plots,
     )

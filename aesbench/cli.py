@@ -98,18 +98,14 @@ PLOTS_OPTION = click.option(
 )
 
 
-def _plots(run: Path, data_root: Path | None, quiet: bool) -> None:
-    from .plots import draw  # matplotlib is imported only when plots are drawn
-
-    written = draw(run, data_root)
-    if not quiet:
-        console.print(
-            f"plots: {', '.join(str(p) for p in written)}"
-            if written
-            else f"plots: none for {run} (nothing usable to draw)",
-            highlight=False,
-            soft_wrap=True,
-        )
+def _report_plots(run: Path, written: list[Path]) -> None:
+    console.print(
+        f"plots: {', '.join(str(p) for p in written)}"
+        if written
+        else f"plots: none for {run} (nothing usable to draw)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _use_feature_cache(model, folder: Path, quiet: bool) -> None:
@@ -260,11 +256,14 @@ def eval_cmd(
             limit=limit,
             data_root=data_root,
             track=track,
+            plots=plots,
         )
     if results is None:  # not rank 0
         return
-    if plots:
-        _plots(output, data_root, quiet)
+    if plots and not quiet:
+        from .plots import PLOTS
+
+        _report_plots(output, sorted((output / PLOTS).glob("*.png")))  # evaluate drew them
     if not quiet:
         _summary(results, output)
 
@@ -301,11 +300,9 @@ def suite(output, task_names, model_names, seed, batch_size, feature_cache, incl
                 if feature_cache:
                     _use_feature_cache(model, feature_cache, quiet)
                 run = output / check_safe_name(task.name, "task name") / check_safe_name(model.name, "model name")
-                results = evaluate(task, run, model=model, seed=seed, batch_size=batch_size, track=track)
+                results = evaluate(task, run, model=model, seed=seed, batch_size=batch_size, track=track, plots=plots)
                 if results is None:  # not rank 0
                     continue
-                if plots:
-                    _plots(run, None, True)
                 head = task.metrics[0]
                 value = results["metrics"].get(head)
                 table.add_row(
@@ -364,10 +361,12 @@ def leaderboard(paths, fmt, reported, output):
 )
 def plot(runs, data_root):
     """Draw (or redraw) the plots of runs into RUN/plots/, from each run's results.json and predictions.jsonl."""
+    from .plots import draw  # matplotlib is imported only when plots are drawn
     from .rundata import run_folders
 
     for run in run_folders(list(runs)):
-        _plots(run.parent if run.name == "results.json" else run, data_root, quiet=False)
+        folder = run.parent if run.name == "results.json" else run
+        _report_plots(folder, draw(folder, data_root))
 
 
 @cli.command()

@@ -28,13 +28,13 @@ from .captions import CaptionScorer
 from .degradations import SUGGEST_KINDS
 from .errors import AesbenchError
 from .families.base import check_score, check_text
-from .families.piaa import PIAA_COLUMNS, _mean_defined
-from .leaderboard import _differences, protocol_hash
+from .families.piaa import PIAA_COLUMNS, mean_defined
+from .leaderboard import differences, protocol_hash
 from .metrics import (
     ATTRIBUTE_METRICS,
     SCORE_FUNCTIONS,
-    _index_blocks,
-    _percentile_interval,
+    index_blocks,
+    percentile_interval,
     acc,
     bootstrap_values,
     emd,
@@ -64,7 +64,7 @@ def check_comparable(runs: list[Run]) -> None:
                 f" {other.results['task']!r}): compare runs of one task"
             )
         if protocol_hash(other.results["protocol"]) != protocol_hash(first.results["protocol"]):
-            differ = _differences([first.results["protocol"], other.results["protocol"]])
+            differ = differences([first.results["protocol"], other.results["protocol"]])
             raise AesbenchError(
                 f"{first.folder} and {other.folder} ran {first.results['task']!r} under different protocols"
                 f" (they differ in {', '.join(differ) or 'the protocol hash'}): their numbers are not comparable"
@@ -109,7 +109,7 @@ class _Pair:
             a, b = self.a.results["metrics"].get(name), self.b.results["metrics"].get(name)
         defined = a is not None and b is not None and bool(np.isfinite(a) and np.isfinite(b))
         deltas = row["deltas"] if defined else None
-        ci = None if deltas is None else _percentile_interval(deltas, self.resamples, self.level)
+        ci = None if deltas is None else percentile_interval(deltas, self.resamples, self.level)
         return {
             "a": float(a) if defined else None,
             "b": float(b) if defined else None,
@@ -208,7 +208,7 @@ class _Pair:
             scored = [
                 scorer.score(references, {i: run.lines[i]["comment"] for i in common}) for run in (self.a, self.b)
             ]
-            draws = np.concatenate(list(_index_blocks(len(common), self.resamples, self.seed)))
+            draws = np.concatenate(list(index_blocks(len(common), self.resamples, self.seed)))
             samples = [scorer.bootstrap_samples(s, draws) for s in scored]
         finally:
             scorer.close()
@@ -283,12 +283,12 @@ class _Pair:
                     for p in people
                 )
                 deltas = resample_values(
-                    lambda x, y: _mean_defined(x) - _mean_defined(y), [xa, xb], self.resamples, self.seed
+                    lambda x, y: mean_defined(x) - mean_defined(y), [xa, xb], self.resamples, self.seed
                 )
                 same = self._same(len(common), lambda r: len(per_person(r.results).get(f"k{k}", {})))
                 rows[name + suffix] = {
-                    "a": _mean_defined(xa),
-                    "b": _mean_defined(xb),
+                    "a": mean_defined(xa),
+                    "b": mean_defined(xb),
                     "n": len(common),
                     "same_units": same,
                     "deltas": deltas,

@@ -50,7 +50,7 @@ def protocol_hash(protocol: dict | None) -> str:
     return hashlib.sha256(json.dumps(_identity(protocol), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def _differences(protocols: list[dict]) -> list[str]:
+def differences(protocols: list[dict]) -> list[str]:
     """The keys (dotted, one level into dataset and protocol) whose values differ between the protocols."""
     keys = []
     cores = [_identity(p) for p in protocols]
@@ -66,7 +66,7 @@ def _differences(protocols: list[dict]) -> list[str]:
     return keys
 
 
-def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
+def rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
     """table title -> {"task", "metrics": ordered names, "attributes": keys scored per attribute, "rows": [...]},
     measured rows first (best first); one table per task identity (name + protocol hash)."""
     variants: dict[str, dict[str, dict]] = {}  # task name -> protocol hash -> a protocol as run
@@ -74,7 +74,7 @@ def _rows(records: list[dict], include_reported: bool) -> dict[str, dict]:
         variants.setdefault(rec["task"], {}).setdefault(protocol_hash(rec.get("protocol")), rec.get("protocol") or {})
     titles = {}
     for task, by_hash in variants.items():
-        differ = _differences(list(by_hash.values())) if len(by_hash) > 1 else []
+        differ = differences(list(by_hash.values())) if len(by_hash) > 1 else []
         for h, protocol in by_hash.items():
             version = protocol.get("version", "?")
             titles[task, h] = (
@@ -159,7 +159,7 @@ def render_markdown(records: list[dict], include_reported: bool = True) -> str:
         "Reported rows: numbers printed in papers, under their own protocols; not measured here.",
         "",
     ]
-    for title, table in _rows(records, include_reported).items():
+    for title, table in rows(records, include_reported).items():
         metrics = table["metrics"]
         out += [
             f"## {md(title)}",
@@ -197,7 +197,7 @@ def render_csv(records: list[dict], include_reported: bool = True) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["task", "model", "type", "n", "metric", "value", "ci_low", "ci_high", "source"])
-    for title, table in _rows(records, include_reported).items():
+    for title, table in rows(records, include_reported).items():
         task = title if title == table["task"] else title.split(" (differs")[0]  # name · version, protocol hash
         per_attribute = [f"{m}@{key}" for key in table["attributes"] for m in ATTRIBUTE_METRICS]
         for row in table["rows"]:

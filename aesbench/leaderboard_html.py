@@ -1,6 +1,6 @@
 """The leaderboard as one self-contained HTML page: CSS and JavaScript inline, nothing fetched.
 
-The tables are leaderboard._rows' (one per task identity). Measured rows sit in one table body, best
+The tables are those of leaderboard.rows (one per task identity). Measured rows sit in one table body, best
 first by the task's first metric; the numbers papers report sit in a second body under their own
 heading, never sorted among the measured rows. Clicking a column header sorts the measured rows,
 best first in the metric's own direction (lower first for MSE and EMD); a second click reverses.
@@ -15,7 +15,7 @@ import html
 import os
 from pathlib import Path
 
-from .leaderboard import _rows
+from .leaderboard import rows
 from .metrics import ATTRIBUTE_METRICS, lower_is_better
 from .plots import PLOTS
 
@@ -147,7 +147,7 @@ def _table(table_id: str, columns: list[str], measured: list[dict], reported: li
 
 def render_html(records: list[dict], include_reported: bool = True, base: Path = Path(".")) -> str:
     """The page; plot links are relative to `base`, the folder the page is written to."""
-    tables = _rows(records, include_reported)
+    tables = rows(records, include_reported)
     body = ["<h1>aesbench leaderboard</h1>", f'<p class="lead">{_e(INTRO)}</p>', "<nav>"]
     body += [f'<a href="#task-{n}">{_e(title)}</a>' for n, title in enumerate(tables)]
     body.append("</nav>")

@@ -131,7 +131,7 @@ ATTRIBUTE_METRICS = ("srcc", "plcc")
 RESAMPLE_BLOCK = 2_000_000  # index draws held at once (rows x items): about 16 MB per array, whatever n is
 
 
-def _index_blocks(n: int, resamples: int, seed: int):
+def index_blocks(n: int, resamples: int, seed: int):
     """The seeded resample indices, a block of rows at a time: the same stream as one
     `rng.integers(0, n, size=(resamples, n))` call (numpy draws them in order), without holding it all."""
     rng = np.random.default_rng(seed)
@@ -140,7 +140,9 @@ def _index_blocks(n: int, resamples: int, seed: int):
         yield rng.integers(0, n, size=(min(rows, resamples - start), n))
 
 
-def _percentile_interval(values: np.ndarray, resamples: int, level: float) -> list[float] | None:
+def percentile_interval(values: np.ndarray, resamples: int, level: float) -> list[float] | None:
+    """The central `level` percentile interval of the finite resampled values (the metrics' CIs and compare's
+    differences); None when fewer than half the resamples are finite."""
     values = values[np.isfinite(values)]
     if len(values) < resamples / 2:
         return None
@@ -154,7 +156,7 @@ def bootstrap_ci(fn, arrays: list[np.ndarray], resamples: int, seed: int, level:
     The plain way, one call of fn per resample; `bootstrap_cis` computes the score metrics' intervals
     from the same resamples much faster, and tests hold it to this function's numbers."""
     values = resample_values(fn, arrays, resamples, seed)
-    return None if values is None else _percentile_interval(values, resamples, level)
+    return None if values is None else percentile_interval(values, resamples, level)
 
 
 def resample_values(fn, arrays: list[np.ndarray], resamples: int, seed: int) -> np.ndarray | None:
@@ -163,7 +165,7 @@ def resample_values(fn, arrays: list[np.ndarray], resamples: int, seed: int) -> 
     if n < 2 or resamples <= 0:
         return None
     return np.array(
-        [fn(*(a[idx] for a in arrays)) for block in _index_blocks(n, resamples, seed) for idx in block],
+        [fn(*(a[idx] for a in arrays)) for block in index_blocks(n, resamples, seed) for idx in block],
         dtype=np.float64,
     )
 
@@ -443,7 +445,7 @@ def bootstrap_cis(
     """Percentile intervals of several metrics of (pred, mos), all over the same seeded resamples as
     `bootstrap_ci` draws (the values of `bootstrap_values`)."""
     values = bootstrap_values(functions, pred, mos, resamples, seed, extra, workers)
-    return {name: None if v is None else _percentile_interval(v, resamples, level) for name, v in values.items()}
+    return {name: None if v is None else percentile_interval(v, resamples, level) for name, v in values.items()}
 
 
 def bootstrap_values(
@@ -481,7 +483,7 @@ def bootstrap_values(
             limits = threadpool_limits(1, "blas")
     with limits:
         try:
-            for idx in _index_blocks(n, resamples, seed):
+            for idx in index_blocks(n, resamples, seed):
                 for name, fn in functions.items():  # the refits first: workers fit while this process goes on
                     if fast[name] is None:
                         values[name].extend(refits.submit(fn, idx))

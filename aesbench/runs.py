@@ -156,13 +156,22 @@ def evaluate(
     limit: int | None = None,
     data_root: Path | None = None,
     track: Callable = identity_track,
+    plots: bool = False,
 ) -> dict | None:
     """Run (or resume) a model on a task, or score a predictions file; write results.json; return it.
     Under a launcher every process predicts its share and rank 0 alone scores: the others get None.
-    The run folder is locked (run_lock) from the run check to results.json. With no `output` the run
-    is held in memory (one process) and nothing is written."""
+    The run folder is locked (run_lock) from the run check to results.json and, with `plots` (on in the
+    CLI and the API), the run's plots drawn from it into OUTPUT/plots/. With no `output` the run is held
+    in memory (one process) and nothing is written or drawn."""
     with contextlib.ExitStack() as held:
-        return _evaluate(task, output, model, model_name, predictions, seed, batch_size, limit, data_root, track, held)
+        results = _evaluate(
+            task, output, model, model_name, predictions, seed, batch_size, limit, data_root, track, held
+        )
+        if plots and output is not None and results is not None:
+            from .plots import draw  # plots.py reads the run back through rundata.py, which imports this module
+
+            draw(Path(output), data_root)
+        return results
 
 
 def _refuse_overwriting_inputs(output: Path, inputs: list[Path]) -> None:

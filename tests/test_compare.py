@@ -4,6 +4,7 @@ Score runs are made from predictions files on a copy of tiny-ava-score with 200 
 suggest, PIAA and comment runs are the committed results/ (read, never written)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -143,7 +144,7 @@ def test_suggest_runs_compare_on_the_recorded_verdicts():
     assert all(row["delta"] == 0 and row["p_value"] == 1 for row in same.values())
 
 
-def test_piaa_runs_resample_people():
+def test_piaa_runs_resample_people(tmp_path):
     nima, handcrafted = (
         REPO / "results" / "tiny-flickr-aes-piaa" / "nima",
         REPO / "results" / "tiny-flickr-aes-piaa" / "handcrafted",
@@ -151,9 +152,18 @@ def test_piaa_runs_resample_people():
     rows, about = compare_two(nima, handcrafted)
     own = [json.loads((r / "results.json").read_text())["metrics"] for r in (nima, handcrafted)]
     assert about["family"] == "piaa" and rows["piaa_srcc"]["n"] == 5  # people, not images
-    for name in ("piaa_srcc", "piaa_srcc_generic", "piaa_srcc_k50"):
+    for name in own[0]:  # per-person ΔSRCC included
         assert rows[name]["delta"] == own[0][name] - own[1][name] and rows[name]["ci95"] is not None
-    # the committed handcrafted run is from before per-person ΔSRCC was recorded: said, not guessed
+    # a results.json from before per-person ΔSRCC was recorded (`srcc`, `srcc_generic` per person): said, not guessed
+    old = tmp_path / "old"
+    shutil.copytree(handcrafted, old)
+    record = json.loads((old / "results.json").read_text())
+    for people in record["details"]["per_worker"].values():
+        for person, row in people.items():
+            people[person] = {"srcc": row["piaa_srcc"], "srcc_generic": row["piaa_srcc_generic"]}
+    (old / "results.json").write_text(json.dumps(record))
+    rows, _ = compare_two(nima, old)
+    assert rows["piaa_srcc"]["delta"] == own[0]["piaa_srcc"] - own[1]["piaa_srcc"]
     assert rows["piaa_delta_srcc"]["delta"] is None and "predates" in rows["piaa_delta_srcc"]["undefined"]
     same, _ = compare_two(nima, nima)
     assert all(row["delta"] == 0 and row["p_value"] == 1 for row in same.values())

@@ -84,7 +84,7 @@ def _kinds(n: int, seed: int = 0):
 
 def test_index_blocks_are_the_one_call_stream(monkeypatch):
     monkeypatch.setattr(metrics, "RESAMPLE_BLOCK", 7 * 60)  # 7 rows a block
-    blocks = list(metrics._index_blocks(60, 50, 3))
+    blocks = list(metrics.index_blocks(60, 50, 3))
     assert max(b.size for b in blocks) <= 7 * 60 and len(blocks) == 8
     assert (np.concatenate(blocks) == np.random.default_rng(3).integers(0, 60, size=(50, 60))).all()
 
@@ -151,7 +151,7 @@ def test_scipys_logistic_fit_through_two_distinct_predictions_is_not_reproducibl
     pred = np.full(60, 5.0)
     pred[0] = 6.0
     mos = np.clip(np.random.default_rng(0).normal(5.4, 0.7, 60), 1, 10)
-    idx = next(metrics._index_blocks(60, 80, 5))
+    idx = next(metrics.index_blocks(60, 80, 5))
     runs = [[repr(metrics.plcc_logistic(pred[i], mos[i])) for i in idx] for _ in range(3)]
     differ = sum(len({r[k] for r in runs}) > 1 for k in range(len(idx)))
     if differ == 0:

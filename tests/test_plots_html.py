@@ -12,6 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from aesbench import evaluate
 from aesbench.datasets import read_dataset
 from aesbench.leaderboard_html import render_html
 from aesbench.runs import load_results
@@ -79,6 +80,19 @@ def test_eval_writes_plots_unless_told_not_to(tmp_path):
     assert "plots: " in on.stderr
     assert not (tmp_path / "off" / "plots").exists()
     assert json.loads((tmp_path / "on" / "results.json").read_text())["model"] == "preds"  # the file's stem by default
+
+
+def test_api_evaluate_draws_plots_into_its_output_unless_told_not_to(tmp_path):
+    task = str(task_copy(tmp_path, "tiny-ava-score", resamples=20))
+    preds = tmp_path / "preds.jsonl"
+    items = read_dataset(load_task(task)).items
+    preds.write_text(
+        "".join(json.dumps({"id": it.id, "score": it.label["mos"] + n % 3}) + "\n" for n, it in enumerate(items))
+    )
+    evaluate(task, predictions=preds, output=tmp_path / "on")
+    evaluate(task, predictions=preds, output=tmp_path / "off", plots=False)
+    assert [p.name for p in (tmp_path / "on" / "plots").iterdir()] == ["scatter.png"]
+    assert not (tmp_path / "off" / "plots").exists() and (tmp_path / "off" / "results.json").is_file()
 
 
 def test_plot_refuses_other_labels_in_one_line(tmp_path):

@@ -45,7 +45,7 @@ def _person_score(out) -> float:
     return float(out["score"]) if isinstance(out, dict) and check_score(out) is None else float("nan")
 
 
-def _mean_defined(values: np.ndarray) -> float:
+def mean_defined(values: np.ndarray) -> float:
     """Mean over the people for whom the value is defined (NaN when nobody's is)."""
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else float("nan")
@@ -197,9 +197,9 @@ class PiaaFamily(Family):
             columns = np.array(list(table.values()), dtype=np.float64).reshape(-1, 3)
             for name in task.metrics:
                 column = columns[:, PIAA_COLUMNS.index(name)]
-                metrics[name + suffix] = _mean_defined(column)
+                metrics[name + suffix] = mean_defined(column)
                 ci95[name + suffix] = bootstrap_ci(
-                    _mean_defined, [column], boot["resamples"], boot["seed"], boot["level"]
+                    mean_defined, [column], boot["resamples"], boot["seed"], boot["level"]
                 )
             details[f"k{k}"] = {w: dict(zip(PIAA_COLUMNS, v)) for w, v in table.items()}
         n_workers = len(per_worker[shots[0]]) if shots else 0
