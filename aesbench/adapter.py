@@ -127,7 +127,7 @@ def model_listing() -> dict[str, tuple[frozenset, str]]:
     listing = {}
     for name in MODELS.names():
         info = MODELS.info(name)
-        if info is None:
+        if info is None or MODELS.is_loaded(name):
             try:
                 cls = model_class(name)
             except AesbenchError as e:  # a plug-in loaded earlier that is not a Model

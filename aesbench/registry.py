@@ -43,7 +43,7 @@ def import_target(target: str, what: str) -> Any:
 
 class Registry:
     """Named entries of one kind. `register(name)` decorates (or takes) the object; `lazy(name, target,
-    **info)` names it by "module:attribute" and keeps `info` (what a listing shows) until it is loaded.
+    **info)` names it by "module:attribute" and keeps `info` (what a listing shows), loaded or not.
     `discover` is called once before the first lookup (to import the modules that register entries)."""
 
     def __init__(self, kind: str, group: str | None = None, hint: str = "", discover: Callable[[], None] | None = None):
@@ -55,14 +55,12 @@ class Registry:
     def register(self, name: str, obj: Any = None):
         def add(value):
             self._entries[name] = value
-            self._lazy.pop(name, None)
             return value
 
         return add if obj is None else add(obj)
 
     def lazy(self, name: str, target: str, **info) -> None:
-        if name not in self._entries:
-            self._lazy[name] = (target, info)
+        self._lazy[name] = (target, info)  # kept once loaded: what the listing says of it
 
     def _ensure(self) -> None:
         if self._discovered:
@@ -83,7 +81,7 @@ class Registry:
         return isinstance(name, str) and name in self.names()
 
     def info(self, name: str) -> dict | None:
-        """What a lazy entry declared (None once it is loaded or when it was registered directly)."""
+        """What a lazy entry declared (None for an entry registered directly), loaded or not."""
         self._ensure()
         return self._lazy[name][1] if name in self._lazy else None
 
@@ -107,7 +105,6 @@ class Registry:
         value = import_target(target, f"{self.kind} {name!r}")
         if name not in self._entries:  # the module did not register it under this name itself
             self._entries[name] = value
-        self._lazy.pop(name, None)
         return self._entries[name]
 
     def items(self) -> dict[str, Any]:
