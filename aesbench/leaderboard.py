@@ -17,7 +17,7 @@ from importlib import resources
 
 import yaml
 
-from .families import DEFAULT_BOOTSTRAP, FAMILIES, get_family
+from .families import FAMILIES, get_family
 from .images import Preprocessing
 from .metrics import ATTRIBUTE_METRICS, lower_is_better
 from .task import builtin_tasks, load_task
@@ -39,9 +39,10 @@ def _identity(protocol: dict | None) -> dict:
         core["preprocessing"] = {**Preprocessing().to_dict(), **core["preprocessing"]}
     if isinstance(core["protocol"], dict) and core["family"] in FAMILIES:
         given = core["protocol"]
-        core["protocol"] = {**get_family(core["family"]).Protocol().to_dict(), **given}
+        kind = get_family(core["family"]).Protocol
+        core["protocol"] = {**kind().to_dict(), **given}
         if isinstance(given.get("bootstrap"), dict):
-            core["protocol"]["bootstrap"] = {**DEFAULT_BOOTSTRAP, **given["bootstrap"]}
+            core["protocol"]["bootstrap"] = kind.full_bootstrap(given["bootstrap"])
     return core
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from .datasets import Item, read_dataset
 from .errors import AesbenchError
 from .families import FAMILIES, get_family
-from .families.base import DEFAULT_BOOTSTRAP, Protocol
+from .families.base import Protocol
 from .families.piaa import PIAA_COLUMNS
 from .images import Preprocessing
 from .provenance import sha256_file
@@ -103,7 +103,7 @@ def _protocol(family: str, recorded: dict) -> Protocol:
     kind = get_family(family).Protocol
     values = {k: v for k, v in recorded.items() if k in kind.keys()}
     if isinstance(values.get("bootstrap"), dict):
-        values["bootstrap"] = {**DEFAULT_BOOTSTRAP, **values["bootstrap"]}
+        values["bootstrap"] = kind.full_bootstrap(values["bootstrap"])
     return kind(**values)
 
 

@@ -5,7 +5,9 @@
 
 Prints, each against the plain way of doing the same work on the same input:
   - scoring AVA-shaped predictions (ava-score's metrics with 1000-resample CIs) at each --scoring-n,
-    against scipy's bare SRCC + PLCC on the same data, with CPU time and peak RSS growth;
+    against scipy's bare SRCC + PLCC on the same data, with CPU time and peak RSS growth, under each
+    bootstrap.logistic_start (resample, the default; full_sample) side by side, with how far
+    plcc_logistic's interval moves between them;
     (plcc_logistic's refits run in worker processes: their CPU time counts, and the largest one's peak RSS is shown);
   - start-up of --help, tasks, models and an eval of `constant` against `python -c pass`, and whether
     each imported torch or transformers;
@@ -58,6 +60,7 @@ from aesbench.datasets import Dataset, Item, read_dataset
 from aesbench.families.score import ScoreFamily
 from aesbench.pipeline import chunks, identity_track
 from aesbench.images import Preprocessing, cpu_cores, load_image
+from aesbench.metrics import LOGISTIC_STARTS
 from aesbench.models.calm import Calm
 from aesbench.models.vlm import VLMConfig, build_network
 from aesbench.runs import evaluate
@@ -339,12 +342,15 @@ def ava_like(n: int, seed: int = 0):
 
 
 def time_scoring(n: int, way: str) -> dict:
-    """ava-score's metrics with their 1000-resample CIs on n AVA-shaped predictions (ScoreFamily.score),
-    or scipy's bare SRCC and PLCC on the same data: wall time, CPU time and peak RSS growth."""
+    """ava-score's metrics with their 1000-resample CIs on n AVA-shaped predictions (ScoreFamily.score;
+    way "resample" or "full_sample": the protocol's bootstrap.logistic_start), or scipy's bare SRCC and
+    PLCC on the same data (way "scipy"): wall time, CPU time and peak RSS growth."""
     from scipy import stats
 
     pred, mos, dist, true = ava_like(n)
     task = load_task("ava-score")
+    if way != "scipy":
+        task.protocol.bootstrap["logistic_start"] = way
     data = Dataset(
         items=[
             Item(str(i), Path(f"{i}.jpg"), {"mos": float(mos[i]), "distribution": true[i].tolist()}) for i in range(n)
@@ -372,13 +378,20 @@ def bench_scoring(args) -> None:
     )
     for n in args.scoring_n:
         bare = in_fresh_process(time_scoring, n, "scipy")
-        ours = in_fresh_process(time_scoring, n, "aesbench")
-        print(
-            f"  n={n:7d}  metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s with the refit workers,"
-            f" +{ours['rss']:5.0f} MB here, largest worker {ours['worker_rss']:4.0f} MB)"
-            f"   scipy SRCC+PLCC once {bare['time'] * 1000:7.1f} ms   ratio {ours['time'] / bare['time']:7.0f}x"
-            f"   srcc {ours['metrics']['srcc']:.4f} CI {ours['ci']['srcc'][0]:.4f}..{ours['ci']['srcc'][1]:.4f}"
-        )
+        print(f"  n={n:7d}  scipy SRCC+PLCC once {bare['time'] * 1000:7.1f} ms")
+        cis = {}
+        for start in LOGISTIC_STARTS:  # bootstrap.logistic_start: where each resample's logistic refit starts
+            ours = in_fresh_process(time_scoring, n, start)
+            cis[start] = ours["ci"]
+            print(
+                f"    logistic_start {start:11s} metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s with"
+                f" the refit workers, +{ours['rss']:5.0f} MB here, largest worker {ours['worker_rss']:4.0f} MB)"
+                f"   ratio {ours['time'] / bare['time']:7.0f}x   plcc_logistic {ours['metrics']['plcc_logistic']:.4f}"
+                f" CI {ours['ci']['plcc_logistic'][0]:.6f}..{ours['ci']['plcc_logistic'][1]:.6f}"
+            )
+        moved = max(abs(a - b) for a, b in zip(*(cis[start]["plcc_logistic"] for start in LOGISTIC_STARTS)))
+        same = all(cis[LOGISTIC_STARTS[0]][k] == v for k, v in cis[LOGISTIC_STARTS[1]].items() if k != "plcc_logistic")
+        print(f"    plcc_logistic's interval moved {moved:.2g}; every other interval identical: {same}")
 
 
 def time_startup(argv: list[str], repeats: int) -> float:

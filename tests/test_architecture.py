@@ -16,7 +16,7 @@ from aesbench import Model, evaluate, load_model, load_task
 from aesbench.datasets import FORMATS, LABEL_TYPES, read_dataset
 from aesbench.errors import AesbenchError
 from aesbench.families import FAMILIES
-from aesbench.leaderboard import render_markdown
+from aesbench.leaderboard import differences, protocol_hash, render_markdown
 from aesbench.runs import PREDICTIONS, RESULTS
 
 from conftest import REPO, run_cli, write_csv_task
@@ -66,7 +66,7 @@ def test_results_record_the_resolved_protocol_of_a_minimal_task(tmp_path):
     task = write_csv_task(tmp_path / "data", [3, 5, 7, 4])
     results = evaluate(str(task), "constant")
     assert results["protocol"]["protocol"] == {
-        "bootstrap": {"resamples": 1000, "seed": 0, "level": 0.95},
+        "bootstrap": {"resamples": 1000, "seed": 0, "level": 0.95, "logistic_start": "resample"},
         "score_range": [1, 10],
         "acc_threshold": 5.0,
         "attributes": [],
@@ -112,6 +112,31 @@ def test_rescoring_a_runs_own_file_reproduces_it(tmp_path, name):
     assert {k: v for k, v in again["provenance"]["model"].items() if not k.startswith("predictions_")} == run[
         "provenance"
     ]["model"]
+
+
+def test_logistic_start_is_recorded_and_moves_only_plcc_logistics_interval(tmp_path):
+    """bootstrap.logistic_start (where each resample's logistic refit starts) is a protocol choice: it is
+    in the resolved protocol and the results' bootstrap, it leaves every point estimate and every other
+    interval as they are, and it makes another task identity than the default (which records written
+    before the setting existed share)."""
+    boot = "protocol: {bootstrap: {resamples: 40%s}}\n"
+    task = write_csv_task(tmp_path / "data", [3, 5, 7, 4, 6, 2, 8, 5], extra=boot % "")
+    plain = evaluate(str(task), "random", output=tmp_path / "run")
+    warm_task = tmp_path / "data" / "warm.yaml"
+    warm_task.write_text(task.read_text().replace(boot % "", boot % ", logistic_start: full_sample"))
+    warm = evaluate(str(warm_task), predictions=tmp_path / "run" / PREDICTIONS)
+    assert plain["bootstrap"]["logistic_start"] == plain["protocol"]["protocol"]["bootstrap"]["logistic_start"]
+    assert plain["bootstrap"]["logistic_start"] == "resample"
+    assert warm["bootstrap"]["logistic_start"] == warm["protocol"]["protocol"]["bootstrap"]["logistic_start"]
+    assert warm["bootstrap"]["logistic_start"] == "full_sample"
+    assert warm["metrics"] == plain["metrics"] and "plcc_logistic" in warm["metrics"]
+    assert {k: v for k, v in warm["ci95"].items() if k != "plcc_logistic"} == {
+        k: v for k, v in plain["ci95"].items() if k != "plcc_logistic"
+    }
+    older = json.loads(json.dumps(plain["protocol"]))
+    del older["protocol"]["bootstrap"]["logistic_start"]
+    assert protocol_hash(older) == protocol_hash(plain["protocol"]) != protocol_hash(warm["protocol"])
+    assert differences([plain["protocol"], warm["protocol"]]) == ["protocol.bootstrap"]
 
 
 def test_rescoring_for_another_score_range_leaves_scale_metrics_undefined(tmp_path):

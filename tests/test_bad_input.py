@@ -695,6 +695,10 @@ def write_score_yaml(root: Path, extra: str) -> Path:
     [
         ("protocol: {acc_treshold: 5}", ["unknown protocol key", "acc_treshold", "acc_threshold"]),
         ("metrics: [srcc, plc]", ["'plc'", "not a score metric", "did you mean 'plcc'"]),
+        (
+            "protocol: {bootstrap: {logistic_start: warm}}",
+            ["protocol.bootstrap: logistic_start must be resample or full_sample, not 'warm'"],
+        ),
     ],
 )
 def test_task_yaml_typos_are_one_clear_error(tmp_path, extra, words):

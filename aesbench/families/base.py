@@ -61,6 +61,27 @@ def setting(default, valid, expected: str, factory: bool = False):
     return field(default=default, metadata=meta)
 
 
+def bootstrap_setting(**own):
+    """The `bootstrap` protocol field: resamples, seed and level, and a family's own keys, each given as
+    name=(default, check, what a valid value looks like)."""
+
+    def valid(b) -> bool:
+        if not isinstance(b, dict) or not _valid_bootstrap({k: v for k, v in b.items() if k not in own}):
+            return False
+        for key, (_, check, expected) in own.items():
+            if key in b and not check(b[key]):
+                raise AesbenchError(f"{key} must be {expected}, not {b[key]!r}")
+        return True
+
+    listed = "".join(f", {key}: {expected}" for key, (_, _, expected) in own.items())
+    return setting(
+        {**DEFAULT_BOOTSTRAP, **{key: default for key, (default, _, _) in own.items()}},
+        valid,
+        f"{{resamples: whole number, seed: whole number, level: between 0 and 1{listed}}}",
+        factory=True,
+    )
+
+
 POSITIVE = (lambda v: is_int(v) and v > 0, "a positive whole number")
 WHOLE = (is_int, "a whole number")
 
@@ -70,16 +91,17 @@ class Protocol:
     """A family's protocol choices as run: every field has its default here, so the record of a run
     holds the resolved protocol, never only what a task happened to write."""
 
-    bootstrap: dict = setting(
-        DEFAULT_BOOTSTRAP,
-        _valid_bootstrap,
-        "{resamples: whole number, seed: whole number, level: between 0 and 1}",
-        factory=True,
-    )
+    bootstrap: dict = bootstrap_setting()
 
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def full_bootstrap(cls, given: dict) -> dict:
+        """A `bootstrap` mapping as run: this family's defaults (its field's) for the keys it leaves out."""
+        default = next(f for f in dataclasses.fields(cls) if f.name == "bootstrap").default_factory()
+        return {**default, **given}
 
     @classmethod
     def from_dict(cls, data: dict, where: str, family: str) -> Protocol:
@@ -102,7 +124,7 @@ class Protocol:
                 raise AesbenchError(f"{where}: protocol.{key} must be {expected}, not {value!r}")
         values = dict(data)
         if "bootstrap" in values:
-            values["bootstrap"] = {**DEFAULT_BOOTSTRAP, **values["bootstrap"]}
+            values["bootstrap"] = cls.full_bootstrap(values["bootstrap"])
         return cls(**values)
 
     def to_dict(self) -> dict:

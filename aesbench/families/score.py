@@ -13,9 +13,30 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..adapter import Model, Request
-from ..metrics import ATTRIBUTE_METRICS, METRICS, SCORE_FUNCTIONS, Metric, acc, bootstrap_cis, emd
+from ..metrics import (
+    ATTRIBUTE_METRICS,
+    LOGISTIC_STARTS,
+    METRICS,
+    SCORE_FUNCTIONS,
+    Metric,
+    acc,
+    bootstrap_cis,
+    emd,
+    resample_logistic,
+)
 from ..pipeline import predict_items
-from .base import Family, Protocol, check_count, check_score, finite_number, is_number, setting, summary, usable
+from .base import (
+    Family,
+    Protocol,
+    bootstrap_setting,
+    check_count,
+    check_score,
+    finite_number,
+    is_number,
+    setting,
+    summary,
+    usable,
+)
 
 if TYPE_CHECKING:
     from ..datasets import Dataset
@@ -32,6 +53,10 @@ RANGE = (valid_range, "[low, high]: two finite numbers, low below high")
 
 @dataclass
 class ScoreProtocol(Protocol):
+    # logistic_start: where plcc_logistic's refit on each resample starts (metrics.resample_logistic)
+    bootstrap: dict = bootstrap_setting(
+        logistic_start=(LOGISTIC_STARTS[0], lambda v: v in LOGISTIC_STARTS, " or ".join(LOGISTIC_STARTS))
+    )
     score_range: list = setting([1, 10], *RANGE, factory=True)
     acc_threshold: float = setting(5.0, is_number, "a finite number")
     attributes: list = setting(
@@ -138,6 +163,8 @@ class ScoreFamily(Family):
             else:
                 fn = functions[name]
                 metrics[name], on_pairs[name] = fn(pred, mos), fn
+        if "plcc_logistic" in on_pairs:
+            on_pairs["plcc_logistic"] = resample_logistic(pred, mos, boot["logistic_start"])
         if on_pairs or on_arrays:
             ci95.update(
                 bootstrap_cis(on_pairs, pred, mos, boot["resamples"], boot["seed"], boot["level"], extra=on_arrays)
