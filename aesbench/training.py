@@ -8,7 +8,8 @@ main process writes. A stage is warm-up then cosine decay, gradient accumulation
 where the hardware has it, and seeded: the order of samples in epoch e is a permutation drawn from
 (seed, stage, e), and each sample is built from (seed, stage, e, index), so a resumed run sees
 exactly the batches an uninterrupted one would. State (weights being trained, optimiser, scheduler,
-step) is saved every `save_every` steps into OUTPUT/state and the stage resumes from it.
+step) is saved every `save_every` steps into OUTPUT/state and the stage resumes from it; the log's lines
+of the steps after it, written before the stop, are dropped then, so the log holds each step once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Callable
 from . import distributed
 from .degradations import item_rng
 from .errors import AesbenchError
+from .store import write_text
 from .weights import optional_import
 
 LOG_FILE, PLOT_FILE, STATE_DIR = "train_log.jsonl", "loss.png", "state"
@@ -136,6 +138,8 @@ def run_stage(
     if marker.is_file() and json.loads(marker.read_text())["stage"] == stage:
         accelerator.load_state(str(state_dir))
         step = json.loads(marker.read_text())["step"]
+    if accelerator.is_main_process:
+        _trim_log(output / LOG_FILE, stage, step)
     started, stopped, record = time.monotonic(), "finished", None
     wrapped.train()
     log = open(output / LOG_FILE, "a") if accelerator.is_main_process else None
@@ -231,6 +235,24 @@ def _sum_by_name(parts: list[dict[str, float]]) -> dict[str, float]:
 
 def _seed(seed: int, stage: str, epoch: int) -> int:
     return int(item_rng(seed, f"{stage}/order/{epoch}").integers(2**62))
+
+
+def _trim_log(log_file: Path, stage: str, step: int) -> None:
+    """Keep the log's lines of other stages and of this stage's steps up to `step`, where it resumes (the
+    steps after it were logged before a stop and are about to be replayed); a torn line goes too."""
+    if not log_file.is_file():
+        return
+    lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+            if record["stage"] != stage or record["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, TypeError, KeyError):
+            pass  # a torn write: dropped
+    if len(kept) < len(lines):
+        write_text(log_file, "".join(line + "\n" for line in kept))
 
 
 def _save_state(accelerator, state_dir: Path, stage: str, step: int) -> None:
