@@ -138,9 +138,9 @@ def run_stage(
     if marker.is_file() and json.loads(marker.read_text())["stage"] == stage:
         accelerator.load_state(str(state_dir))
         step = json.loads(marker.read_text())["step"]
-    if accelerator.is_main_process:
-        _trim_log(output / LOG_FILE, stage, step)
-    started, stopped, record = time.monotonic(), "finished", None
+    # A resumed stage with nothing left to do reports its final loss from the log.
+    record = _trim_log(output / LOG_FILE, stage, step) if accelerator.is_main_process else None
+    started, stopped = time.monotonic(), "finished"
     wrapped.train()
     log = open(output / LOG_FILE, "a") if accelerator.is_main_process else None
     try:
@@ -200,7 +200,7 @@ def run_stage(
                 wrapped.eval()
                 on_epoch(stage, step // steps_per_epoch)
                 wrapped.train()
-            if deadline and time.monotonic() > deadline:
+            if deadline and step < total and time.monotonic() > deadline:
                 stopped = "time budget"
                 break
     finally:
@@ -237,22 +237,27 @@ def _seed(seed: int, stage: str, epoch: int) -> int:
     return int(item_rng(seed, f"{stage}/order/{epoch}").integers(2**62))
 
 
-def _trim_log(log_file: Path, stage: str, step: int) -> None:
+def _trim_log(log_file: Path, stage: str, step: int) -> dict | None:
     """Keep the log's lines of other stages and of this stage's steps up to `step`, where it resumes (the
-    steps after it were logged before a stop and are about to be replayed); a torn line goes too."""
+    steps after it were logged before a stop and are about to be replayed); a torn line goes too.
+    Returns this stage's last record kept, if any."""
     if not log_file.is_file():
-        return
+        return None
     lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    kept = []
+    kept, last = [], None
     for line in lines:
         try:
             record = json.loads(line)
-            if record["stage"] != stage or record["step"] <= step:
+            if record["stage"] != stage:
                 kept.append(line)
+            elif record["step"] <= step:
+                kept.append(line)
+                last = record
         except (json.JSONDecodeError, TypeError, KeyError):
             pass  # a torn write: dropped
     if len(kept) < len(lines):
         write_text(log_file, "".join(line + "\n" for line in kept))
+    return last
 
 
 def _save_state(accelerator, state_dir: Path, stage: str, step: int) -> None:

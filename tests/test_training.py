@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
-from aesbench.training import LOG_FILE, Schedule, StagePlan, run_stage  # noqa: E402
+from aesbench.training import LOG_FILE, STATE_DIR, Schedule, StagePlan, run_stage  # noqa: E402
 
 
 def _plan(stage: str = "tiny", max_steps: int | None = None) -> StagePlan:
@@ -32,6 +33,23 @@ def _plan(stage: str = "tiny", max_steps: int | None = None) -> StagePlan:
 
 def _log(output) -> list[dict]:
     return [json.loads(line) for line in (output / LOG_FILE).read_text().splitlines()]
+
+
+def test_a_last_step_past_the_deadline_finishes_the_stage(tmp_path):
+    summary = run_stage(_plan(max_steps=1), tmp_path, deadline=time.monotonic() - 1)
+    assert summary["stopped"] == "finished" and summary["steps"] == 1 == summary["total_steps"]
+    assert summary["final_loss"] == _log(tmp_path)[-1]["loss"]
+    assert not (tmp_path / STATE_DIR).exists()
+
+
+def test_a_resumed_stage_with_nothing_left_reports_its_final_loss_from_the_log(tmp_path):
+    """A state saved at the stage's last step (what a stop on the last step used to leave): the rerun
+    trains nothing and reports the logged loss of that step, not None."""
+    stopped = run_stage(_plan(max_steps=2), tmp_path, deadline=time.monotonic() - 1)
+    assert stopped["stopped"] == "time budget" and stopped["steps"] == 1
+    rerun = run_stage(_plan(max_steps=1), tmp_path)
+    assert rerun["stopped"] == "finished" and rerun["steps"] == 1
+    assert rerun["final_loss"] == stopped["final_loss"] == _log(tmp_path)[-1]["loss"]
 
 
 def test_a_resumed_stage_logs_each_step_once(tmp_path):
