@@ -25,7 +25,7 @@ from typing import Callable
 from . import distributed
 from .degradations import item_rng
 from .errors import AesbenchError
-from .store import write_text
+from .store import write_json, write_text
 from .weights import optional_import
 
 LOG_FILE, PLOT_FILE, STATE_DIR = "train_log.jsonl", "loss.png", "state"
@@ -135,9 +135,10 @@ def run_stage(
     wrapped, optimiser, scheduler = accelerator.prepare(module, optimiser, scheduler)
     state_dir, step = output / STATE_DIR, 0
     marker = state_dir / "stage.json"
-    if marker.is_file() and json.loads(marker.read_text())["stage"] == stage:
+    saved = _read_marker(marker) if marker.is_file() else {}
+    if saved.get("stage") == stage:
         accelerator.load_state(str(state_dir))
-        step = json.loads(marker.read_text())["step"]
+        step = saved["step"]
     # A resumed stage with nothing left to do reports its final loss from the log.
     record = _trim_log(output / LOG_FILE, stage, step) if accelerator.is_main_process else None
     started, stopped = time.monotonic(), "finished"
@@ -261,10 +262,24 @@ def _trim_log(log_file: Path, stage: str, step: int) -> dict | None:
     return last
 
 
+def _read_marker(marker: Path) -> dict:
+    """The saved state's stage.json ({"stage": ..., "step": ...}), or one line saying what to do."""
+    try:
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        saved = None
+    if not (isinstance(saved, dict) and isinstance(saved.get("stage"), str) and isinstance(saved.get("step"), int)):
+        raise AesbenchError(
+            f"{marker} is damaged (empty, truncated or not a stage record), so the saved training state cannot"
+            f" be resumed; delete {marker.parent} to restart the stage, or choose another --output"
+        )
+    return saved
+
+
 def _save_state(accelerator, state_dir: Path, stage: str, step: int) -> None:
     accelerator.save_state(str(state_dir))
     if accelerator.is_main_process:
-        (state_dir / "stage.json").write_text(json.dumps({"stage": stage, "step": step}))
+        write_json(state_dir / "stage.json", {"stage": stage, "step": step})
 
 
 def plot_losses(log_file: Path, out: Path) -> None:

@@ -75,7 +75,7 @@ from aesbench.pipeline import chunks, decode, identity_track
 from aesbench.degradations import item_rng
 from aesbench.provenance import build as build_provenance
 from aesbench.provenance import sha256_file
-from aesbench.store import LOCK, run_lock
+from aesbench.store import LOCK, run_lock, write_json
 from aesbench.task import Task
 from aesbench.weights import optional_import, require_files, weight_hashes
 
@@ -396,7 +396,16 @@ def _training_folder(output: Path, identity: dict) -> None:
             " same ones or choose another --output"
         )
     done = output / PROVENANCE_FILE
-    if done.is_file() and json.loads(done.read_text()).get("stopped") == "finished":
+    if not done.is_file():
+        return
+    try:
+        stopped = json.loads(done.read_text(encoding="utf-8"))["stopped"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise AesbenchError(
+            f"{done} is damaged (empty, truncated or not a training record), so whether the training finished"
+            " is unknown; delete that file and run again to resume it, or choose another --output"
+        ) from None
+    if stopped == "finished":
         raise AesbenchError(
             f"output {output} already holds a finished NIMA training and is not an empty folder;"
             " choose another --output or delete it"
@@ -486,7 +495,7 @@ def _train(
         return {"emd": emd_loss(network.distribution(x), targets[idx].to(network.device))}
 
     schedule = Schedule(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr)
-    (output / RUN_FILE).write_text(json.dumps(identity, indent=2) + "\n")
+    write_json(output / RUN_FILE, identity)
     deadline = time.monotonic() + 60 * settings.max_minutes if settings.max_minutes else None  # caching not counted
     summary = run_stage(
         StagePlan("nima", network.modules, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),
@@ -527,5 +536,5 @@ def _train(
             "model": model.describe(),
         },
     )
-    (output / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    write_json(output / PROVENANCE_FILE, provenance)
     return model, provenance
