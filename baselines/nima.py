@@ -28,9 +28,9 @@ whose expectation is the MOS. Adam (AdamW without weight decay) on the shared st
 (aesbench/training.py: seeded batches, warm-up then cosine decay, resume after a stop), lr for the head
 and lr / 10 for the backbone when it is trained (the paper's 10x ratio between last layer and base network). Backbone batch-norm statistics stay at
 their ImageNet values (small batches would only add noise). Every training image is decoded once;
-with a frozen backbone (the default) only its features are kept and the head trains on them, so an
-epoch costs next to nothing; otherwise the prepared inputs are kept in memory (about 0.6 MB each)
-and flipped left-right at random. Seeded. The checkpoint folder gets config.json, model.safetensors
+with a frozen backbone (the default) only its features are kept and the head trains on them (the
+resumable state holds the head alone), so an epoch costs next to nothing; otherwise the prepared
+inputs are kept in memory (about 0.6 MB each) and flipped left-right at random. Seeded. The checkpoint folder gets config.json, model.safetensors
 (backbone and head), train_log.jsonl (one line per step), nima_run.json (task and settings, so a
 stopped training resumes) and training.json (provenance).
 
@@ -47,8 +47,9 @@ FLICKR-AES rating). Validation ΔSRCC at k=10 for lr 2 / 10 / 40: 20 steps 0.096
 steps 0.173 / 0.233 / 0.239, 100 steps 0.205 / 0.234 / 0.229. lr 40 gave non-finite scores in 3 of
 one person's 10 repeats at 50 and 100 steps (repeats left out of its mean) and is ruled out; of the
 rest, 100 steps at lr 10 is best (0.475 at k=50, 50 steps 0.448), though on three people it is
-within noise of 50 steps. The backbone is shared, so with --feature-cache every image is encoded
-once for all of a person's repeats.
+within noise of 50 steps. The backbone is shared and frozen, so each image is encoded once for all
+of a person's repeats: the model remembers the features of the images it has seen (Nima.features),
+--feature-cache or not.
 """
 
 from __future__ import annotations
@@ -424,7 +425,8 @@ def train_nima(
     the checkpoint folder; return the model and its provenance. A stopped training (--max-minutes, a kill)
     resumes when run again with the same task and settings.
 
-    on_step(done, total, loss) is called after every optimiser step (the CLI draws its progress bar from it).
+    on_step(stage, done, total, loss) is called after every optimiser step (the shared runner's callback; the
+    CLI draws its progress bar from it).
     """
     started = time.time()
     train_task = training_split(task)
@@ -497,10 +499,11 @@ def _train(
     schedule = Schedule(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr)
     write_json(output / RUN_FILE, identity)
     deadline = time.monotonic() + 60 * settings.max_minutes if settings.max_minutes else None  # caching not counted
+    trained = network.head if settings.freeze_backbone else network.modules  # what the saved state holds
     summary = run_stage(
-        StagePlan("nima", network.modules, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),
+        StagePlan("nima", trained, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),
         output,
-        on_step and (lambda stage, done, total, loss: on_step(done, total, loss)),
+        on_step,
         deadline,
     )
     network.modules.eval()
