@@ -106,7 +106,3 @@ class Registry:
         if name not in self._entries:  # the module did not register it under this name itself
             self._entries[name] = value
         return self._entries[name]
-
-    def items(self) -> dict[str, Any]:
-        """Every entry loaded, by name."""
-        return {name: self.get(name) for name in self.names()}
