@@ -76,7 +76,7 @@ from aesbench.pipeline import chunks, decode, identity_track
 from aesbench.degradations import item_rng
 from aesbench.provenance import build as build_provenance
 from aesbench.provenance import sha256_file
-from aesbench.store import LOCK, run_lock, write_json
+from aesbench.store import refuse_foreign_folder, run_lock, write_json
 from aesbench.task import Task
 from aesbench.weights import optional_import, require_files, weight_hashes
 
@@ -378,13 +378,7 @@ RUN_FILE = "nima_run.json"  # what a training folder is being trained with; a re
 def _training_folder(output: Path, identity: dict) -> None:
     """A fresh folder, or one holding a stopped training of the same task and settings (it resumes);
     anything else is refused in one line."""
-    if not output.exists():
-        return
-    if not output.is_dir() or (any(p.name != LOCK for p in output.iterdir()) and not (output / RUN_FILE).is_file()):
-        raise AesbenchError(
-            f"output {output} already exists and is not an empty folder (nor a stopped `aesbench train nima`);"
-            " choose another --output or delete it"
-        )
+    refuse_foreign_folder(output, RUN_FILE, "a stopped `aesbench train nima`")
     if not (output / RUN_FILE).is_file():
         return
     try:
