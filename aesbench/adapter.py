@@ -187,7 +187,9 @@ def model_class(name: str) -> type[Model]:
         return _plugin_class(name)
     cls = MODELS.get(name)
     if not (isinstance(cls, type) and issubclass(cls, Model)):
-        raise AesbenchError(f"model {name!r} ({MODELS.info(name) or 'plug-in'}) is not a subclass of aesbench.Model")
+        declared = MODELS.info(name) or {}
+        origin = f" (plug-in {declared['plugin']})" if "plugin" in declared else ""
+        raise AesbenchError(f"model {name!r}{origin} is not a subclass of aesbench.Model")
     if not cls.name:
         cls.name = name
     return cls

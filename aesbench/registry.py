@@ -14,7 +14,7 @@ import importlib
 from importlib import metadata
 from typing import Any, Callable
 
-from .errors import AesbenchError
+from .errors import AesbenchError, first_line
 
 
 def nearest(name: str, choices) -> str:
@@ -31,8 +31,8 @@ def import_target(target: str, what: str) -> Any:
         module = importlib.import_module(module_name)
     except AesbenchError:
         raise
-    except ImportError as e:
-        raise AesbenchError(f"{what}: cannot import {module_name!r} ({e})") from None
+    except Exception as e:  # a missing module, or a plug-in's own error at import: one line
+        raise AesbenchError(f"{what}: cannot import {module_name!r} ({first_line(e)})") from None
     if not attribute:
         return module
     try:
@@ -106,7 +106,3 @@ class Registry:
         if name not in self._entries:  # the module did not register it under this name itself
             self._entries[name] = value
         return self._entries[name]
-
-    def items(self) -> dict[str, Any]:
-        """Every entry loaded, by name."""
-        return {name: self.get(name) for name in self.names()}

@@ -209,6 +209,18 @@ def write_text(path: Path, text: str) -> None:
         raise AesbenchError(f"cannot write {path}: {e.strerror or type(e).__name__}") from None
 
 
+def refuse_foreign_folder(output: Path, marker: str, what: str) -> None:
+    """A training writes into `output` only if it is absent, an empty folder (but for the run lock) or a
+    folder holding its `marker` file (`what`: one it made, to resume); anything else is one line."""
+    if output.exists() and (
+        not output.is_dir() or (not (output / marker).is_file() and any(p.name != LOCK for p in output.iterdir()))
+    ):
+        raise AesbenchError(
+            f"output {output} already exists and is not an empty folder (nor {what}); choose another --output"
+            " or delete it"
+        )
+
+
 @contextlib.contextmanager
 def run_lock(output: Path):
     """Exclusive use of a run folder while a run reads and writes it: a second run into the same

@@ -8,7 +8,8 @@ main process writes. A stage is warm-up then cosine decay, gradient accumulation
 where the hardware has it, and seeded: the order of samples in epoch e is a permutation drawn from
 (seed, stage, e), and each sample is built from (seed, stage, e, index), so a resumed run sees
 exactly the batches an uninterrupted one would. State (weights being trained, optimiser, scheduler,
-step) is saved every `save_every` steps into OUTPUT/state and the stage resumes from it.
+step) is saved every `save_every` steps into OUTPUT/state and the stage resumes from it; the log's lines
+of the steps after it, written before the stop, are dropped then, so the log holds each step once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Callable
 from . import distributed
 from .degradations import item_rng
 from .errors import AesbenchError
+from .store import write_json, write_text
 from .weights import optional_import
 
 LOG_FILE, PLOT_FILE, STATE_DIR = "train_log.jsonl", "loss.png", "state"
@@ -133,18 +135,22 @@ def run_stage(
     wrapped, optimiser, scheduler = accelerator.prepare(module, optimiser, scheduler)
     state_dir, step = output / STATE_DIR, 0
     marker = state_dir / "stage.json"
-    if marker.is_file() and json.loads(marker.read_text())["stage"] == stage:
+    saved = _read_marker(marker) if marker.is_file() else {}
+    if saved.get("stage") == stage:
         accelerator.load_state(str(state_dir))
-        step = json.loads(marker.read_text())["step"]
-    started, stopped, record = time.monotonic(), "finished", None
+        step = saved["step"]
+    # A resumed stage with nothing left to do reports its final loss from the log.
+    record = _trim_log(output / LOG_FILE, stage, step) if accelerator.is_main_process else None
+    started, stopped = time.monotonic(), "finished"
     wrapped.train()
     log = open(output / LOG_FILE, "a") if accelerator.is_main_process else None
+    order_epoch, order = None, []
     try:
         while step < total:
             epoch, position = divmod(step, steps_per_epoch)
-            order = torch.randperm(
-                n_samples, generator=torch.Generator().manual_seed(_seed(seed, stage, epoch))
-            ).tolist()
+            if epoch != order_epoch:  # drawn once an epoch (a permutation of 230k samples takes 15 ms)
+                generator = torch.Generator().manual_seed(_seed(seed, stage, epoch))
+                order_epoch, order = epoch, torch.randperm(n_samples, generator=generator).tolist()
             batch = order[position * schedule.batch_size : (position + 1) * schedule.batch_size]
             mine = batch[rank::world]
             # Each sample counts world / len(batch), so the mean over processes of their gradients is the batch
@@ -196,7 +202,7 @@ def run_stage(
                 wrapped.eval()
                 on_epoch(stage, step // steps_per_epoch)
                 wrapped.train()
-            if deadline and time.monotonic() > deadline:
+            if deadline and step < total and time.monotonic() > deadline:
                 stopped = "time budget"
                 break
     finally:
@@ -233,10 +239,47 @@ def _seed(seed: int, stage: str, epoch: int) -> int:
     return int(item_rng(seed, f"{stage}/order/{epoch}").integers(2**62))
 
 
+def _trim_log(log_file: Path, stage: str, step: int) -> dict | None:
+    """Keep the log's lines of other stages and of this stage's steps up to `step`, where it resumes (the
+    steps after it were logged before a stop and are about to be replayed); a torn line goes too.
+    Returns this stage's last record kept, if any."""
+    if not log_file.is_file():
+        return None
+    lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept, last = [], None
+    for line in lines:
+        try:
+            record = json.loads(line)
+            if record["stage"] != stage:
+                kept.append(line)
+            elif record["step"] <= step:
+                kept.append(line)
+                last = record
+        except (json.JSONDecodeError, TypeError, KeyError):
+            pass  # a torn write: dropped
+    if len(kept) < len(lines):
+        write_text(log_file, "".join(line + "\n" for line in kept))
+    return last
+
+
+def _read_marker(marker: Path) -> dict:
+    """The saved state's stage.json ({"stage": ..., "step": ...}), or one line saying what to do."""
+    try:
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        saved = None
+    if not (isinstance(saved, dict) and isinstance(saved.get("stage"), str) and isinstance(saved.get("step"), int)):
+        raise AesbenchError(
+            f"{marker} is damaged (empty, truncated or not a stage record), so the saved training state cannot"
+            f" be resumed; delete {marker.parent} to restart the stage, or choose another --output"
+        )
+    return saved
+
+
 def _save_state(accelerator, state_dir: Path, stage: str, step: int) -> None:
     accelerator.save_state(str(state_dir))
     if accelerator.is_main_process:
-        (state_dir / "stage.json").write_text(json.dumps({"stage": stage, "step": step}))
+        write_json(state_dir / "stage.json", {"stage": stage, "step": step})
 
 
 def plot_losses(log_file: Path, out: Path) -> None:

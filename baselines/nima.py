@@ -28,9 +28,9 @@ whose expectation is the MOS. Adam (AdamW without weight decay) on the shared st
 (aesbench/training.py: seeded batches, warm-up then cosine decay, resume after a stop), lr for the head
 and lr / 10 for the backbone when it is trained (the paper's 10x ratio between last layer and base network). Backbone batch-norm statistics stay at
 their ImageNet values (small batches would only add noise). Every training image is decoded once;
-with a frozen backbone (the default) only its features are kept and the head trains on them, so an
-epoch costs next to nothing; otherwise the prepared inputs are kept in memory (about 0.6 MB each)
-and flipped left-right at random. Seeded. The checkpoint folder gets config.json, model.safetensors
+with a frozen backbone (the default) only its features are kept and the head trains on them (the
+resumable state holds the head alone), so an epoch costs next to nothing; otherwise the prepared
+inputs are kept in memory (about 0.6 MB each) and flipped left-right at random. Seeded. The checkpoint folder gets config.json, model.safetensors
 (backbone and head), train_log.jsonl (one line per step), nima_run.json (task and settings, so a
 stopped training resumes) and training.json (provenance).
 
@@ -47,8 +47,9 @@ FLICKR-AES rating). Validation ΔSRCC at k=10 for lr 2 / 10 / 40: 20 steps 0.096
 steps 0.173 / 0.233 / 0.239, 100 steps 0.205 / 0.234 / 0.229. lr 40 gave non-finite scores in 3 of
 one person's 10 repeats at 50 and 100 steps (repeats left out of its mean) and is ruled out; of the
 rest, 100 steps at lr 10 is best (0.475 at k=50, 50 steps 0.448), though on three people it is
-within noise of 50 steps. The backbone is shared, so with --feature-cache every image is encoded
-once for all of a person's repeats.
+within noise of 50 steps. The backbone is shared and frozen, so each image is encoded once for all
+of a person's repeats: the model remembers the features of the images it has seen (Nima.features),
+--feature-cache or not.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ from aesbench.pipeline import chunks, decode, identity_track
 from aesbench.degradations import item_rng
 from aesbench.provenance import build as build_provenance
 from aesbench.provenance import sha256_file
-from aesbench.store import LOCK, run_lock
+from aesbench.store import refuse_foreign_folder, run_lock, write_json
 from aesbench.task import Task
 from aesbench.weights import optional_import, require_files, weight_hashes
 
@@ -377,13 +378,7 @@ RUN_FILE = "nima_run.json"  # what a training folder is being trained with; a re
 def _training_folder(output: Path, identity: dict) -> None:
     """A fresh folder, or one holding a stopped training of the same task and settings (it resumes);
     anything else is refused in one line."""
-    if not output.exists():
-        return
-    if not output.is_dir() or (any(p.name != LOCK for p in output.iterdir()) and not (output / RUN_FILE).is_file()):
-        raise AesbenchError(
-            f"output {output} already exists and is not an empty folder (nor a stopped `aesbench train nima`);"
-            " choose another --output or delete it"
-        )
+    refuse_foreign_folder(output, RUN_FILE, "a stopped `aesbench train nima`")
     if not (output / RUN_FILE).is_file():
         return
     try:
@@ -396,7 +391,16 @@ def _training_folder(output: Path, identity: dict) -> None:
             " same ones or choose another --output"
         )
     done = output / PROVENANCE_FILE
-    if done.is_file() and json.loads(done.read_text()).get("stopped") == "finished":
+    if not done.is_file():
+        return
+    try:
+        stopped = json.loads(done.read_text(encoding="utf-8"))["stopped"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise AesbenchError(
+            f"{done} is damaged (empty, truncated or not a training record), so whether the training finished"
+            " is unknown; delete that file and run again to resume it, or choose another --output"
+        ) from None
+    if stopped == "finished":
         raise AesbenchError(
             f"output {output} already holds a finished NIMA training and is not an empty folder;"
             " choose another --output or delete it"
@@ -415,7 +419,8 @@ def train_nima(
     the checkpoint folder; return the model and its provenance. A stopped training (--max-minutes, a kill)
     resumes when run again with the same task and settings.
 
-    on_step(done, total, loss) is called after every optimiser step (the CLI draws its progress bar from it).
+    on_step(stage, done, total, loss) is called after every optimiser step (the shared runner's callback; the
+    CLI draws its progress bar from it).
     """
     started = time.time()
     train_task = training_split(task)
@@ -486,12 +491,13 @@ def _train(
         return {"emd": emd_loss(network.distribution(x), targets[idx].to(network.device))}
 
     schedule = Schedule(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr)
-    (output / RUN_FILE).write_text(json.dumps(identity, indent=2) + "\n")
+    write_json(output / RUN_FILE, identity)
     deadline = time.monotonic() + 60 * settings.max_minutes if settings.max_minutes else None  # caching not counted
+    trained = network.head if settings.freeze_backbone else network.modules  # what the saved state holds
     summary = run_stage(
-        StagePlan("nima", network.modules, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),
+        StagePlan("nima", trained, groups, len(items), build, loss_fn, schedule, settings.seed, "no"),
         output,
-        on_step and (lambda stage, done, total, loss: on_step(done, total, loss)),
+        on_step,
         deadline,
     )
     network.modules.eval()
@@ -527,5 +533,5 @@ def _train(
             "model": model.describe(),
         },
     )
-    (output / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    write_json(output / PROVENANCE_FILE, provenance)
     return model, provenance

@@ -492,13 +492,13 @@ def time_piaa_repeats(checkpoint: str, reuse: bool, people: int, repeats: int, b
     data = read_dataset(task)
     request = PiaaFamily().request(task)
     model = load_model(checkpoint)
-    k = int(task.protocol["shots"][0])
+    k = task.protocol.shots[0]
     out = {}
     for person in list(data.groups)[:people]:
         images = [load_image(it.image, task.preprocessing) for it in data.groups[person]]
         rows = []
         for r in range(repeats):
-            support = draw_support(0, f"{person}/k{k}/r{r}", len(images), k)
+            support = draw_support(task.protocol.seed, f"{person}/k{k}/r{r}", len(images), k)
             query = [i for i in range(len(images)) if i not in set(support)]
             start = time.perf_counter()
             adapted = model.personalize(

@@ -189,6 +189,36 @@ def test_a_model_from_a_file_and_from_a_module(tmp_path, monkeypatch):
             load_model(spec)
 
 
+def test_a_plugin_module_whose_import_raises_is_one_line(tmp_path, monkeypatch):
+    """Any error a plug-in module raises at import, named with the module (was a traceback unless ImportError)."""
+    from aesbench.registry import Registry
+
+    (tmp_path / "raising.py").write_text('raise ValueError("bad setting\\nat line 2")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    expected = "cannot import 'raising' (ValueError: bad setting)"
+    with pytest.raises(AesbenchError) as spec:
+        load_model("raising:Model")
+    assert str(spec.value) == f"model 'raising:Model': {expected}"
+    entries = Registry("model")
+    entries.lazy("plug", "raising:Model")  # as an entry point is listed
+    with pytest.raises(AesbenchError) as entry:
+        entries.get("plug")
+    assert str(entry.value) == f"model 'plug': {expected}"
+
+
+def test_an_entry_point_that_is_not_a_model_is_named_by_its_target():
+    from aesbench.adapter import MODELS, model_class
+
+    MODELS.lazy("not-a-model", "json:dumps", plugin="json:dumps")  # as an entry point is listed
+    try:
+        with pytest.raises(AesbenchError) as error:
+            model_class("not-a-model")
+        assert str(error.value) == "model 'not-a-model' (plug-in json:dumps) is not a subclass of aesbench.Model"
+    finally:
+        MODELS._entries.pop("not-a-model", None)
+        MODELS._lazy.pop("not-a-model", None)
+
+
 def test_plugins_from_an_installed_package(tmp_path):
     """A package that declares entry points (aesbench.models, aesbench.tasks) adds a model and a task; listing
     the models names the plug-in without importing it."""

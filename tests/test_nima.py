@@ -230,6 +230,22 @@ def test_hugging_face_backbone_fine_tunes_and_round_trips(tmp_path):
         train_nima(task, tmp_path / "ckpt", dataclasses.replace(again, lr=0.5))
 
 
+def test_frozen_backbone_saves_the_head_alone_and_resumes_bit_for_bit(tmp_path):
+    """With the backbone frozen the resumable state holds the head (the backbone never changes), and a
+    stopped training resumed ends with the weights of an uninterrupted one."""
+    safetensors = pytest.importorskip("safetensors.torch")
+    settings = TrainConfig(backbone=str(_tiny_vit(tmp_path / "vit")), epochs=3, batch_size=4)
+    task = _csv_task(tmp_path / "data")
+    _, stopped = train_nima(task, tmp_path / "resumed", dataclasses.replace(settings, max_minutes=1e-9))
+    assert stopped["stopped"] == "time budget" and stopped["steps"] == 1
+    assert sorted(safetensors.load_file(tmp_path / "resumed" / "state" / "model.safetensors")) == ["1.bias", "1.weight"]
+    _, resumed = train_nima(task, tmp_path / "resumed", settings)
+    _, straight = train_nima(task, tmp_path / "straight", settings)
+    assert resumed["stopped"] == straight["stopped"] == "finished" and resumed["steps"] == straight["steps"] == 6
+    weights = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("resumed", "straight")]
+    assert weights[0] == weights[1]
+
+
 def test_one_line_errors(tmp_path, trained):
     with pytest.raises(AesbenchError, match="no trained head: train one with `aesbench train nima"):
         load_model("nima")

@@ -27,7 +27,7 @@ from ..degradations import item_rng
 from ..errors import AesbenchError
 from ..pipeline import decode
 from ..provenance import build as build_provenance
-from ..store import LOCK, run_lock
+from ..store import refuse_foreign_folder, run_lock
 from ..task import Task, load_task
 from ..training import LOG_FILE, PLOT_FILE, Schedule, StagePlan, plot_losses, run_stage
 from ..weights import optional_import
@@ -194,11 +194,7 @@ def run_recipe(
     bad = [s for s in stages if s not in all_stages]
     if bad:
         raise AesbenchError(f"unknown stage {bad[0]!r}; stages: {', '.join(all_stages)}")
-    progress_file = output / PROGRESS_FILE
-    if output.exists() and not progress_file.is_file() and any(p.name != LOCK for p in output.iterdir()):
-        raise AesbenchError(
-            f"output {output} exists and is not a training folder of aesbench; choose another --output or delete it"
-        )
+    refuse_foreign_folder(output, PROGRESS_FILE, "a stopped training of this recipe")
     output.mkdir(parents=True, exist_ok=True)
     with run_lock(output) if distributed.rank() == 0 else contextlib.nullcontext():  # one training per folder at a time
         return _run_stages(

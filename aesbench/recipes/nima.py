@@ -86,7 +86,7 @@ def train_nima_cmd(
     progress, track = progress_bars(quiet)
     bars = {}
 
-    def on_step(done, total, loss):
+    def on_step(stage, done, total, loss):
         if not bars:
             bars["train"] = progress.add_task("training", total=total)
         progress.update(bars["train"], completed=done, description=f"training · loss {loss:.4f}")

@@ -120,6 +120,17 @@ def test_output_that_is_a_file_or_under_one(tmp_path):
     assert f.read_text() == "keep"
 
 
+@pytest.mark.parametrize("command", [("nima", "--task", "tiny-ava-score"), ("artquant",)])
+def test_training_output_that_is_a_file(tmp_path, command):
+    """NIMA and the recipes (CALM, ArtQuant) refuse an output that is not theirs by one rule; a file was a
+    NotADirectoryError traceback for the recipes."""
+    f = tmp_path / "file"
+    f.write_text("keep")
+    line = one_line_error(cli("train", *command, "--output", str(f)))
+    assert f"output {f} already exists and is not an empty folder" in line
+    assert f.read_text() == "keep"
+
+
 def test_disk_full_leaves_no_partial_results(tmp_path):
     """results.tmp is a link to /dev/full, so writing results.json fails with ENOSPC as on a full disk."""
     run = tmp_path / "x"

@@ -113,6 +113,31 @@ def test_broken_checkpoint_folders(nima, tmp_path, damage, message):
     assert message in one_line_error(cli(*EVAL, "--model", str(folder), "--output", str(tmp_path / "run")))
 
 
+def _torn_training_json(folder):
+    (folder / "training.json").write_text('{"stopped": "fin')
+
+
+def _torn_stage_json(folder):
+    """A stopped training (no training.json yet) whose saved state's stage.json was cut short."""
+    (folder / "training.json").unlink()
+    (folder / "state").mkdir()
+    (folder / "state" / "stage.json").write_text('{"stage": "ni')
+
+
+@pytest.mark.parametrize(
+    "damage, name", [(_torn_training_json, "training.json"), (_torn_stage_json, "state/stage.json")]
+)
+def test_torn_training_records_are_one_line(nima, tmp_path, damage, name):
+    """Rerunning a training whose training.json or saved stage.json was cut short (killed while it was
+    written) names the file and what to do; it was a traceback."""
+    folder = tmp_path / "ckpt"
+    shutil.copytree(nima, folder)
+    damage(folder)
+    r = cli("train", "nima", "--task", "tiny-ava-score", "--output", str(folder), "--epochs", "1", "--quiet")
+    line = one_line_error(r)
+    assert f"{folder / name} is damaged" in line and "delete" in line
+
+
 def test_config_json_with_an_extra_key_or_wrong_type(tmp_path):
     folder = tmp_path / "ckpt"
     folder.mkdir()
