@@ -9,8 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-from aesbench.compare import compare_many, compare_two, p_value
+from aesbench.compare import _Pair, compare_many, compare_two, p_value
 from aesbench.datasets import read_dataset
+from aesbench.rundata import read_run
 from aesbench.task import load_task
 from conftest import REPO, requires_java, run_cli, task_copy
 
@@ -67,6 +68,27 @@ def _compare_json(*args):
     return json.loads(proc.stdout)
 
 
+def _recomputed(a, b) -> tuple[dict, list[dict]]:
+    """compare's rows as its family computes them, before the runs' own values are put in where the units
+    are the same (what it recomputes from predictions, labels, verdicts or per-person SRCC, and the paired
+    resampled differences), and the runs' recorded metrics."""
+    pair = _Pair(read_run(a), read_run(b), None)
+    return getattr(pair, pair.a.family)(None), [json.loads((r / "results.json").read_text())["metrics"] for r in (a, b)]
+
+
+def _check_recomputed(a, b) -> None:
+    """Each value compare recomputes equals the run's results.json value, and the paired bootstrap's
+    differences centre on A − B: their median is within a quarter of their 95% range of it."""
+    rows, own = _recomputed(a, b)
+    assert own[0].keys() & own[1].keys()
+    for name in own[0].keys() & own[1].keys():
+        row = rows[name]
+        assert row["same_units"], name
+        assert (row["a"], row["b"]) == pytest.approx((own[0][name], own[1][name]), rel=1e-12, abs=1e-12), name
+        low, median, high = np.nanpercentile(row["deltas"], [2.5, 50, 97.5])
+        assert abs(median - (own[0][name] - own[1][name])) <= (high - low) / 4, name
+
+
 def test_difference_is_the_runs_own_difference_exactly_and_a_clearly_better_model_wins(score_runs):
     rows = _compare_json(score_runs["good"], score_runs["bad"])
     a = json.loads((score_runs["good"] / "results.json").read_text())["metrics"]
@@ -80,6 +102,7 @@ def test_difference_is_the_runs_own_difference_exactly_and_a_clearly_better_mode
     assert rows["emd"]["delta"] is None  # neither run gives distributions: undefined, not a number
     assert rows["srcc"]["delta"] > 0.5 and rows["srcc"]["p_value"] < 0.02 and rows["srcc"]["ci95"][0] > 0
     assert rows["mse"]["delta"] < 0 and rows["mse"]["p_value"] < 0.02  # lower is better: A's error is smaller
+    _check_recomputed(score_runs["good"], score_runs["bad"])
 
 
 def test_identical_predictions_give_zero_difference_and_p_one(score_runs):
@@ -140,6 +163,7 @@ def test_suggest_runs_compare_on_the_recorded_verdicts():
     for name, row in rows.items():
         assert row["delta"] == own[0][name] - own[1][name] and row["same_units"]
         assert 0 < row["p_value"] <= 1
+    _check_recomputed(a, b)
     same, _ = compare_two(a, a)
     assert all(row["delta"] == 0 and row["p_value"] == 1 for row in same.values())
 
@@ -154,6 +178,7 @@ def test_piaa_runs_resample_people(tmp_path):
     assert about["family"] == "piaa" and rows["piaa_srcc"]["n"] == 5  # people, not images
     for name in own[0]:  # per-person ΔSRCC included
         assert rows[name]["delta"] == own[0][name] - own[1][name] and rows[name]["ci95"] is not None
+    _check_recomputed(nima, handcrafted)
     # a results.json from before per-person ΔSRCC was recorded (`srcc`, `srcc_generic` per person): said, not guessed
     old = tmp_path / "old"
     shutil.copytree(handcrafted, old)
@@ -178,3 +203,4 @@ def test_caption_runs_reuse_the_caption_statistics():
     for name, row in rows.items():
         assert row["delta"] == own[0][name] - own[1][name]
         assert row["ci95"][0] <= row["ci95"][1]
+    _check_recomputed(a, b)
