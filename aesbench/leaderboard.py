@@ -17,7 +17,7 @@ from importlib import resources
 
 import yaml
 
-from .families import DEFAULT_BOOTSTRAP, FAMILIES, get_family
+from .families import FAMILIES, get_family
 from .images import Preprocessing
 from .metrics import ATTRIBUTE_METRICS, lower_is_better
 from .task import builtin_tasks, load_task
@@ -33,15 +33,14 @@ IDENTITY_KEYS = ("family", "version", "dataset", "preprocessing", "prompt", "pro
 def _identity(protocol: dict | None) -> dict:
     """What decides a task's numbers (IDENTITY_KEYS of its definition as run), with the defaults
     filled in: a record written before preprocessing.draft_size existed, or before results recorded the
-    family's protocol defaults, ran with those defaults, so it is the same protocol."""
+    family's protocol defaults, ran with those defaults, so it is the same protocol. A protocol key this
+    version does not know is kept as recorded: it still tells two protocols apart."""
     core = {k: (protocol or {}).get(k) for k in IDENTITY_KEYS}
     if isinstance(core["preprocessing"], dict):
         core["preprocessing"] = {**Preprocessing().to_dict(), **core["preprocessing"]}
     if isinstance(core["protocol"], dict) and core["family"] in FAMILIES:
         given = core["protocol"]
-        core["protocol"] = {**get_family(core["family"]).Protocol().to_dict(), **given}
-        if isinstance(given.get("bootstrap"), dict):
-            core["protocol"]["bootstrap"] = {**DEFAULT_BOOTSTRAP, **given["bootstrap"]}
+        core["protocol"] = {**given, **get_family(core["family"]).Protocol.from_record(given).to_dict()}
     return core
 
 

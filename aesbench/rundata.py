@@ -17,7 +17,6 @@ from pathlib import Path
 from .datasets import Item, read_dataset
 from .errors import AesbenchError
 from .families import FAMILIES, get_family
-from .families.base import DEFAULT_BOOTSTRAP, Protocol
 from .families.piaa import PIAA_COLUMNS
 from .images import Preprocessing
 from .provenance import sha256_file
@@ -88,23 +87,13 @@ def run_task(results: dict, data_root: Path | None = None) -> Task:
         prompt=p.get("prompt"),
         metrics=list(p.get("metrics") or []),
         notes=p.get("notes") or {},
-        protocol=_protocol(family, p.get("protocol") or {}),
+        protocol=get_family(family).Protocol.from_record(p.get("protocol") or {}),
     )
     recorded_root = prov.get("data_root")
     if data_root is None and recorded_root and Path(recorded_root).is_dir():
         data_root = Path(recorded_root)
     task.resolve_root(data_root)
     return task
-
-
-def _protocol(family: str, recorded: dict) -> Protocol:
-    """The family's protocol dataclass from the one a run recorded (checked when the run was made; a key
-    an older results.json left out takes its default)."""
-    kind = get_family(family).Protocol
-    values = {k: v for k, v in recorded.items() if k in kind.keys()}
-    if isinstance(values.get("bootstrap"), dict):
-        values["bootstrap"] = {**DEFAULT_BOOTSTRAP, **values["bootstrap"]}
-    return kind(**values)
 
 
 def labels(run: Run, data_root: Path | None = None) -> dict[str, Item]:

@@ -264,7 +264,7 @@ def _evaluate(
         "undefined": summary["undefined"],
         "skipped": extra_skips + summary["skipped"],
         "protocol": task.to_dict(),
-        "bootstrap": task.bootstrap,
+        "bootstrap": dict(task.protocol.bootstrap),
         "resumed_from": resumed,
         "provenance": run_provenance(
             task,

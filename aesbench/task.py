@@ -16,7 +16,7 @@ import yaml
 
 from .datasets import FORMATS
 from .errors import AesbenchError
-from .families import DEFAULT_BOOTSTRAP, FAMILIES, Family, Protocol, get_family
+from .families import FAMILIES, Family, Protocol, get_family
 from .families.base import is_int
 from .images import Preprocessing
 from .options import refuse_command_line_only
@@ -93,10 +93,6 @@ class Task:
     @property
     def capability(self) -> str:
         return self.family_module.capability
-
-    @property
-    def bootstrap(self) -> dict:
-        return {**DEFAULT_BOOTSTRAP, **self.protocol.bootstrap}
 
     def sha256(self) -> str:
         return sha256_file(self.path)

@@ -68,7 +68,8 @@ WHOLE = (is_int, "a whole number")
 @dataclass
 class Protocol:
     """A family's protocol choices as run: every field has its default here, so the record of a run
-    holds the resolved protocol, never only what a task happened to write."""
+    holds the resolved protocol, never only what a task happened to write. The bootstrap's settings
+    are resolved one by one: a task that sets only `resamples` runs with the default seed and level."""
 
     bootstrap: dict = setting(
         DEFAULT_BOOTSTRAP,
@@ -76,6 +77,10 @@ class Protocol:
         "{resamples: whole number, seed: whole number, level: between 0 and 1}",
         factory=True,
     )
+
+    def __post_init__(self):
+        if isinstance(self.bootstrap, dict):  # a record read from elsewhere may hold anything (leaderboard.py)
+            self.bootstrap = {**DEFAULT_BOOTSTRAP, **self.bootstrap}
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -100,10 +105,13 @@ class Protocol:
                 raise AesbenchError(f"{where}: protocol.{key}: {e}") from None
             if not ok:
                 raise AesbenchError(f"{where}: protocol.{key} must be {expected}, not {value!r}")
-        values = dict(data)
-        if "bootstrap" in values:
-            values["bootstrap"] = {**DEFAULT_BOOTSTRAP, **values["bootstrap"]}
-        return cls(**values)
+        return cls(**data)
+
+    @classmethod
+    def from_record(cls, recorded: dict) -> Protocol:
+        """The protocol a run recorded in its results (checked when the run was made): a key an older
+        record left out takes its default, a key this version does not know is left out."""
+        return cls(**{k: v for k, v in recorded.items() if k in cls.keys()})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

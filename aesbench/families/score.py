@@ -113,7 +113,7 @@ class ScoreFamily(Family):
         return None
 
     def score(self, task: Task, data: Dataset, lines: dict[str, dict], scoring: dict) -> dict:
-        boot = task.bootstrap
+        boot = task.protocol.bootstrap
         pairs, skipped = usable(data, lines, check_score)
         pred = np.array([line["score"] for _, line in pairs], dtype=np.float64)
         mos = np.array([item.label["mos"] for item, _ in pairs], dtype=np.float64)

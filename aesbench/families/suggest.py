@@ -56,7 +56,7 @@ class SuggestFamily(TextFamily):
         return lambda item, img: degrade(img, item.label["kind"], severity, item_rng(seed, item.id))
 
     def score(self, task: Task, data: Dataset, lines: dict[str, dict], scoring: dict) -> dict:
-        boot = task.bootstrap
+        boot = task.protocol.bootstrap
         pairs, skipped = usable(data, lines, lambda line: check_text(line, "suggestion"))
         judge = make_judge(task.protocol.judge)
         kinds = list(task.protocol.kinds)
