@@ -19,27 +19,18 @@ and p = 1, and no p is ever 0 (the smallest is 2 / (R + 1)).
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 
 from .captions import CaptionScorer
-from .degradations import SUGGEST_KINDS
 from .errors import AesbenchError
 from .families.base import check_score, check_text
 from .families.piaa import PIAA_COLUMNS, mean_defined
+from .families.score import ScoreProtocol, attribute_functions, emd_undefined, metric_functions
+from .families.suggest import SuggestProtocol, accuracy_functions, verdict_arrays
 from .leaderboard import differences, protocol_hash
-from .metrics import (
-    ATTRIBUTE_METRICS,
-    SCORE_FUNCTIONS,
-    index_blocks,
-    percentile_interval,
-    acc,
-    bootstrap_values,
-    emd,
-    resample_values,
-)
+from .metrics import index_blocks, percentile_interval, bootstrap_values, emd, resample_values
 from .rundata import Run, labels, per_person, read_run
 
 
@@ -136,29 +127,22 @@ class _Pair:
         ]
         mos = np.array([items[i].label["mos"] for i in common], dtype=np.float64)
         pa, pb = (np.array([run.lines[i]["score"] for i in common], dtype=np.float64) for run in (self.a, self.b))
-        threshold = float(self.a.results["protocol"].get("protocol", {}).get("acc_threshold", 5.0))
-        functions = dict(SCORE_FUNCTIONS, acc=functools.partial(acc, threshold=threshold))
+        protocol = ScoreProtocol.from_record(self.a.results["protocol"].get("protocol") or {})
+        functions = metric_functions(protocol)
         names = [m for m in self.a.results["protocol"].get("metrics", []) if only in (None, m)]
         on_pairs = {m: functions[m] for m in names if m in functions}
         extra_a, extra_b = {}, {}
         if "emd" in names:
-            both = [
-                i
-                for i in common
-                if "distribution" in self.a.lines[i]
-                and "distribution" in self.b.lines[i]
-                and "distribution" in items[i].label
-            ]
-            if len(both) == len(common):
+            truth = [items[i].label for i in common]
+            if all(emd_undefined(truth, [run.lines[i] for i in common]) is None for run in (self.a, self.b)):
                 t = np.array([items[i].label["distribution"] for i in common], dtype=np.float64)
                 extra_a["emd"], extra_b["emd"] = (
                     (emd, [np.array([run.lines[i]["distribution"] for i in common], dtype=np.float64), t])
                     for run in (self.a, self.b)
                 )
         rows = self._paired(on_pairs, pa, pb, mos, extra_a, extra_b, self._same(len(common)))
-        attributes = (self.a.results["protocol"].get("protocol") or {}).get("attributes") or []
-        for key in attributes:
-            wanted = {f"{m}@{key}": SCORE_FUNCTIONS[m] for m in ATTRIBUTE_METRICS if only in (None, f"{m}@{key}")}
+        for key in protocol.attributes or []:
+            wanted = {name: fn for name, fn in attribute_functions(key).items() if only in (None, name)}
             if not wanted or not any(name in self.a.results["metrics"] for name in wanted):
                 continue
             ids = [
@@ -227,20 +211,9 @@ class _Pair:
     def suggest(self, only: str | None) -> dict:
         verdicts = [(r.results.get("details") or {}).get("verdicts") or {} for r in (self.a, self.b)]
         common = [i for i in verdicts[0] if i in verdicts[1]]
-        kinds = list((self.a.results["protocol"].get("protocol") or {}).get("kinds", SUGGEST_KINDS))
-        code = np.array([kinds.index(verdicts[0][i]["kind"]) for i in common], dtype=np.int64)
-        ca, cb = (np.array([float(v[i]["correct"]) for i in common], dtype=np.float64) for v in verdicts)
-
-        def kind_accuracy(k: int, c, correct) -> float:
-            return float(correct[c == k].mean()) if (c == k).any() else float("nan")
-
-        def average(c, correct) -> float:
-            return (
-                float(np.nanmean([kind_accuracy(k, c, correct) for k in range(len(kinds))])) if len(c) else float("nan")
-            )
-
-        functions = {f"acc_{kind}": functools.partial(kind_accuracy, k) for k, kind in enumerate(kinds)}
-        functions["acc_avg"] = average
+        kinds = list(SuggestProtocol.from_record(self.a.results["protocol"].get("protocol") or {}).kinds)
+        (code, ca), (_, cb) = (verdict_arrays(kinds, [v[i] for i in common]) for v in verdicts)
+        functions = accuracy_functions(kinds)
         rows = {}
         for name in self.a.results["protocol"].get("metrics", []):
             if only in (None, name) and name in functions:
