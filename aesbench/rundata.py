@@ -96,18 +96,24 @@ def run_task(results: dict, data_root: Path | None = None) -> Task:
     return task
 
 
-def labels(run: Run, data_root: Path | None = None) -> dict[str, Item]:
-    """The task's items by id, in the dataset's order, from the very label files the run was scored on."""
-    task = run_task(run.results, data_root)
+def read_labels(task: Task) -> tuple[dict[str, Item], set[str]]:
+    """The task's items by id, in the dataset's order, and the sha256 of the label files they were read from."""
     data = read_dataset(task)
+    return data.by_id(), {sha256_file(p) for p in data.label_files}
+
+
+def labels(run: Run, data_root: Path | None = None, read=read_labels) -> dict[str, Item]:
+    """The task's items by id, in the dataset's order, from the very label files the run was scored on.
+    `read` reads them (read_labels; compare passes one that reads each dataset root once for many runs)."""
+    task = run_task(run.results, data_root)
+    items, found = read(task)
     recorded = set((run.results["provenance"].get("label_files") or {}).values())
-    found = {sha256_file(p) for p in data.label_files}
     if recorded and found != recorded:
         raise AesbenchError(
             f"the label files of {task.name!r} under {task.data_root} are not those {run.folder} was"
             " scored on (their sha256 differ); give --data-root with the run's dataset"
         )
-    return data.by_id()
+    return items
 
 
 OLD_PIAA_NAMES = {"srcc": "piaa_srcc", "srcc_generic": "piaa_srcc_generic"}  # results.json before per-person ΔSRCC
