@@ -34,6 +34,7 @@ from .leaderboard import differences, protocol_hash
 from .metrics import index_blocks, percentile_interval, bootstrap_values, emd, resample_values
 from .rundata import Run, labels, per_person, read_labels, read_run
 from .task import Task
+from .values import finite_number
 
 
 def p_value(deltas: np.ndarray | None, resamples: int) -> float | None:
@@ -215,7 +216,7 @@ class _Pair:
                 i
                 for i in common
                 if items[i].label.get("attributes", {}).get(key) is not None
-                and all(_finite(run.lines[i].get("attributes"), key) for run in (self.a, self.b))
+                and all(_attribute_number(run.lines[i], key) for run in (self.a, self.b))
             ]
             y = np.array([items[i].label["attributes"][key] for i in ids], dtype=np.float64)
             same = self._same(
@@ -324,9 +325,10 @@ def _verdicts(run: Run) -> dict[str, dict]:
     return (run.results.get("details") or {}).get("verdicts") or {}
 
 
-def _finite(values, key: str) -> bool:
-    value = values.get(key) if isinstance(values, dict) else None
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+def _attribute_number(line: dict, key: str) -> bool:
+    """Whether a prediction line gives attribute `key` a finite number (as score scoring counts it)."""
+    given = line.get("attributes")
+    return isinstance(given, dict) and finite_number(given.get(key))
 
 
 def compare_two(

@@ -19,6 +19,7 @@ from ..adapter import Model, Request
 from ..errors import AesbenchError
 from ..metrics import Metric
 from ..registry import nearest
+from ..values import is_number
 
 if TYPE_CHECKING:
     from ..datasets import Dataset, Item
@@ -30,11 +31,6 @@ DEFAULT_BOOTSTRAP = {"resamples": 1000, "seed": 0, "level": 0.95}
 
 def is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
-
-
-def is_number(x) -> bool:
-    """A finite number (not a bool): .nan and .inf are not protocol values."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _valid_bootstrap(b) -> bool:
@@ -158,10 +154,6 @@ class Family:
 def check_count(model: Model, outputs: list, expected: int) -> None:
     if len(outputs) != expected:
         raise AesbenchError(f"model {model.name!r} returned {len(outputs)} outputs for {expected} images")
-
-
-def finite_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_score(line: dict) -> str | None:

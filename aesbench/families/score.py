@@ -15,7 +15,8 @@ import numpy as np
 from ..adapter import Model, Request
 from ..metrics import ATTRIBUTE_METRICS, METRICS, SCORE_FUNCTIONS, Metric, acc, bootstrap_cis, emd
 from ..pipeline import predict_items
-from .base import Family, Protocol, check_count, check_score, finite_number, is_number, setting, summary, usable
+from ..values import finite_number, is_number
+from .base import Family, Protocol, check_count, check_score, setting, summary, usable
 
 if TYPE_CHECKING:
     from ..datasets import Dataset

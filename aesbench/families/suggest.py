@@ -13,7 +13,8 @@ import numpy as np
 from ..degradations import SUGGEST_KINDS, degrade, item_rng
 from ..judges import check_judge, make_judge
 from ..metrics import Metric, bootstrap_ci
-from .base import POSITIVE, WHOLE, Protocol, check_text, is_number, setting, summary, usable
+from ..values import is_number
+from .base import POSITIVE, WHOLE, Protocol, check_text, setting, summary, usable
 from .comment import TextFamily
 
 if TYPE_CHECKING:
