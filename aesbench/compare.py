@@ -19,28 +19,22 @@ and p = 1, and no p is ever 0 (the smallest is 2 / (R + 1)).
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 
 from .captions import CaptionScorer
-from .degradations import SUGGEST_KINDS
+from .datasets import Item
 from .errors import AesbenchError
 from .families.base import check_score, check_text
 from .families.piaa import PIAA_COLUMNS, mean_defined
+from .families.score import ScoreProtocol, attribute_functions, emd_undefined, metric_functions
+from .families.suggest import SuggestProtocol, accuracy_functions, verdict_arrays
 from .leaderboard import differences, protocol_hash
-from .metrics import (
-    ATTRIBUTE_METRICS,
-    SCORE_FUNCTIONS,
-    index_blocks,
-    percentile_interval,
-    acc,
-    bootstrap_values,
-    emd,
-    resample_values,
-)
-from .rundata import Run, labels, per_person, read_run
+from .metrics import index_blocks, percentile_interval, bootstrap_values, emd, resample_values
+from .rundata import Run, labels, per_person, read_labels, read_run
+from .task import Task
+from .values import finite_number
 
 
 def p_value(deltas: np.ndarray | None, resamples: int) -> float | None:
@@ -77,13 +71,58 @@ def check_comparable(runs: list[Run]) -> None:
             )
 
 
+class _Comparison:
+    """Runs of one task under one protocol (check_comparable), compared in pairs. What a pair needs of one
+    run is worked out once and reused by every pair it is in: the task's labels (each dataset root read,
+    and its label files hashed, once), the run's values and resampled values on a set of common units
+    (reused by every pair with the same common units) and one caption scorer (one METEOR JVM)."""
+
+    def __init__(self, runs: list[Run], data_root: Path | None):
+        self.runs, self.data_root = runs, data_root
+        boot = runs[0].results["bootstrap"]
+        self.resamples, self.seed, self.level = int(boot["resamples"]), int(boot["seed"]), float(boot["level"])
+        self._read: dict[str, tuple] = {}  # dataset root -> read_labels of it
+        self._values: dict[tuple, dict] = {}  # (run, *units) -> {metric: (value, resampled values)}
+        self._scorer: CaptionScorer | None = None
+
+    def __enter__(self) -> _Comparison:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+
+    def labels(self, run: Run) -> dict[str, Item]:
+        """rundata.labels with each dataset root read once: the runs' tasks differ in nothing but their root."""
+        return labels(run, self.data_root, self._read_labels)
+
+    def _read_labels(self, task: Task) -> tuple:
+        root = str(task.data_root)
+        if root not in self._read:
+            self._read[root] = read_labels(task)
+        return self._read[root]
+
+    @property
+    def scorer(self) -> CaptionScorer:
+        if self._scorer is None:
+            self._scorer = CaptionScorer()
+        return self._scorer
+
+    def values(self, run: Run, units: tuple, compute) -> dict[str, tuple]:
+        """{metric: (value, resampled values)} of `run` on what `units` names (the family, the labels, the
+        common units, the metrics): compute(run) the first time."""
+        key = (id(run), *units)
+        if key not in self._values:
+            self._values[key] = compute(run)
+        return self._values[key]
+
+
 class _Pair:
     """Two runs of one task: per metric, both values on the common units and the paired resampled differences."""
 
-    def __init__(self, a: Run, b: Run, data_root: Path | None):
-        self.a, self.b, self.data_root = a, b, data_root
-        boot = a.results["bootstrap"]
-        self.resamples, self.seed, self.level = int(boot["resamples"]), int(boot["seed"]), float(boot["level"])
+    def __init__(self, comparison: _Comparison, a: Run, b: Run):
+        self.comparison, self.a, self.b = comparison, a, b
+        self.resamples, self.seed, self.level = comparison.resamples, comparison.seed, comparison.level
 
     def metrics(self, only: str | None) -> dict[str, dict]:
         """{metric: summary} for every metric the task reports (or `only` that one); a metric undefined
@@ -124,8 +163,23 @@ class _Pair:
     def _same(self, n_common: int, key=lambda r: r.results["n"]) -> bool:
         return n_common == key(self.a) == key(self.b)
 
+    def _rows(self, units: tuple, compute, n: int, same: bool) -> dict:
+        """The pair's rows from each run's {metric: (value, resampled values)} (compute(run), reused by
+        every pair on the same `units`): A, B and the paired differences A* − B*, resample by resample."""
+        va, vb = (self.comparison.values(run, units, compute) for run in (self.a, self.b))
+        return {
+            name: {
+                "a": va[name][0],
+                "b": vb[name][0],
+                "n": n,
+                "same_units": same,
+                "deltas": None if va[name][1] is None else va[name][1] - vb[name][1],
+            }
+            for name in va
+        }
+
     def score(self, only: str | None) -> dict:
-        items = labels(self.a, self.data_root)
+        items = self.comparison.labels(self.a)
         common = [
             i
             for i in items
@@ -135,62 +189,50 @@ class _Pair:
             and check_score(self.b.lines[i]) is None
         ]
         mos = np.array([items[i].label["mos"] for i in common], dtype=np.float64)
-        pa, pb = (np.array([run.lines[i]["score"] for i in common], dtype=np.float64) for run in (self.a, self.b))
-        threshold = float(self.a.results["protocol"].get("protocol", {}).get("acc_threshold", 5.0))
-        functions = dict(SCORE_FUNCTIONS, acc=functools.partial(acc, threshold=threshold))
+        protocol = ScoreProtocol.from_record(self.a.results["protocol"].get("protocol") or {})
+        functions = metric_functions(protocol)
         names = [m for m in self.a.results["protocol"].get("metrics", []) if only in (None, m)]
         on_pairs = {m: functions[m] for m in names if m in functions}
-        extra_a, extra_b = {}, {}
-        if "emd" in names:
-            both = [
-                i
-                for i in common
-                if "distribution" in self.a.lines[i]
-                and "distribution" in self.b.lines[i]
-                and "distribution" in items[i].label
-            ]
-            if len(both) == len(common):
+        truth = [items[i].label for i in common]
+        with_emd = "emd" in names and all(
+            emd_undefined(truth, [run.lines[i] for i in common]) is None for run in (self.a, self.b)
+        )
+
+        def values(run: Run) -> dict:
+            pred = np.array([run.lines[i]["score"] for i in common], dtype=np.float64)
+            extra = {}
+            if with_emd:
                 t = np.array([items[i].label["distribution"] for i in common], dtype=np.float64)
-                extra_a["emd"], extra_b["emd"] = (
-                    (emd, [np.array([run.lines[i]["distribution"] for i in common], dtype=np.float64), t])
-                    for run in (self.a, self.b)
-                )
-        rows = self._paired(on_pairs, pa, pb, mos, extra_a, extra_b, self._same(len(common)))
-        attributes = (self.a.results["protocol"].get("protocol") or {}).get("attributes") or []
-        for key in attributes:
-            wanted = {f"{m}@{key}": SCORE_FUNCTIONS[m] for m in ATTRIBUTE_METRICS if only in (None, f"{m}@{key}")}
+                extra["emd"] = (emd, [np.array([run.lines[i]["distribution"] for i in common], dtype=np.float64), t])
+            return _values(on_pairs, pred, mos, extra, self.resamples, self.seed)
+
+        units = ("score", id(items), tuple(common), tuple(on_pairs), with_emd)
+        rows = self._rows(units, values, len(common), self._same(len(common)))
+        for key in protocol.attributes or []:
+            wanted = {name: fn for name, fn in attribute_functions(key).items() if only in (None, name)}
             if not wanted or not any(name in self.a.results["metrics"] for name in wanted):
                 continue
             ids = [
                 i
                 for i in common
                 if items[i].label.get("attributes", {}).get(key) is not None
-                and all(_finite(run.lines[i].get("attributes"), key) for run in (self.a, self.b))
+                and all(_attribute_number(run.lines[i], key) for run in (self.a, self.b))
             ]
             y = np.array([items[i].label["attributes"][key] for i in ids], dtype=np.float64)
-            qa, qb = (
-                np.array([run.lines[i]["attributes"][key] for i in ids], dtype=np.float64) for run in (self.a, self.b)
-            )
             same = self._same(
                 len(ids), lambda r: ((r.results.get("details") or {}).get("attributes") or {}).get(key, {}).get("n")
             )
-            rows.update(self._paired(wanted, qa, qb, y, {}, {}, same))
-        return rows
 
-    def _paired(self, functions: dict, pa, pb, truth, extra_a: dict, extra_b: dict, same: bool) -> dict:
-        va = bootstrap_values(functions, pa, truth, self.resamples, self.seed, extra_a)
-        vb = bootstrap_values(functions, pb, truth, self.resamples, self.seed, extra_b)
-        rows = {}
-        for name in list(functions) + list(extra_a):
-            fn_a, fn_b = (functions[name], functions[name]) if name in functions else (extra_a[name], extra_b[name])
-            a = fn_a(pa, truth) if name in functions else fn_a[0](*fn_a[1])
-            b = fn_b(pb, truth) if name in functions else fn_b[0](*fn_b[1])
-            deltas = None if va[name] is None else va[name] - vb[name]
-            rows[name] = {"a": a, "b": b, "n": len(truth), "same_units": same, "deltas": deltas}
+            def attribute_values(run: Run, ids=ids, key=key, wanted=wanted, y=y) -> dict:
+                pred = np.array([run.lines[i]["attributes"][key] for i in ids], dtype=np.float64)
+                return _values(wanted, pred, y, {}, self.resamples, self.seed)
+
+            units = ("attribute", id(items), tuple(ids), key, tuple(wanted))
+            rows.update(self._rows(units, attribute_values, len(ids), same))
         return rows
 
     def comment(self, only: str | None) -> dict:
-        items = labels(self.a, self.data_root)
+        items = self.comparison.labels(self.a)
         common = [
             i
             for i in items
@@ -203,59 +245,36 @@ class _Pair:
         if len(common) < 2:
             return {m: {"a": None, "b": None, "n": len(common), "same_units": False, "deltas": None} for m in names}
         references = {i: items[i].label["references"] for i in common}
-        scorer = CaptionScorer()
-        try:
-            scored = [
-                scorer.score(references, {i: run.lines[i]["comment"] for i in common}) for run in (self.a, self.b)
-            ]
+
+        def values(run: Run) -> dict:
+            scored = self.comparison.scorer.score(references, {i: run.lines[i]["comment"] for i in common})
             draws = np.concatenate(list(index_blocks(len(common), self.resamples, self.seed)))
-            samples = [scorer.bootstrap_samples(s, draws) for s in scored]
-        finally:
-            scorer.close()
-        same = self._same(len(common))
-        return {
-            m: {
-                "a": scored[0]["metrics"][m],
-                "b": scored[1]["metrics"][m],
-                "n": len(common),
-                "same_units": same,
-                "deltas": np.array(samples[0][m], dtype=np.float64) - np.array(samples[1][m], dtype=np.float64),
-            }
-            for m in names
-        }
+            samples = self.comparison.scorer.bootstrap_samples(scored, draws)
+            return {m: (scored["metrics"][m], np.array(samples[m], dtype=np.float64)) for m in samples}
+
+        rows = self._rows(("comment", id(items), tuple(common)), values, len(common), self._same(len(common)))
+        return {m: rows[m] for m in names}
 
     def suggest(self, only: str | None) -> dict:
-        verdicts = [(r.results.get("details") or {}).get("verdicts") or {} for r in (self.a, self.b)]
+        verdicts = [_verdicts(r) for r in (self.a, self.b)]
         common = [i for i in verdicts[0] if i in verdicts[1]]
-        kinds = list((self.a.results["protocol"].get("protocol") or {}).get("kinds", SUGGEST_KINDS))
-        code = np.array([kinds.index(verdicts[0][i]["kind"]) for i in common], dtype=np.int64)
-        ca, cb = (np.array([float(v[i]["correct"]) for i in common], dtype=np.float64) for v in verdicts)
+        kinds = list(SuggestProtocol.from_record(self.a.results["protocol"].get("protocol") or {}).kinds)
+        functions = accuracy_functions(kinds)
+        wanted = {
+            name: functions[name]
+            for name in self.a.results["protocol"].get("metrics", [])
+            if only in (None, name) and name in functions
+        }
 
-        def kind_accuracy(k: int, c, correct) -> float:
-            return float(correct[c == k].mean()) if (c == k).any() else float("nan")
+        def values(run: Run) -> dict:
+            code, correct = verdict_arrays(kinds, [_verdicts(run)[i] for i in common])
+            return {
+                name: (fn(code, correct), resample_values(fn, [code, correct], self.resamples, self.seed))
+                for name, fn in wanted.items()
+            }
 
-        def average(c, correct) -> float:
-            return (
-                float(np.nanmean([kind_accuracy(k, c, correct) for k in range(len(kinds))])) if len(c) else float("nan")
-            )
-
-        functions = {f"acc_{kind}": functools.partial(kind_accuracy, k) for k, kind in enumerate(kinds)}
-        functions["acc_avg"] = average
-        rows = {}
-        for name in self.a.results["protocol"].get("metrics", []):
-            if only in (None, name) and name in functions:
-                fn = functions[name]
-                deltas = resample_values(
-                    lambda c, x, y, fn=fn: fn(c, x) - fn(c, y), [code, ca, cb], self.resamples, self.seed
-                )
-                rows[name] = {
-                    "a": fn(code, ca),
-                    "b": fn(code, cb),
-                    "n": len(common),
-                    "same_units": self._same(len(common)),
-                    "deltas": deltas,
-                }
-        return rows
+        units = ("suggest", tuple(common), tuple(kinds), tuple(wanted))
+        return self._rows(units, values, len(common), self._same(len(common)))
 
     def piaa(self, only: str | None) -> dict:
         tables = [per_person(r.results) for r in (self.a, self.b)]
@@ -278,27 +297,38 @@ class _Pair:
                         "undefined": "a run's results.json predates the per-person column; run its eval again",
                     }
                     continue
-                xa, xb = (
-                    np.array([np.nan if p[w].get(name) is None else p[w][name] for w in common], dtype=np.float64)
-                    for p in people
-                )
-                deltas = resample_values(
-                    lambda x, y: mean_defined(x) - mean_defined(y), [xa, xb], self.resamples, self.seed
-                )
+
+                def values(run: Run, k=k, name=name, suffix=suffix, common=common) -> dict:
+                    person = per_person(run.results)[f"k{k}"]
+                    x = np.array(
+                        [np.nan if person[w].get(name) is None else person[w][name] for w in common], dtype=np.float64
+                    )
+                    resampled = resample_values(mean_defined, [x], self.resamples, self.seed)
+                    return {name + suffix: (mean_defined(x), resampled)}
+
                 same = self._same(len(common), lambda r: len(per_person(r.results).get(f"k{k}", {})))
-                rows[name + suffix] = {
-                    "a": mean_defined(xa),
-                    "b": mean_defined(xb),
-                    "n": len(common),
-                    "same_units": same,
-                    "deltas": deltas,
-                }
+                rows.update(self._rows(("piaa", k, name, tuple(common)), values, len(common), same))
         return rows
 
 
-def _finite(values, key: str) -> bool:
-    value = values.get(key) if isinstance(values, dict) else None
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+def _values(functions: dict, pred, truth, extra: dict, resamples: int, seed: int) -> dict:
+    """{metric: (value, resampled values)} of one run's predictions: `functions` of (pred, truth), `extra`
+    name -> (fn, arrays) (EMD of the distributions), resampled as metrics.bootstrap_values does."""
+    resampled = bootstrap_values(functions, pred, truth, resamples, seed, extra)
+    values = {name: fn(pred, truth) for name, fn in functions.items()}
+    values.update({name: fn(*arrays) for name, (fn, arrays) in extra.items()})
+    return {name: (value, resampled[name]) for name, value in values.items()}
+
+
+def _verdicts(run: Run) -> dict[str, dict]:
+    """The judge's verdicts a suggest run recorded, by item id."""
+    return (run.results.get("details") or {}).get("verdicts") or {}
+
+
+def _attribute_number(line: dict, key: str) -> bool:
+    """Whether a prediction line gives attribute `key` a finite number (as score scoring counts it)."""
+    given = line.get("attributes")
+    return isinstance(given, dict) and finite_number(given.get(key))
 
 
 def compare_two(
@@ -307,45 +337,46 @@ def compare_two(
     """({metric: {"a", "b", "delta", "ci95", "p_value", "n", "same_units", "undefined"}}, about the runs)."""
     runs = [read_run(folder_a), read_run(folder_b)]
     check_comparable(runs)
-    pair = _Pair(runs[0], runs[1], data_root)
-    return pair.metrics(metric), _about(runs, pair)
+    with _Comparison(runs, data_root) as comparison:
+        return _Pair(comparison, runs[0], runs[1]).metrics(metric), _about(comparison)
 
 
 def compare_many(folders: list[Path], metric: str | None, data_root: Path | None = None) -> tuple[dict, dict]:
     """The matrix of pairwise differences in one metric (default: the task's first): {"metric", "runs",
-    "delta", "ci95", "p_value"}, where entry [i][j] compares row run i with column run j (i − j)."""
+    "delta", "ci95", "p_value"}, where entry [i][j] compares row run i with column run j (i − j). Each
+    run's labels, values and resampled values are worked out once for all its pairs (_Comparison)."""
     runs = [read_run(f) for f in folders]
     check_comparable(runs)
     metric = metric or (runs[0].results["protocol"].get("metrics") or [""])[0]
     size = len(runs)
     matrix = {key: [[None] * size for _ in range(size)] for key in ("delta", "ci95", "p_value")}
-    pair = None
-    for i in range(size):
-        for j in range(i + 1, size):
-            pair = _Pair(runs[i], runs[j], data_root)
-            row = pair.metrics(metric)[metric]
-            matrix["delta"][i][j], matrix["ci95"][i][j], matrix["p_value"][i][j] = (
-                row["delta"],
-                row["ci95"],
-                row["p_value"],
-            )
-            matrix["delta"][j][i] = None if row["delta"] is None else -row["delta"]
-            matrix["ci95"][j][i] = None if row["ci95"] is None else [-row["ci95"][1], -row["ci95"][0]]
-            matrix["p_value"][j][i] = row["p_value"]
-    about = _about(runs, pair)
+    with _Comparison(runs, data_root) as comparison:
+        for i in range(size):
+            for j in range(i + 1, size):
+                row = _Pair(comparison, runs[i], runs[j]).metrics(metric)[metric]
+                matrix["delta"][i][j], matrix["ci95"][i][j], matrix["p_value"][i][j] = (
+                    row["delta"],
+                    row["ci95"],
+                    row["p_value"],
+                )
+                matrix["delta"][j][i] = None if row["delta"] is None else -row["delta"]
+                matrix["ci95"][j][i] = None if row["ci95"] is None else [-row["ci95"][1], -row["ci95"][0]]
+                matrix["p_value"][j][i] = row["p_value"]
+    about = _about(comparison)
     return {"metric": metric, "runs": about["labels"], **matrix}, about
 
 
-def _about(runs: list[Run], pair: _Pair) -> dict:
+def _about(comparison: _Comparison) -> dict:
     """Names for the runs (the model's, or its folder where two runs share a model name) and the bootstrap."""
+    runs = comparison.runs
     names = [r.results["model"] for r in runs]
     label = [n if names.count(n) == 1 else str(r.folder) for n, r in zip(names, runs)]
     return {
         "labels": label,
         "folders": [str(r.folder) for r in runs],
         "task": runs[0].results["task"],
-        "resamples": pair.resamples,
-        "seed": pair.seed,
-        "level": pair.level,
+        "resamples": comparison.resamples,
+        "seed": comparison.seed,
+        "level": comparison.level,
         "family": runs[0].family,
     }

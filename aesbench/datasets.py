@@ -22,6 +22,7 @@ import numpy as np
 from .degradations import item_rng
 from .errors import AesbenchError
 from .registry import Registry
+from .values import is_number
 
 if TYPE_CHECKING:
     from .task import Task
@@ -560,7 +561,7 @@ def read_artimuse(task: Task) -> Dataset:
         score = rec.get("gt_score") if isinstance(rec, dict) else None
         if not isinstance(name, str) or not name.strip():
             skipped.append({"id": where, "reason": "malformed record: needs a non-empty 'image'"})
-        elif isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        elif not is_number(score):
             skipped.append(
                 {"id": name, "reason": f"malformed record {where}: gt_score {score!r} is not a finite number"}
             )

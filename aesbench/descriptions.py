@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from .images import ImageError, Preprocessing, load_image
 from .pipeline import identity_track
 from .store import PredictionStore
 from .task import load_task
+from .values import finite_number
 
 LEVELS = ("perception", "cognition", "emotion")
 FORMAT_KEY, FORMAT_VERSION = "aesbench_descriptions", 1
@@ -87,9 +87,7 @@ def check_record(record) -> str | None:
         if not isinstance(record.get(level), str) or not record[level].strip():
             return f"no {level} text"
     score = record.get("score")
-    if score is not None and (
-        isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score)
-    ):
+    if score is not None and not finite_number(score):
         return f"score {score!r} is neither a finite number nor null"
     if record.get("score_sentence") is not None and not isinstance(record["score_sentence"], str):
         return "score_sentence is neither text nor null"

@@ -33,16 +33,14 @@ IDENTITY_KEYS = ("family", "version", "dataset", "preprocessing", "prompt", "pro
 def _identity(protocol: dict | None) -> dict:
     """What decides a task's numbers (IDENTITY_KEYS of its definition as run), with the defaults
     filled in: a record written before preprocessing.draft_size existed, or before results recorded the
-    family's protocol defaults, ran with those defaults, so it is the same protocol."""
+    family's protocol defaults, ran with those defaults, so it is the same protocol. A protocol key this
+    version does not know is kept as recorded: it still tells two protocols apart."""
     core = {k: (protocol or {}).get(k) for k in IDENTITY_KEYS}
     if isinstance(core["preprocessing"], dict):
         core["preprocessing"] = {**Preprocessing().to_dict(), **core["preprocessing"]}
     if isinstance(core["protocol"], dict) and core["family"] in FAMILIES:
         given = core["protocol"]
-        kind = get_family(core["family"]).Protocol
-        core["protocol"] = {**kind().to_dict(), **given}
-        if isinstance(given.get("bootstrap"), dict):
-            core["protocol"]["bootstrap"] = kind.full_bootstrap(given["bootstrap"])
+        core["protocol"] = {**given, **get_family(core["family"]).Protocol.from_record(given).to_dict()}
     return core
 
 

@@ -10,9 +10,9 @@ one of COMMAND_LINE_ONLY is refused.
 from __future__ import annotations
 
 import inspect
-import math
 
 from .errors import AesbenchError
+from .values import is_number
 
 TRUE, FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
@@ -55,10 +55,6 @@ def _annotation_names(parameter: inspect.Parameter) -> set[str]:
     return {part.strip() for part in text.split("|")}
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def parse_option(value, parameter: inspect.Parameter, owner: str):
     """One option checked against the type its parameter declares: a boolean by parse_bool, an int a
     whole number (1.5 is refused, never truncated; a seed not negative), a float a finite number, a
@@ -76,11 +72,11 @@ def parse_option(value, parameter: inspect.Parameter, owner: str):
             raise AesbenchError(f"option seed of {owner} must be 0 or more, not {value}")
         return value
     if kinds in ({"float"}, {"int", "float"}):
-        if not _is_number(value):
+        if not is_number(value):
             raise AesbenchError(f"option {name} of {owner} must be a finite number, not {value!r}")
         return float(value)
     if kinds and kinds <= {"str", "Path"}:
-        if _is_number(value):
+        if is_number(value):
             return str(value)
         if not isinstance(value, str):
             raise AesbenchError(f"option {name} of {owner} must be text, not {value!r}")

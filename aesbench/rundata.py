@@ -17,7 +17,6 @@ from pathlib import Path
 from .datasets import Item, read_dataset
 from .errors import AesbenchError
 from .families import FAMILIES, get_family
-from .families.base import Protocol
 from .families.piaa import PIAA_COLUMNS
 from .images import Preprocessing
 from .provenance import sha256_file
@@ -88,7 +87,7 @@ def run_task(results: dict, data_root: Path | None = None) -> Task:
         prompt=p.get("prompt"),
         metrics=list(p.get("metrics") or []),
         notes=p.get("notes") or {},
-        protocol=_protocol(family, p.get("protocol") or {}),
+        protocol=get_family(family).Protocol.from_record(p.get("protocol") or {}),
     )
     recorded_root = prov.get("data_root")
     if data_root is None and recorded_root and Path(recorded_root).is_dir():
@@ -97,28 +96,24 @@ def run_task(results: dict, data_root: Path | None = None) -> Task:
     return task
 
 
-def _protocol(family: str, recorded: dict) -> Protocol:
-    """The family's protocol dataclass from the one a run recorded (checked when the run was made; a key
-    an older results.json left out takes its default)."""
-    kind = get_family(family).Protocol
-    values = {k: v for k, v in recorded.items() if k in kind.keys()}
-    if isinstance(values.get("bootstrap"), dict):
-        values["bootstrap"] = kind.full_bootstrap(values["bootstrap"])
-    return kind(**values)
-
-
-def labels(run: Run, data_root: Path | None = None) -> dict[str, Item]:
-    """The task's items by id, in the dataset's order, from the very label files the run was scored on."""
-    task = run_task(run.results, data_root)
+def read_labels(task: Task) -> tuple[dict[str, Item], set[str]]:
+    """The task's items by id, in the dataset's order, and the sha256 of the label files they were read from."""
     data = read_dataset(task)
+    return data.by_id(), {sha256_file(p) for p in data.label_files}
+
+
+def labels(run: Run, data_root: Path | None = None, read=read_labels) -> dict[str, Item]:
+    """The task's items by id, in the dataset's order, from the very label files the run was scored on.
+    `read` reads them (read_labels; compare passes one that reads each dataset root once for many runs)."""
+    task = run_task(run.results, data_root)
+    items, found = read(task)
     recorded = set((run.results["provenance"].get("label_files") or {}).values())
-    found = {sha256_file(p) for p in data.label_files}
     if recorded and found != recorded:
         raise AesbenchError(
             f"the label files of {task.name!r} under {task.data_root} are not those {run.folder} was"
             " scored on (their sha256 differ); give --data-root with the run's dataset"
         )
-    return data.by_id()
+    return items
 
 
 OLD_PIAA_NAMES = {"srcc": "piaa_srcc", "srcc_generic": "piaa_srcc_generic"}  # results.json before per-person ΔSRCC

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from .store import (
     write_text,
 )
 from .task import Task
+from .values import is_number
 
 PREDICTIONS, RESULTS, RUN = "predictions.jsonl", "results.json", "run.json"
 SHARD, SHARDS = "predictions.rank{}.jsonl", "predictions.rank*.jsonl"  # one per process of a multi-process run
@@ -264,7 +264,7 @@ def _evaluate(
         "undefined": summary["undefined"],
         "skipped": extra_skips + summary["skipped"],
         "protocol": task.to_dict(),
-        "bootstrap": task.bootstrap,
+        "bootstrap": dict(task.protocol.bootstrap),
         "resumed_from": resumed,
         "provenance": run_provenance(
             task,
@@ -313,10 +313,6 @@ def _in_memory(
     return store.lines, [], 0, model.describe(), task.family_module.scoring(model, task)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def check_results(path: Path, record) -> dict:
     """A results record as the leaderboard reads it, or one line naming the file and the field that is
     wrong (never the file's content). A null metric is an undefined one (results.json writes a
@@ -333,13 +329,13 @@ def check_results(path: Path, record) -> dict:
     if not isinstance(record.get("metrics"), dict):
         bad("metrics is missing or not a mapping of name to number")
     for name, value in record["metrics"].items():
-        if value is not None and not _is_number(value):
+        if value is not None and not is_number(value):
             bad(f"metric {name!r} is not a number")
     ci = record.get("ci95") or {}
     if not isinstance(ci, dict):
         bad("ci95 is not a mapping of name to [low, high]")
     for name, pair in ci.items():
-        if not (isinstance(pair, list) and len(pair) == 2 and all(map(_is_number, pair))):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(map(is_number, pair))):
             bad(f"ci95 of {name!r} is not [low, high]")
     n = record.get("n")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int)):

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from .errors import AesbenchError
+from .values import is_number
 
 HEADER_KEY = "aesbench_run"
 LOCK = ".aesbench.lock"  # held by the run (an evaluation or a training) using the folder (run_lock)
@@ -140,9 +141,7 @@ def _check_run_header(path: Path, header) -> dict:
     if not isinstance(scale, bool):
         raise AesbenchError(f"{path} line 1: scoring.on_task_scale must be true or false")
     ok_range = score_range is None or (
-        isinstance(score_range, list)
-        and len(score_range) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in score_range)
+        isinstance(score_range, list) and len(score_range) == 2 and all(map(is_number, score_range))
     )
     if not ok_range:
         raise AesbenchError(f"{path} line 1: scoring.score_range must be [low, high]")

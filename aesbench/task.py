@@ -94,10 +94,6 @@ class Task:
     def capability(self) -> str:
         return self.family_module.capability
 
-    @property
-    def bootstrap(self) -> dict:
-        return self.protocol.full_bootstrap(self.protocol.bootstrap)
-
     def sha256(self) -> str:
         return sha256_file(self.path)
 

@@ -148,7 +148,7 @@ def hand_mlp(state, x):
 def tiny_ava_score():
     """tiny-ava-score with a short bootstrap: the adapters are under test here, not the CIs (1000 cost ~8 s)."""
     task = load_task("tiny-ava-score")
-    task.protocol.bootstrap = {"resamples": 20}
+    task.protocol.bootstrap = {**task.protocol.bootstrap, "resamples": 20}
     return task
 
 

@@ -3,14 +3,18 @@
 Score runs are made from predictions files on a copy of tiny-ava-score with 200 resamples;
 suggest, PIAA and comment runs are the committed results/ (read, never written)."""
 
+import collections
+import itertools
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-from aesbench.compare import compare_many, compare_two, p_value
+from aesbench import compare
+from aesbench.compare import _Comparison, _Pair, compare_many, compare_two, p_value
 from aesbench.datasets import read_dataset
+from aesbench.rundata import read_run
 from aesbench.task import load_task
 from conftest import REPO, requires_java, run_cli, task_copy
 
@@ -51,12 +55,14 @@ def score_runs(tmp_path_factory):
     mos = {it.id: it.label["mos"] for it in items}
     good = {i: m + rng.normal(0, 0.2) for i, m in mos.items()}
     bad = {i: rng.uniform(1, 10) for i in mos}
+    ids = list(mos)
     return {
         "task": task,
         "tmp": tmp,
         "good": _run(tmp, task, "good", good),
         "bad": _run(tmp, task, "bad", bad),
         "good-copy": _run(tmp, task, "good", good, folder="good-copy"),
+        "partial": _run(tmp, task, "partial", {i: mos[i] for i in ids[: len(ids) // 2]}),  # half the items
         "mos": mos,
     }
 
@@ -65,6 +71,30 @@ def _compare_json(*args):
     proc = run_cli("compare", *map(str, args), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def _recomputed(a, b) -> tuple[dict, list[dict]]:
+    """compare's rows as its family computes them, before the runs' own values are put in where the units
+    are the same (what it recomputes from predictions, labels, verdicts or per-person SRCC, and the paired
+    resampled differences), and the runs' recorded metrics."""
+    runs = [read_run(a), read_run(b)]
+    with _Comparison(runs, None) as comparison:
+        pair = _Pair(comparison, *runs)
+        rows = getattr(pair, pair.a.family)(None)
+    return rows, [json.loads((r / "results.json").read_text())["metrics"] for r in (a, b)]
+
+
+def _check_recomputed(a, b) -> None:
+    """Each value compare recomputes equals the run's results.json value, and the paired bootstrap's
+    differences centre on A − B: their median is within a quarter of their 95% range of it."""
+    rows, own = _recomputed(a, b)
+    assert own[0].keys() & own[1].keys()
+    for name in own[0].keys() & own[1].keys():
+        row = rows[name]
+        assert row["same_units"], name
+        assert (row["a"], row["b"]) == pytest.approx((own[0][name], own[1][name]), rel=1e-12, abs=1e-12), name
+        low, median, high = np.nanpercentile(row["deltas"], [2.5, 50, 97.5])
+        assert abs(median - (own[0][name] - own[1][name])) <= (high - low) / 4, name
 
 
 def test_difference_is_the_runs_own_difference_exactly_and_a_clearly_better_model_wins(score_runs):
@@ -80,6 +110,7 @@ def test_difference_is_the_runs_own_difference_exactly_and_a_clearly_better_mode
     assert rows["emd"]["delta"] is None  # neither run gives distributions: undefined, not a number
     assert rows["srcc"]["delta"] > 0.5 and rows["srcc"]["p_value"] < 0.02 and rows["srcc"]["ci95"][0] > 0
     assert rows["mse"]["delta"] < 0 and rows["mse"]["p_value"] < 0.02  # lower is better: A's error is smaller
+    _check_recomputed(score_runs["good"], score_runs["bad"])
 
 
 def test_identical_predictions_give_zero_difference_and_p_one(score_runs):
@@ -90,9 +121,7 @@ def test_identical_predictions_give_zero_difference_and_p_one(score_runs):
 
 
 def test_runs_on_other_items_are_compared_on_the_common_ones(score_runs):
-    tmp, mos = score_runs["tmp"], score_runs["mos"]
-    ids = list(mos)
-    partial = _run(tmp, score_runs["task"], "partial", {i: mos[i] for i in ids[: len(ids) // 2]})
+    ids, partial = list(score_runs["mos"]), score_runs["partial"]
     two, about = compare_two(partial, score_runs["bad"])
     assert two["srcc"]["n"] == len(ids) // 2 and not two["srcc"]["same_units"]
     assert two["srcc"]["a"] == pytest.approx(1.0)
@@ -113,17 +142,36 @@ def test_runs_of_other_tasks_or_protocols_are_refused(score_runs, tmp_path):
 
 
 def test_matrix_of_more_than_two_runs(score_runs):
-    runs = [score_runs["good"], score_runs["bad"], score_runs["good-copy"]]
+    """Every entry is the pairwise comparison exactly, including pairs with other common items (partial)."""
+    runs = [score_runs["good"], score_runs["bad"], score_runs["good-copy"], score_runs["partial"]]
     matrix, _ = compare_many(runs, "srcc")
-    pair, _ = compare_two(runs[0], runs[1], metric="srcc")
-    assert matrix["runs"] == [str(runs[0]), "bad", str(runs[2])]  # two runs named "good": told apart by folder
-    assert matrix["delta"][0][1] == pair["srcc"]["delta"] == -matrix["delta"][1][0]
-    assert matrix["p_value"][0][1] == matrix["p_value"][1][0] == pair["srcc"]["p_value"]
+    assert matrix["runs"] == [str(runs[0]), "bad", str(runs[2]), "partial"]  # two runs named "good": by folder
+    for i, j in itertools.combinations(range(len(runs)), 2):
+        row = compare_two(runs[i], runs[j], metric="srcc")[0]["srcc"]
+        assert [matrix[key][i][j] for key in ("delta", "ci95", "p_value")] == [
+            row["delta"],
+            row["ci95"],
+            row["p_value"],
+        ]
+        assert matrix["delta"][j][i] == -row["delta"] and matrix["p_value"][j][i] == row["p_value"]
+        assert matrix["ci95"][j][i] == [-row["ci95"][1], -row["ci95"][0]]
     assert matrix["delta"][0][2] == 0.0 and matrix["delta"][1][1] is None
     table = run_cli("compare", *map(str, runs), "--metric", "srcc")
     assert table.returncode == 0 and "row − column" in table.stdout
     proc = run_cli("compare", *map(str, runs), "--metric", "bleu4")
     assert proc.returncode == 2 and "'bleu4' is not one" in proc.stderr
+
+
+def test_matrix_works_out_each_run_once(score_runs, monkeypatch):
+    """The labels are read (and their files hashed) once, and each run's resampled values are computed
+    once per set of common items, not once per pair."""
+    calls = collections.Counter()
+    for name in ("read_labels", "bootstrap_values"):
+        original = getattr(compare, name)
+        monkeypatch.setattr(compare, name, lambda *a, _f=original, _n=name, **k: calls.update([_n]) or _f(*a, **k))
+    compare_many([score_runs[k] for k in ("good", "bad", "good-copy", "partial")], "srcc")
+    # good, bad and good-copy on all items; all four on the half that partial scored (12 pairwise)
+    assert calls == {"read_labels": 1, "bootstrap_values": 3 + 4}
 
 
 def test_p_value_rule():
@@ -140,6 +188,7 @@ def test_suggest_runs_compare_on_the_recorded_verdicts():
     for name, row in rows.items():
         assert row["delta"] == own[0][name] - own[1][name] and row["same_units"]
         assert 0 < row["p_value"] <= 1
+    _check_recomputed(a, b)
     same, _ = compare_two(a, a)
     assert all(row["delta"] == 0 and row["p_value"] == 1 for row in same.values())
 
@@ -154,6 +203,7 @@ def test_piaa_runs_resample_people(tmp_path):
     assert about["family"] == "piaa" and rows["piaa_srcc"]["n"] == 5  # people, not images
     for name in own[0]:  # per-person ΔSRCC included
         assert rows[name]["delta"] == own[0][name] - own[1][name] and rows[name]["ci95"] is not None
+    _check_recomputed(nima, handcrafted)
     # a results.json from before per-person ΔSRCC was recorded (`srcc`, `srcc_generic` per person): said, not guessed
     old = tmp_path / "old"
     shutil.copytree(handcrafted, old)
@@ -178,3 +228,4 @@ def test_caption_runs_reuse_the_caption_statistics():
     for name, row in rows.items():
         assert row["delta"] == own[0][name] - own[1][name]
         assert row["ci95"][0] <= row["ci95"][1]
+    _check_recomputed(a, b)

@@ -171,7 +171,7 @@ def odd_images():
 def quick(task_name: str):
     """A built-in task with 20 bootstrap resamples: its logistic-fit CIs, not the model, would take the time."""
     task = load_task(task_name)
-    task.protocol.bootstrap = {**task.bootstrap, "resamples": 20}
+    task.protocol.bootstrap = {**task.protocol.bootstrap, "resamples": 20}
     return task
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..metrics import METRICS
 from ..registry import Registry
-from .base import DEFAULT_BOOTSTRAP, Family, Protocol
+from .base import Family, Protocol
 from .comment import CommentFamily
 from .piaa import PiaaFamily
 from .score import ScoreFamily
@@ -27,4 +27,4 @@ def get_family(name: str) -> Family:
     return FAMILIES.get(name)
 
 
-__all__ = ["DEFAULT_BOOTSTRAP", "FAMILIES", "Family", "Protocol", "get_family"]
+__all__ = ["FAMILIES", "Family", "Protocol", "get_family"]

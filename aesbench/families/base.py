@@ -19,6 +19,7 @@ from ..adapter import Model, Request
 from ..errors import AesbenchError
 from ..metrics import Metric
 from ..registry import nearest
+from ..values import is_number
 
 if TYPE_CHECKING:
     from ..datasets import Dataset, Item
@@ -30,11 +31,6 @@ DEFAULT_BOOTSTRAP = {"resamples": 1000, "seed": 0, "level": 0.95}
 
 def is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
-
-
-def is_number(x) -> bool:
-    """A finite number (not a bool): .nan and .inf are not protocol values."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _valid_bootstrap(b) -> bool:
@@ -89,19 +85,19 @@ WHOLE = (is_int, "a whole number")
 @dataclass
 class Protocol:
     """A family's protocol choices as run: every field has its default here, so the record of a run
-    holds the resolved protocol, never only what a task happened to write."""
+    holds the resolved protocol, never only what a task happened to write. The bootstrap's settings
+    are resolved one by one: a task that sets only `resamples` runs with the default seed and level."""
 
     bootstrap: dict = bootstrap_setting()
+
+    def __post_init__(self):
+        if isinstance(self.bootstrap, dict):  # a record read from elsewhere may hold anything (leaderboard.py)
+            default = next(f for f in dataclasses.fields(self) if f.name == "bootstrap").default_factory()
+            self.bootstrap = {**default, **self.bootstrap}  # this family's defaults for the keys left out
 
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def full_bootstrap(cls, given: dict) -> dict:
-        """A `bootstrap` mapping as run: this family's defaults (its field's) for the keys it leaves out."""
-        default = next(f for f in dataclasses.fields(cls) if f.name == "bootstrap").default_factory()
-        return {**default, **given}
 
     @classmethod
     def from_dict(cls, data: dict, where: str, family: str) -> Protocol:
@@ -122,10 +118,13 @@ class Protocol:
                 raise AesbenchError(f"{where}: protocol.{key}: {e}") from None
             if not ok:
                 raise AesbenchError(f"{where}: protocol.{key} must be {expected}, not {value!r}")
-        values = dict(data)
-        if "bootstrap" in values:
-            values["bootstrap"] = cls.full_bootstrap(values["bootstrap"])
-        return cls(**values)
+        return cls(**data)
+
+    @classmethod
+    def from_record(cls, recorded: dict) -> Protocol:
+        """The protocol a run recorded in its results (checked when the run was made): a key an older
+        record left out takes its default, a key this version does not know is left out."""
+        return cls(**{k: v for k, v in recorded.items() if k in cls.keys()})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -172,10 +171,6 @@ class Family:
 def check_count(model: Model, outputs: list, expected: int) -> None:
     if len(outputs) != expected:
         raise AesbenchError(f"model {model.name!r} returned {len(outputs)} outputs for {expected} images")
-
-
-def finite_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_score(line: dict) -> str | None:

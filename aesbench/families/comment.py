@@ -47,7 +47,7 @@ class CommentFamily(TextFamily):
         require_java()
 
     def score(self, task: Task, data: Dataset, lines: dict[str, dict], scoring: dict) -> dict:
-        boot = task.bootstrap
+        boot = task.protocol.bootstrap
         pairs, skipped = usable(data, lines, lambda line: check_text(line, "comment"))
         if not pairs:
             return summary({}, {}, {m: "no usable comments" for m in task.metrics}, 0, skipped)

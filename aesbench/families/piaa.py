@@ -165,7 +165,7 @@ class PiaaFamily(Family):
         return srcc(p, y), srcc(g, y)
 
     def score(self, task: Task, data: Dataset, lines: dict[str, dict], scoring: dict) -> dict:
-        boot, shots, repeats = task.bootstrap, list(task.protocol.shots), task.protocol.repeats
+        boot, shots, repeats = task.protocol.bootstrap, list(task.protocol.shots), task.protocol.repeats
         skipped = list(data.skipped) + [
             {"id": i, "reason": line["skipped"]} for i, line in lines.items() if "skipped" in line
         ]

@@ -25,18 +25,8 @@ from ..metrics import (
     resample_logistic,
 )
 from ..pipeline import predict_items
-from .base import (
-    Family,
-    Protocol,
-    bootstrap_setting,
-    check_count,
-    check_score,
-    finite_number,
-    is_number,
-    setting,
-    summary,
-    usable,
-)
+from ..values import finite_number, is_number
+from .base import Family, Protocol, bootstrap_setting, check_count, check_score, setting, summary, usable
 
 if TYPE_CHECKING:
     from ..datasets import Dataset
@@ -77,6 +67,27 @@ def _attribute_values(values) -> dict:
     if not isinstance(values, dict):
         return {}
     return {str(k): float(v) if finite_number(v) else None for k, v in values.items()}
+
+
+def metric_functions(protocol: ScoreProtocol) -> dict:
+    """The score metrics of (predictions, MOS), name -> fn(pred, mos), as this protocol computes them:
+    accuracy at its threshold. EMD is of the distributions instead (emd_undefined)."""
+    return dict(SCORE_FUNCTIONS, acc=functools.partial(acc, threshold=float(protocol.acc_threshold)))
+
+
+def attribute_functions(key: str) -> dict:
+    """The metrics of one attribute's (predictions, labels): <metric>@<key> -> fn."""
+    return {f"{m}@{key}": SCORE_FUNCTIONS[m] for m in ATTRIBUTE_METRICS}
+
+
+def emd_undefined(labels: list[dict], lines: list[dict]) -> str | None:
+    """Why EMD is undefined on these items (their labels and prediction lines), or None: it needs each
+    one's predicted and voted 10-bin distribution."""
+    if not all("distribution" in line for line in lines):
+        return "the model gives no 10-bin distribution"
+    if not all("distribution" in label for label in labels):
+        return "the dataset has no vote distributions"
+    return None
 
 
 class ScoreFamily(Family):
@@ -138,12 +149,12 @@ class ScoreFamily(Family):
         return None
 
     def score(self, task: Task, data: Dataset, lines: dict[str, dict], scoring: dict) -> dict:
-        boot = task.bootstrap
+        boot = task.protocol.bootstrap
         pairs, skipped = usable(data, lines, check_score)
         pred = np.array([line["score"] for _, line in pairs], dtype=np.float64)
         mos = np.array([item.label["mos"] for item, _ in pairs], dtype=np.float64)
         metrics, ci95, undefined = {}, {}, {}
-        functions = dict(SCORE_FUNCTIONS, acc=functools.partial(acc, threshold=float(task.protocol.acc_threshold)))
+        functions = metric_functions(task.protocol)
         off_scale = self._off_scale(task, scoring)
         on_pairs, on_arrays = {}, {}  # every CI over the same resamples at once (metrics.bootstrap_cis)
         for name in task.metrics:
@@ -152,10 +163,9 @@ class ScoreFamily(Family):
             elif METRICS.get(name).needs_scale and off_scale:
                 undefined[name] = off_scale
             elif name == "emd":
-                if not all("distribution" in line for _, line in pairs):
-                    undefined[name] = "the model gives no 10-bin distribution"
-                elif not all("distribution" in item.label for item, _ in pairs):
-                    undefined[name] = "the dataset has no vote distributions"
+                reason = emd_undefined([item.label for item, _ in pairs], [line for _, line in pairs])
+                if reason:
+                    undefined[name] = reason
                 else:
                     p = np.array([line["distribution"] for _, line in pairs], dtype=np.float64)
                     t = np.array([item.label["distribution"] for item, _ in pairs], dtype=np.float64)
@@ -193,15 +203,14 @@ class ScoreFamily(Family):
                 else:
                     labels.append(label)
                     preds.append(given[key])
-            names = [f"{m}@{key}" for m in ATTRIBUTE_METRICS]
+            fns = attribute_functions(key)
             if not any(isinstance(line.get("attributes"), dict) and key in line["attributes"] for _, line in pairs):
-                undefined.update({name: f"the model gives no score for attribute {key!r}" for name in names})
+                undefined.update({name: f"the model gives no score for attribute {key!r}" for name in fns})
             elif len(labels) < 2:
                 reason = f"needs at least 2 items with a label and a prediction for {key!r}, got {len(labels)}"
-                undefined.update({name: reason for name in names})
+                undefined.update({name: reason for name in fns})
             else:
                 y, p = np.array(labels, dtype=np.float64), np.array(preds, dtype=np.float64)
-                fns = {name: SCORE_FUNCTIONS[metric] for metric, name in zip(ATTRIBUTE_METRICS, names)}
                 metrics.update({name: fn(p, y) for name, fn in fns.items()})
                 ci95.update(bootstrap_cis(fns, p, y, *boot))
             details[key] = {"n": len(labels), "left_out": dict(left_out)}

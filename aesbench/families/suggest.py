@@ -4,6 +4,7 @@ on average."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,8 @@ import numpy as np
 from ..degradations import SUGGEST_KINDS, degrade, item_rng
 from ..judges import check_judge, make_judge
 from ..metrics import Metric, bootstrap_ci
-from .base import POSITIVE, WHOLE, Protocol, check_text, is_number, setting, summary, usable
+from ..values import is_number
+from .base import POSITIVE, WHOLE, Protocol, check_text, setting, summary, usable
 from .comment import TextFamily
 
 if TYPE_CHECKING:
@@ -39,6 +41,31 @@ class SuggestProtocol(Protocol):
     judge: object = setting("keyword", _valid_judge, "a judge name (aesbench/judges.py), or {name: ..., option: value}")
 
 
+def verdict_arrays(kinds: list[str], verdicts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(code, correct) of the judge's verdicts: each one's kind as its position in `kinds`, and 1.0 where
+    the suggestion addresses it, else 0.0; what accuracy_functions take."""
+    code = np.array([kinds.index(v["kind"]) for v in verdicts], dtype=np.int64)
+    return code, np.array([v["correct"] for v in verdicts], dtype=np.float64)
+
+
+def accuracy_functions(kinds: list[str]) -> dict:
+    """The suggest metrics as functions of (code, correct) (verdict_arrays): acc_<kind>, the share of
+    that kind's items whose suggestion is correct (NaN without any), and acc_avg, the mean of the
+    defined per-kind accuracies (NaN without verdicts)."""
+
+    def kind_accuracy(k: int, code, correct) -> float:
+        return float(correct[code == k].mean()) if (code == k).any() else float("nan")
+
+    def average(code, correct) -> float:
+        if not len(code):
+            return float("nan")
+        return float(np.nanmean([kind_accuracy(k, code, correct) for k in range(len(kinds))]))
+
+    functions = {f"acc_{kind}": functools.partial(kind_accuracy, k) for k, kind in enumerate(kinds)}
+    functions["acc_avg"] = average
+    return functions
+
+
 class SuggestFamily(TextFamily):
     name, capability, label = "suggest", "suggest", "degradation"
     key, verb = "suggestion", "suggesting"
@@ -56,32 +83,17 @@ class SuggestFamily(TextFamily):
         return lambda item, img: degrade(img, item.label["kind"], severity, item_rng(seed, item.id))
 
     def score(self, task: Task, data: Dataset, lines: dict[str, dict], scoring: dict) -> dict:
-        boot = task.bootstrap
+        boot = task.protocol.bootstrap
         pairs, skipped = usable(data, lines, lambda line: check_text(line, "suggestion"))
         judge = make_judge(task.protocol.judge)
         kinds = list(task.protocol.kinds)
         verdicts = {}
         for item, line in pairs:
             verdicts[item.id] = {"kind": item.label["kind"], **judge.judge(line["suggestion"], item.label["kind"])}
-        code = np.array([kinds.index(v["kind"]) for v in verdicts.values()], dtype=np.int64)
-        correct = np.array([v["correct"] for v in verdicts.values()], dtype=np.float64)
-
-        def per_kind(c, k):
-            return [float(k[c == i].mean()) if (c == i).any() else float("nan") for i in range(len(kinds))]
-
-        def average(c, k):
-            return float(np.nanmean(per_kind(c, k))) if len(c) else float("nan")
-
+        code, correct = verdict_arrays(kinds, list(verdicts.values()))
         metrics, ci95 = {}, {}
-        accs = per_kind(code, correct) if len(pairs) else [float("nan")] * len(kinds)
-        for i, kind in enumerate(kinds):
-            name = f"acc_{kind}"
+        for name, fn in accuracy_functions(kinds).items():
             if name in task.metrics:
-                metrics[name] = accs[i]
-                ci95[name] = bootstrap_ci(
-                    lambda c, k, i=i: per_kind(c, k)[i], [code, correct], boot["resamples"], boot["seed"], boot["level"]
-                )
-        if "acc_avg" in task.metrics:
-            metrics["acc_avg"] = average(code, correct)
-            ci95["acc_avg"] = bootstrap_ci(average, [code, correct], boot["resamples"], boot["seed"], boot["level"])
+                metrics[name] = fn(code, correct)
+                ci95[name] = bootstrap_ci(fn, [code, correct], boot["resamples"], boot["seed"], boot["level"])
         return summary(metrics, ci95, {}, len(pairs), skipped, {"judge": judge.describe(), "verdicts": verdicts})
