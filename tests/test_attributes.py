@@ -30,7 +30,7 @@ TINY_ART = REPO / "tasks" / "data" / "tiny-art"
 def quick_task():
     """tiny-art-score with a short bootstrap: the per-attribute CIs, not the point values, would take the time."""
     task = load_task("tiny-art-score")
-    task.protocol.bootstrap = {"resamples": 30, "seed": 0, "level": 0.95}
+    task.protocol.bootstrap = {**task.protocol.bootstrap, "resamples": 30}
     return task
 
 

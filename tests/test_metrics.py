@@ -162,7 +162,7 @@ def test_full_sample_start_gives_the_plain_intervals_on_well_posed_data():
         tolerance = 1e-10 if kind == "sigmoid" else 1e-4
         assert np.isfinite(plain).all() and np.isfinite(warm).all(), kind
         assert np.abs(warm - plain).max() < tolerance, kind
-        intervals = [metrics._percentile_interval(v, 60, 0.95) for v in (plain, warm)]
+        intervals = [metrics.percentile_interval(v, 60, 0.95) for v in (plain, warm)]
         assert intervals[1] == pytest.approx(intervals[0], abs=tolerance / 10), kind
 
 
@@ -173,7 +173,7 @@ def test_full_sample_start_moves_intervals_on_random_predictions():
     tiny-art-score random model's 0.136 -> 0.018. The worker processes give the same numbers."""
     _, pred, mos = next(k for k in _kinds(300) if k[0] == "random")
     plain, warm = (_logistic_values(pred, mos, 100, 0, start) for start in metrics.LOGISTIC_STARTS)
-    low = [metrics._percentile_interval(v, 100, 0.95)[0] for v in (plain, warm)]
+    low = [metrics.percentile_interval(v, 100, 0.95)[0] for v in (plain, warm)]
     assert low[0] - low[1] > 0.01
     parallel = _logistic_values(pred, mos, 100, 0, "full_sample", workers=2)
     assert np.array_equal(parallel, warm, equal_nan=True)
