@@ -178,16 +178,13 @@ class _Pair:
             for name in va
         }
 
+    def _scored_by_both(self, items: dict, check) -> list[str]:
+        """The ids, in the dataset's order, that both runs answered with a usable line (`check` gives None)."""
+        return [i for i in items if all(i in run.lines and check(run.lines[i]) is None for run in (self.a, self.b))]
+
     def score(self, only: str | None) -> dict:
         items = self.comparison.labels(self.a)
-        common = [
-            i
-            for i in items
-            if i in self.a.lines
-            and i in self.b.lines
-            and check_score(self.a.lines[i]) is None
-            and check_score(self.b.lines[i]) is None
-        ]
+        common = self._scored_by_both(items, check_score)
         mos = np.array([items[i].label["mos"] for i in common], dtype=np.float64)
         protocol = ScoreProtocol.from_record(self.a.results["protocol"].get("protocol") or {})
         functions = metric_functions(protocol)
@@ -233,14 +230,7 @@ class _Pair:
 
     def comment(self, only: str | None) -> dict:
         items = self.comparison.labels(self.a)
-        common = [
-            i
-            for i in items
-            if i in self.a.lines
-            and i in self.b.lines
-            and check_text(self.a.lines[i], "comment") is None
-            and check_text(self.b.lines[i], "comment") is None
-        ]
+        common = self._scored_by_both(items, lambda line: check_text(line, "comment"))
         names = [m for m in self.a.results["protocol"].get("metrics", []) if only in (None, m)]
         if len(common) < 2:
             return {m: {"a": None, "b": None, "n": len(common), "same_units": False, "deltas": None} for m in names}
