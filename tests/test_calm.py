@@ -18,6 +18,7 @@ from aesbench.adapter import Request, load_model  # noqa: E402
 from aesbench.errors import AesbenchError  # noqa: E402
 from aesbench.models.calm import Calm  # noqa: E402
 from aesbench.models.vlm import VLMConfig, build_network, readout_sample, text_sample  # noqa: E402
+from aesbench.models import ssl  # noqa: E402
 from aesbench.models.calm_train import CalmTrainConfig, train_calm  # noqa: E402
 from aesbench.models.readout import LevelReadout  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
@@ -147,6 +148,23 @@ def test_training_step_lowers_the_loss(images):
     assert after.item() < loss.item()
 
 
+def test_image_contrast_is_softplus_of_each_answers_own_minus_other_image_loss(network, images):
+    prompt = "Write a short critique of this photograph's aesthetics."
+    answers = ["nice sharp photo", "nice colour photo", "sharp colour"]
+    samples = [text_sample([img], prompt, a) for img, a in zip(images, answers)]
+    readout = readout_sample([images[0]], network.config.levels, target=("levels", np.full(5, 0.2)))
+    with torch.no_grad():
+        losses = network(samples + [readout], contrast=0.5)
+        plain = network(samples + [readout])
+        own = [network([s])["lm"] for s in samples]
+        other = [network([text_sample([images[(i + 1) % 3]], prompt, a)])["lm"] for i, a in enumerate(answers)]
+    gaps = torch.stack(other) - torch.stack(own)
+    assert torch.allclose(losses["contrast"], 0.5 * torch.nn.functional.softplus(-gaps).mean(), atol=1e-5)
+    assert set(losses) == set(plain) | {"contrast"}  # the other losses are untouched
+    assert all(torch.allclose(losses[k], plain[k]) for k in plain)
+    assert "contrast" not in network(samples[:1] + [readout], contrast=0.5)  # one answer has no other image
+
+
 def test_save_load_round_trip_and_personalization(network, images, tmp_path):
     model = Calm(network)
     model.save_pretrained(tmp_path / "ckpt")
@@ -263,6 +281,22 @@ def test_a_training_folder_in_use_is_refused_and_a_first_stage_stop_resumes(tmp_
             train_calm(_recipe(), tmp_path / "first")
     _, record = train_calm(_recipe(), tmp_path / "first")  # stopped inside its first stage: resumed, not refused
     assert record["stages_done"] == ["pretrain", "comment"]
+
+
+def test_ssl_replay_adds_ssl_samples_through_the_llm_to_the_instruct_stages():
+    from aesbench.models.calm_train import SPECS, collect, with_ssl_replay
+
+    config = _recipe(ssl_replay=2)
+    data = collect(config, None)
+    specs, build = SPECS["comment"](config, data)
+    mixed, build_mixed = with_ssl_replay("comment", config, data, specs, build)
+    assert len(mixed) == len(specs) + 2 * len(data.pretrain)
+    assert build_mixed(0, 0).reply == build(0, 0).reply  # the stage's own samples first, unchanged
+    extra = [build_mixed(0, i) for i in range(len(specs), len(mixed))]
+    assert all(s.target is None and s.reply[0][1] == "lm" for s in extra)  # learned text, not alignment targets
+    assert {s.turns[-1][1] for s in extra} <= {ssl.SINGLE_PROMPT, ssl.PAIR_PROMPT}
+    assert [s.reply for s in extra] == [build_mixed(0, i).reply for i in range(len(specs), len(mixed))]  # seeded
+    assert [s.reply for s in extra] != [build_mixed(1, i).reply for i in range(len(specs), len(mixed))]  # fresh
 
 
 def test_shipped_small_config_is_the_default_recipe():

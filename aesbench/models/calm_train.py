@@ -98,6 +98,8 @@ class CalmTrainConfig:
     advice_per_image: int = 2  # suggest samples per advice image per epoch (score stage)
     comment_replay: bool = True  # the score stage also sees one caption per comment image (against forgetting)
     piaa_episodes: int = 40  # in-context episodes per epoch (score stage)
+    image_contrast: float = 0.0  # weight of the image-contrast loss in comment and score (VLMNetwork.forward)
+    ssl_replay: int = 0  # SSL samples per pre-training image per epoch in comment and score, through the LLM
     schedules: dict = field(default_factory=_schedules)
     seed: int = 0
     mixed_precision: str = "auto"  # "auto": bf16 on a GPU that has it, else full precision
@@ -254,6 +256,20 @@ def calm_align_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list,
     return align_specs(data.pretrain, data.image, config, config.align_per_image)
 
 
+def ssl_sample(config: CalmTrainConfig, data: TrainingData, i: int, rng: np.random.Generator) -> Sample:
+    """A text-guided SSL sample (aesbench/models/ssl.py) on pre-training image i: one augmented image and
+    what was done to it, or (a config.pairwise share) the image and its augmented copy compared."""
+    original = data.image(data.pretrain[i])
+    kinds = ssl.draw_kinds(rng, tuple(config.aug_groups))
+    augmented = ssl.augment(original, kinds, rng)
+    if rng.random() < config.pairwise:
+        first = bool(rng.random() < 0.5)
+        pair = [augmented, original] if first else [original, augmented]
+        turns = [(["First image:", 0, "Second image:", 1], ssl.PAIR_PROMPT, None)]
+        return Sample(pair, turns, [(ssl.pair_text(kinds, first, rng), "lm")])
+    return text_sample([augmented], ssl.SINGLE_PROMPT, ssl.single_text(kinds, rng))
+
+
 def pretrain_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callable]:
     specs = []
     if config.ssl:
@@ -268,17 +284,24 @@ def pretrain_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, C
         if kind == "caption":
             item, refs = data.captions[i]
             return text_sample([data.image(item.image)], m.comment_prompt, str(rng.choice(refs)))
-        original = data.image(data.pretrain[i])
-        kinds = ssl.draw_kinds(rng, tuple(config.aug_groups))
-        augmented = ssl.augment(original, kinds, rng)
-        if rng.random() < config.pairwise:
-            first = bool(rng.random() < 0.5)
-            pair = [augmented, original] if first else [original, augmented]
-            turns = [(["First image:", 0, "Second image:", 1], ssl.PAIR_PROMPT, None)]
-            return Sample(pair, turns, [(ssl.pair_text(kinds, first, rng), "lm")])
-        return text_sample([augmented], ssl.SINGLE_PROMPT, ssl.single_text(kinds, rng))
+        return ssl_sample(config, data, i, rng)
 
     return specs, build
+
+
+def with_ssl_replay(stage: str, config: CalmTrainConfig, data: TrainingData, specs: list, build: Callable):
+    """An instruct stage's samples plus config.ssl_replay SSL samples per pre-training image and epoch,
+    through the LLM: the LLM, tuned in these stages, keeps reading from the image tokens what was done
+    to the image, the skill that commenting and suggesting need, on fresh augmentations every epoch."""
+    n = len(specs)
+    extra = [("ssl", i) for i in range(len(data.pretrain)) for _ in range(config.ssl_replay)]
+
+    def build_mixed(epoch, index):
+        if index < n:
+            return build(epoch, index)
+        return ssl_sample(config, data, extra[index - n][1], item_rng(config.seed, f"{stage}/{epoch}/ssl/{index}"))
+
+    return specs + extra, build_mixed
 
 
 def comment_specs(config: CalmTrainConfig, data: TrainingData) -> tuple[list, Callable]:
@@ -371,12 +394,17 @@ def train_calm(
         specs, build = SPECS[stage](config, data)
         if not specs:
             return SkipStage("no training data for it in this config")
+        if stage in ("comment", "score") and config.ssl and config.ssl_replay:
+            specs, build = with_ssl_replay(stage, config, data, specs, build)
         if stage in ("pretrain", "comment", "score") and config.align_replay:
             specs, build = with_align_replay(stage, config, data.pretrain, data.image, specs, build)
         cache = (
             stage != "pretrain"
         )  # pre-training images are augmented afresh every time (alignment samples never cache)
-        return RecipeStage(specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache))
+        contrast = config.image_contrast if stage in ("comment", "score") else 0.0
+        return RecipeStage(
+            specs, build, PARTS[stage], lambda module, samples: module(samples, cache=cache, contrast=contrast)
+        )
 
     def stage_check(
         stage, network

@@ -544,10 +544,16 @@ class VLMNetwork(nn.Module):
         column[keep] = torch.arange(len(keep), device=self.device)
         return logits, column
 
-    def forward(self, samples: list[Sample], aligner=None, cache: bool = True):
+    def forward(self, samples: list[Sample], aligner=None, cache: bool = True, contrast: float = 0.0):
         """Training losses: the mean token loss of each text group, the mean KL of the readout targets
-        ("kl") and the alignment loss of the samples whose target is ALIGN (align_loss: these take no
-        LLM pass).
+        ("kl"), the alignment loss of the samples whose target is ALIGN (align_loss: these take no
+        LLM pass) and, with contrast > 0, the image-contrast loss ("contrast").
+
+        The image contrast asks each one-image answer to be likelier with its own image than with
+        another sample's (the batch's images rolled by one): contrast times the mean over those answers
+        of softplus(own - other), their mean token losses. It is the grounding check's gap
+        (diagnostics.grounding) made an objective: the LM loss alone is met as well by answering
+        from the prompt's text prior, which a small LLM tuned on a few hundred captions falls back to.
 
         Samples run in chunks of similar length (a batch mixing one-image sequences with six-image
         PIAA episodes would otherwise pad most rows to five times their length); the means are
@@ -562,11 +568,26 @@ class VLMNetwork(nn.Module):
             cache and images
         ):  # encode the batch's images together, as one call would (float32 features depend on their batch)
             self.encode(images)
+        answers = [i for i, s in enumerate(samples) if len(s.images) == 1 and s.target is None and s.reply]
+        own = {}
         for chunk in self._length_chunks(samples):
-            for name, (total, n) in self._loss_sums(chunk, aligner, cache).items():
+            chunk_sums, per_sample = self._loss_sums(chunk, aligner, cache)
+            own.update(per_sample)
+            for name, (total, n) in chunk_sums.items():
                 sums[name] = sums[name] + total if name in sums else total
                 counts[name] = counts.get(name, 0) + n
-        return {**losses, **{name: sums[name] / counts[name] for name in sums}}
+        losses.update({name: sums[name] / counts[name] for name in sums})
+        if contrast > 0 and len(answers) >= 2:
+            swapped = [
+                Sample(samples[answers[(k + 1) % len(answers)]].images, samples[i].turns, samples[i].reply)
+                for k, i in enumerate(answers)
+            ]
+            other = {}
+            for chunk in self._length_chunks(swapped):
+                other.update(self._loss_sums(chunk, aligner, cache)[1])
+            gaps = torch.stack([other[id(s)] - own[id(samples[i])] for s, i in zip(swapped, answers)])
+            losses["contrast"] = contrast * nn.functional.softplus(-gaps).mean()
+        return losses
 
     def align_loss(self, samples: list[Sample], aligner=None):
         """The alignment stage's objective, which needs no LLM pass: each aligner part's mean token over an
@@ -604,13 +625,14 @@ class VLMNetwork(nn.Module):
             chunks[-1].append(samples[i])
         return chunks
 
-    def _loss_sums(self, samples: list[Sample], aligner, cache: bool) -> dict:
-        """{name: (sum, count)}: token losses per group, and the readout KL per targeted sample."""
+    def _loss_sums(self, samples: list[Sample], aligner, cache: bool) -> tuple[dict, dict]:
+        """{name: (sum, count)}: token losses per group, and the readout KL per targeted sample; and
+        {id(sample): its mean token loss} for the samples with learned tokens."""
         x, _, (labels, groups, names), last = self.embed(samples, aligner, cache)
         rows, cols = torch.nonzero(labels[:, 1:] != -100, as_tuple=True)  # position t predicts label t + 1
         targeted = [i for i, s in enumerate(samples) if s.target is not None and s.target[0] in self.readouts]
         logits, column = self._logits(x, cols.tolist() + [int(last[i]) for i in targeted])
-        sums = {}
+        sums, per_sample = {}, {}
         if len(rows):
             token_loss = nn.functional.cross_entropy(
                 logits[rows, column[cols]], labels[rows, cols + 1], reduction="none"
@@ -619,6 +641,9 @@ class VLMNetwork(nn.Module):
             for index, name in enumerate(names):
                 chosen = token_loss[token_groups == index]
                 sums[name] = (chosen.sum(), len(chosen))
+            row_sums = token_loss.new_zeros(len(samples)).index_add(0, rows, token_loss)
+            row_counts = torch.bincount(rows, minlength=len(samples))
+            per_sample = {id(s): row_sums[i] / row_counts[i] for i, s in enumerate(samples) if row_counts[i]}
         if targeted:
             kl = []
             for i in targeted:
@@ -631,7 +656,7 @@ class VLMNetwork(nn.Module):
                 p = torch.tensor(probs, dtype=torch.float32, device=logits.device)
                 kl.append((p * (p.clamp_min(1e-12).log() - log_q)).sum())
             sums["kl"] = (torch.stack(kl).sum(), len(kl))
-        return sums
+        return sums, per_sample
 
     def level_probs(
         self, samples: list[Sample], readout: str, aligner=None, shared_images: int = 0, prefix: dict | None = None
