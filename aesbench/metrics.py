@@ -110,9 +110,10 @@ def plcc_logistic(pred: np.ndarray, mos: np.ndarray, start: tuple | None = None)
 
 def fit_logistic(pred: np.ndarray, mos: np.ndarray, start: tuple | None = None) -> np.ndarray | None:
     """The 4-parameter logistic from predictions to MOS that plcc_logistic uses, or None where it
-    cannot be fitted (at most four points, constant input, no convergence). The fit starts from
+    cannot be fitted: where it is not identified (logistic_undefined: at most four points, fewer than
+    four distinct predictions, constant MOS) or the fit does not converge. The fit starts from
     `start` (b1..b4) or, by default, from the data: MOS max and min, the predictions' mean and sd."""
-    if len(pred) <= 4 or np.ptp(pred) == 0 or np.ptp(mos) == 0:  # four parameters need more than four points
+    if logistic_undefined(pred, mos) is not None:
         return None
     p0 = [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0] if start is None else start
     try:
@@ -122,6 +123,35 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray, start: tuple | None = None) 
     except (RuntimeError, optimize.OptimizeWarning, ValueError):
         return None
     return params
+
+
+LOGISTIC_MIN_DISTINCT = 4  # distinct predictions the 4-parameter logistic needs to be identified
+
+
+def _distinct_at_most(x: np.ndarray, k: int) -> int:
+    """How many distinct values x has, counted up to k + 1 (k + 1 meaning more than k): k passes over
+    x at most, cheaper than np.unique's sort on a large resample."""
+    rest = np.asarray(x)
+    for count in range(k + 1):
+        if rest.size == 0:
+            return count
+        rest = rest[rest != rest[0]]
+    return k + 1
+
+
+def logistic_undefined(pred: np.ndarray, mos: np.ndarray) -> str | None:
+    """Why the 4-parameter logistic cannot be fitted to these predictions and MOS, or None. Four
+    parameters need more than four points and at least four distinct predictions: through fewer the
+    logistic is not identified (the Jacobian is rank deficient: infinitely many fits are exact or
+    equally good) and scipy's curve_fit does not even return the same one between identical calls."""
+    if len(pred) <= 4:
+        return f"the 4-parameter logistic needs at least 5 items, got {len(pred)}"
+    distinct = _distinct_at_most(pred, LOGISTIC_MIN_DISTINCT - 1)
+    if distinct < LOGISTIC_MIN_DISTINCT:
+        return f"the 4-parameter logistic needs at least {LOGISTIC_MIN_DISTINCT} distinct predictions, got {distinct}"
+    if np.ptp(mos) == 0:
+        return "the 4-parameter logistic needs MOS that are not all equal"
+    return None
 
 
 LOGISTIC_STARTS = ("resample", "full_sample")  # protocol bootstrap.logistic_start, the default first

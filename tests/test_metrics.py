@@ -50,6 +50,34 @@ def test_emd_by_hand():
     assert metrics.emd(t, t) == 0.0
 
 
+def test_logistic_is_undefined_through_fewer_than_four_distinct_predictions():
+    """Four parameters are not identified through fewer than four distinct predictions (scipy's fit there
+    is not even the same between identical calls): plcc_logistic is then undefined, with the reason;
+    from four distinct predictions it is fitted."""
+    mos = np.clip(np.random.default_rng(0).normal(5.4, 0.7, 60), 1, 10)
+    for distinct in (2, 3):
+        pred = np.full(60, 5.0)
+        pred[:distinct] = 5.0 + np.arange(distinct)
+        assert metrics.fit_logistic(pred, mos) is None
+        assert np.isnan(metrics.plcc_logistic(pred, mos))
+        assert metrics.logistic_undefined(pred, mos) == (
+            f"the 4-parameter logistic needs at least 4 distinct predictions, got {distinct}"
+        )
+    pred = np.repeat([1.0, 2.0, 3.0, 4.0], 15)
+    assert metrics.logistic_undefined(pred, mos) is None and np.isfinite(metrics.plcc_logistic(pred, mos))
+    assert metrics.logistic_undefined(pred[:4], mos[:4]) == "the 4-parameter logistic needs at least 5 items, got 4"
+    assert (
+        metrics.logistic_undefined(pred, np.full(60, 5.0))
+        == "the 4-parameter logistic needs MOS that are not all equal"
+    )
+    assert metrics.logistic_undefined(np.full(60, 5.0), mos) == (
+        "the 4-parameter logistic needs at least 4 distinct predictions, got 1"
+    )
+    many = np.random.default_rng(1).uniform(0, 1, 200_000)
+    assert metrics._distinct_at_most(many, 3) == 4 and metrics._distinct_at_most(pred, 10) == 4
+    assert metrics._distinct_at_most(np.array([]), 3) == 0
+
+
 def test_logistic_fit_recovers_monotone_nonlinearity():
     x = np.linspace(-3, 3, 200)
     y = metrics.logistic4(x, 8.0, 2.0, 0.3, 0.3)
@@ -107,8 +135,6 @@ def test_bootstrap_cis_equal_the_plain_bootstrap(n, monkeypatch):
         plain = {name: metrics.bootstrap_ci(fn, [pred, mos], 80, 5) for name, fn in functions.items()}
         plain["emd"] = metrics.bootstrap_ci(metrics.emd, [dist_p, dist_t], 80, 5)
         for name in plain:
-            if name == "plcc_logistic" and kind == "nearly constant":
-                continue  # two distinct predictions: scipy's own fit differs between identical calls (test below)
             assert (fast[name] is None) == (plain[name] is None), (kind, name)
             if plain[name] is not None:
                 assert fast[name] == pytest.approx(plain[name], rel=1e-12, abs=1e-12), (kind, name)
@@ -125,13 +151,14 @@ def test_logistic_refits_in_worker_processes_equal_the_plain_bootstrap(monkeypat
     functions = {"plcc_logistic": metrics.plcc_logistic, "srcc": metrics.srcc}
     for seed in range(2):
         for kind, pred, mos in _kinds(50, seed):
-            if kind == "nearly constant":
-                continue  # scipy's fit is not reproducible there (test below)
             parallel = metrics.bootstrap_cis(functions, pred, mos, 60, seed, workers=2)
             here = metrics.bootstrap_cis(functions, pred, mos, 60, seed, workers=0)
             plain = metrics.bootstrap_ci(metrics.plcc_logistic, [pred, mos], 60, seed)
-            assert parallel["plcc_logistic"] == pytest.approx(plain, rel=1e-9), (seed, kind)
-            assert here["plcc_logistic"] == pytest.approx(plain, rel=1e-9), (seed, kind)
+            if kind == "nearly constant":  # two distinct predictions: undefined on every resample, no interval
+                assert plain is None and parallel["plcc_logistic"] is None and here["plcc_logistic"] is None, seed
+            else:
+                assert parallel["plcc_logistic"] == pytest.approx(plain, rel=1e-9), (seed, kind)
+                assert here["plcc_logistic"] == pytest.approx(plain, rel=1e-9), (seed, kind)
             assert parallel["srcc"] == here["srcc"], (seed, kind)
 
 
