@@ -181,7 +181,7 @@ def test_default_logistic_start_is_the_plain_refit(data):
     assert metrics.resample_logistic(pred, mos, "resample") is metrics.plcc_logistic
     assert metrics.resample_logistic(np.full_like(mos, 5.0), mos, "full_sample") is metrics.plcc_logistic
     warm = metrics.resample_logistic(pred, mos, "full_sample")
-    assert warm.func is metrics.plcc_logistic and warm.keywords["start"] == tuple(metrics.fit_logistic(pred, mos))
+    assert warm.func is metrics.plcc_logistic_warm and warm.keywords["start"] == tuple(metrics.fit_logistic(pred, mos))
 
 
 def test_full_sample_start_gives_the_plain_intervals_on_well_posed_data():
@@ -212,6 +212,32 @@ def test_full_sample_start_moves_intervals_on_random_predictions():
     assert low[0] - low[1] > 0.01
     parallel = _logistic_values(pred, mos, 100, 0, "full_sample", workers=2)
     assert np.array_equal(parallel, warm, equal_nan=True)
+
+
+def test_full_sample_start_falls_back_to_the_resamples_own_start_where_it_fails():
+    """On random predictions a refit from the full-sample fit can end in a step between two predictions
+    (its curve constant over the resample: no PLCC) where the resample's own start gives a fit: that
+    resample is then refitted from its own start; every other resample keeps its warm-start value."""
+    rng = np.random.default_rng(2)
+    mos = np.clip(rng.normal(5.4, 0.7, 300), 1, 10)
+    pred = rng.uniform(0, 1, 300)
+    warm = metrics.resample_logistic(pred, mos, "full_sample")
+    start = warm.keywords["start"]
+    idx = next(metrics.index_blocks(300, 40, 2))
+    failed = 0
+    for i in idx:
+        from_start = metrics.plcc_logistic(pred[i], mos[i], start)
+        if np.isnan(from_start):
+            failed += 1
+            params = metrics.fit_logistic(pred[i], mos[i], start)
+            assert params is not None and np.ptp(metrics.logistic4(pred[i], *params)) == 0  # a step: constant
+            assert np.isfinite(metrics.plcc_logistic(pred[i], mos[i]))  # the plain start fits
+            assert warm(pred[i], mos[i]) == metrics.plcc_logistic(pred[i], mos[i])
+        else:
+            assert warm(pred[i], mos[i]) == from_start
+    assert failed >= 2
+    assert np.isfinite(_logistic_values(pred, mos, 40, 2, "full_sample")).all()
+    assert np.isnan(metrics.plcc_logistic_warm(np.full(300, 5.0), mos, start))  # undefined: no refit to fall back on
 
 
 def test_refit_workers_only_for_large_work(monkeypatch):
