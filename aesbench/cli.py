@@ -399,6 +399,8 @@ def compare(runs, metric, fmt, data_root):
 
 
 def _compare_table(rows: dict, about: dict) -> None:
+    from .compare import format_p
+
     a, b = about["labels"]
     table = Table(
         title=f"{about['task']}: A = {a}, B = {b} · paired bootstrap, {about['resamples']} resamples"
@@ -414,7 +416,7 @@ def _compare_table(rows: dict, about: dict) -> None:
             continue
         recomputed |= not row["same_units"]
         ci = f"[{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]" if row["ci95"] else ""
-        p = "" if row["p_value"] is None else f"{row['p_value']:.3g}"
+        p = format_p(row["p_value"])
         table.add_row(name, f"{row['a']:.4f}", f"{row['b']:.4f}", f"{row['delta']:+.4f}", ci, p, _n(row))
     out.print(table)
     for line in undefined:
@@ -433,6 +435,8 @@ def _n(row: dict) -> str:
 
 
 def _matrix_table(matrix: dict, about: dict) -> None:
+    from .compare import format_p
+
     labels = matrix["runs"]
     table = Table(
         title=f"{about['task']}: {matrix['metric']}, row − column (p) · paired bootstrap, {about['resamples']}"
@@ -446,7 +450,11 @@ def _matrix_table(matrix: dict, about: dict) -> None:
         for j in range(len(labels)):
             delta, p = matrix["delta"][i][j], matrix["p_value"][i][j]
             cells.append(
-                "·" if i == j else "undefined" if delta is None else f"{delta:+.3f} ({'' if p is None else f'{p:.2g}'})"
+                "·"
+                if i == j
+                else "undefined"
+                if delta is None
+                else f"{delta:+.3f}" + ("" if p is None else f" ({format_p(p)})")
             )
         table.add_row(label, *cells)
     out.print(table)

@@ -48,6 +48,18 @@ def p_value(deltas: np.ndarray | None, resamples: int) -> float | None:
     return min(1.0, 2.0 * (min(int((d <= 0).sum()), int((d >= 0).sum())) + 1) / (len(d) + 1))
 
 
+P_RESOLUTION = 0.001  # p-values are shown to three decimals, below this as "< 0.001"
+
+
+def format_p(p: float | None) -> str:
+    """A p-value as `compare` shows it, in the table and the matrix alike: three decimals (at 1,000
+    resamples the smallest p is 2 / 1001, shown 0.002; 1 is 1.000), "< 0.001" below that (only more
+    resamples reach it); "" where there is none."""
+    if p is None:
+        return ""
+    return f"< {P_RESOLUTION:.3f}" if p < P_RESOLUTION else f"{p:.3f}"
+
+
 def check_comparable(runs: list[Run]) -> None:
     """One line when the runs are not of one task under one protocol, or were scored on other labels."""
     first = runs[0]

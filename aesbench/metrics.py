@@ -110,9 +110,10 @@ def plcc_logistic(pred: np.ndarray, mos: np.ndarray, start: tuple | None = None)
 
 def fit_logistic(pred: np.ndarray, mos: np.ndarray, start: tuple | None = None) -> np.ndarray | None:
     """The 4-parameter logistic from predictions to MOS that plcc_logistic uses, or None where it
-    cannot be fitted (at most four points, constant input, no convergence). The fit starts from
+    cannot be fitted: where it is not identified (logistic_undefined: at most four points, fewer than
+    four distinct predictions, constant MOS) or the fit does not converge. The fit starts from
     `start` (b1..b4) or, by default, from the data: MOS max and min, the predictions' mean and sd."""
-    if len(pred) <= 4 or np.ptp(pred) == 0 or np.ptp(mos) == 0:  # four parameters need more than four points
+    if logistic_undefined(pred, mos) is not None:
         return None
     p0 = [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0] if start is None else start
     try:
@@ -124,6 +125,35 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray, start: tuple | None = None) 
     return params
 
 
+LOGISTIC_MIN_DISTINCT = 4  # distinct predictions the 4-parameter logistic needs to be identified
+
+
+def _distinct_at_most(x: np.ndarray, k: int) -> int:
+    """How many distinct values x has, counted up to k + 1 (k + 1 meaning more than k): k passes over
+    x at most, cheaper than np.unique's sort on a large resample."""
+    rest = np.asarray(x)
+    for count in range(k + 1):
+        if rest.size == 0:
+            return count
+        rest = rest[rest != rest[0]]
+    return k + 1
+
+
+def logistic_undefined(pred: np.ndarray, mos: np.ndarray) -> str | None:
+    """Why the 4-parameter logistic cannot be fitted to these predictions and MOS, or None. Four
+    parameters need more than four points and at least four distinct predictions: through fewer the
+    logistic is not identified (the Jacobian is rank deficient: infinitely many fits are exact or
+    equally good) and scipy's curve_fit does not even return the same one between identical calls."""
+    if len(pred) <= 4:
+        return f"the 4-parameter logistic needs at least 5 items, got {len(pred)}"
+    distinct = _distinct_at_most(pred, LOGISTIC_MIN_DISTINCT - 1)
+    if distinct < LOGISTIC_MIN_DISTINCT:
+        return f"the 4-parameter logistic needs at least {LOGISTIC_MIN_DISTINCT} distinct predictions, got {distinct}"
+    if np.ptp(mos) == 0:
+        return "the 4-parameter logistic needs MOS that are not all equal"
+    return None
+
+
 LOGISTIC_STARTS = ("resample", "full_sample")  # protocol bootstrap.logistic_start, the default first
 
 
@@ -131,9 +161,22 @@ def resample_logistic(pred: np.ndarray, mos: np.ndarray, logistic_start: str):
     """plcc_logistic as each bootstrap resample refits it: from the resample's own data, the way the
     full-sample fit starts (`resample`), or from the full-sample fit's parameters (`full_sample`, as
     R's nlstools::nlsBoot starts its refits; where the full sample cannot be fitted, plcc_logistic is
-    undefined and so is its interval)."""
+    undefined and so is its interval). With `full_sample`, a resample whose refit from that start
+    fails (no fit, or a degenerate one whose curve is constant over the resample, so no PLCC) is
+    refitted from its own data's start instead, as `resample` would (plcc_logistic_warm)."""
     params = fit_logistic(pred, mos) if logistic_start == "full_sample" else None
-    return plcc_logistic if params is None else functools.partial(plcc_logistic, start=tuple(map(float, params)))
+    if params is None:
+        return plcc_logistic
+    return functools.partial(plcc_logistic_warm, start=tuple(map(float, params)))
+
+
+def plcc_logistic_warm(pred: np.ndarray, mos: np.ndarray, start: tuple) -> float:
+    """plcc_logistic with the fit started from `start`; where that fit fails (None, or a curve constant
+    over these predictions: a step between two of them, PLCC undefined) the fit from the data's own
+    start (plcc_logistic's default) instead. A warm start can end in such a step on ill-posed data where
+    the data's own start does not (random predictions: 20 of 200 resamples of 300 items, measured)."""
+    value = plcc_logistic(pred, mos, start)
+    return plcc_logistic(pred, mos) if np.isnan(value) and logistic_undefined(pred, mos) is None else value
 
 
 SCORE_FUNCTIONS = {"srcc": srcc, "plcc": plcc, "krcc": krcc, "mse": mse, "plcc_logistic": plcc_logistic}

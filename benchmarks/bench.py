@@ -8,7 +8,8 @@ Prints, each against the plain way of doing the same work on the same input:
     against scipy's bare SRCC + PLCC on the same data, with CPU time and peak RSS growth, under each
     bootstrap.logistic_start (resample, the default; full_sample) side by side, with how far
     plcc_logistic's interval moves between them;
-    (plcc_logistic's refits run in worker processes: their CPU time counts, and the largest one's peak RSS is shown);
+    (plcc_logistic's refits run in worker processes: their CPU time counts; memory is shown as the main
+    process's peak RSS growth and, apart, each refit worker's own peak RSS, a whole process's);
   - start-up of --help, tasks, models and an eval of `constant` against `python -c pass`, and whether
     each imported torch or transformers;
   - handcrafted, NIMA (EfficientNet-Lite0, trained here for a few seconds on tiny-ava-score) and CALM
@@ -40,6 +41,7 @@ image and caption measurements each run in a fresh process, so peak memory is th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import resource
@@ -121,6 +123,40 @@ def live_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """A live process's peak resident memory since exec (VmHWM), in MB; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
+@contextlib.contextmanager
+def refit_worker_peaks():
+    """Each plcc_logistic refit worker's peak RSS (MB, a list), read just before its pool shuts down: the
+    workers are then idle, so VmHWM is their lifetime peak. (getrusage's RUSAGE_CHILDREN gives only the
+    largest reaped child, and the main process's VmHWM counts none of them.) Each is a whole process's
+    figure: interpreter, numpy, scipy and shared library pages, which every worker counts again."""
+    from aesbench import metrics
+
+    peaks, original = [], metrics._Refits.close
+
+    def close(self):
+        if self.pool is not None:
+            for pid in list(getattr(self.pool, "_processes", None) or {}):
+                peak = peak_rss_mb(pid)
+                if peak is not None:
+                    peaks.append(peak)
+        original(self)
+
+    metrics._Refits.close = close
+    try:
+        yield peaks
+    finally:
+        metrics._Refits.close = original
 
 
 def memory(before: float) -> tuple[float, float]:
@@ -360,15 +396,23 @@ def time_scoring(n: int, way: str) -> dict:
     lines = {str(i): {"id": str(i), "score": float(pred[i]), "distribution": dist[i].tolist()} for i in range(n)}
     before, cpu = rss_mb(), cpu_seconds()
     start = time.perf_counter()
-    if way == "scipy":
-        stats.spearmanr(pred, mos), stats.pearsonr(pred, mos)
-        out = {}
-    else:
-        result = ScoreFamily().score(task, data, lines, {})
-        out = {"ci": result["ci95"], "metrics": result["metrics"]}
+    with refit_worker_peaks() as workers:
+        if way == "scipy":
+            stats.spearmanr(pred, mos), stats.pearsonr(pred, mos)
+            out = {}
+        else:
+            result = ScoreFamily().score(task, data, lines, {})
+            out = {"ci": result["ci95"], "metrics": result["metrics"]}
     elapsed = time.perf_counter() - start
-    rss, worker_rss = memory(before)
-    return dict(out, time=elapsed, cpu=cpu_seconds() - cpu, rss=rss, worker_rss=worker_rss)
+    return dict(out, time=elapsed, cpu=cpu_seconds() - cpu, rss=rss_mb("VmHWM") - before, worker_rss=workers)
+
+
+def worker_memory(peaks: list[float]) -> str:
+    """The refit workers' peak RSS as bench_scoring prints it."""
+    if not peaks:
+        return "no refit workers (refits in the main process)"
+    each = f"{min(peaks):.0f}" if round(min(peaks)) == round(max(peaks)) else f"{min(peaks):.0f}-{max(peaks):.0f}"
+    return f"{len(peaks)} refit workers, peak RSS {each} MB each (whole processes)"
 
 
 def bench_scoring(args) -> None:
@@ -385,7 +429,7 @@ def bench_scoring(args) -> None:
             cis[start] = ours["ci"]
             print(
                 f"    logistic_start {start:11s} metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s with"
-                f" the refit workers, +{ours['rss']:5.0f} MB here, largest worker {ours['worker_rss']:4.0f} MB)"
+                f" the refit workers; main process peak +{ours['rss']:.0f} MB, {worker_memory(ours['worker_rss'])})"
                 f"   ratio {ours['time'] / bare['time']:7.0f}x   plcc_logistic {ours['metrics']['plcc_logistic']:.4f}"
                 f" CI {ours['ci']['plcc_logistic'][0]:.6f}..{ours['ci']['plcc_logistic'][1]:.6f}"
             )

@@ -139,6 +139,20 @@ def test_logistic_start_is_recorded_and_moves_only_plcc_logistics_interval(tmp_p
     assert differences([plain["protocol"], warm["protocol"]]) == ["protocol.bootstrap"]
 
 
+def test_plcc_logistic_through_three_distinct_scores_is_undefined_with_its_reason(tmp_path):
+    """Three distinct scores leave the 4-parameter logistic unidentified: plcc_logistic is listed under
+    undefined with why (not the constant-scores reason, which these scores are not), the rest is scored."""
+    task = write_csv_task(tmp_path / "data", [3, 5, 7, 4, 6, 2, 8, 5], extra=FAST_BOOTSTRAP)
+    preds = tmp_path / "three.jsonl"
+    scores = [4, 5, 6, 5, 5, 4, 6, 5]
+    preds.write_text("".join(json.dumps({"id": f"img{i}.jpg", "score": s}) + "\n" for i, s in enumerate(scores)))
+    results = evaluate(str(task), predictions=preds)
+    assert results["n"] == 8 and "plcc_logistic" not in results["metrics"] and "srcc" in results["metrics"]
+    assert results["undefined"] == {
+        "plcc_logistic": "the 4-parameter logistic needs at least 4 distinct predictions, got 3"
+    }
+
+
 def test_rescoring_for_another_score_range_leaves_scale_metrics_undefined(tmp_path):
     task = write_csv_task(tmp_path / "data", [3, 5, 7, 4], extra="metrics: [srcc, mse]\n")
     evaluate(str(task), "handcrafted", output=tmp_path / "run")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aesbench import compare
-from aesbench.compare import _Comparison, _Pair, compare_many, compare_two, p_value
+from aesbench.compare import _Comparison, _Pair, compare_many, compare_two, format_p, p_value
 from aesbench.datasets import read_dataset
 from aesbench.rundata import read_run
 from aesbench.task import load_task
@@ -178,6 +178,34 @@ def test_p_value_rule():
     assert p_value(np.zeros(100), 100) == 1.0
     assert p_value(np.ones(99), 99) == pytest.approx(2 / 100)  # never 0
     assert p_value(np.full(100, np.nan), 100) is None
+
+
+def test_p_is_shown_one_way():
+    assert [format_p(p) for p in (1.0, 0.5474, 0.0459, 2 / 1001, 0.001, 0.000999, 2 / 10001, None)] == [
+        "1.000",
+        "0.547",
+        "0.046",
+        "0.002",
+        "0.001",
+        "< 0.001",
+        "< 0.001",
+        "",
+    ]
+
+
+def test_the_table_and_the_matrix_show_p_alike(score_runs):
+    """The two-run table and the matrix give a p-value in one format (they used 3 and 2 significant
+    digits: 0.00995 in one, 0.0099 in the other)."""
+    good, bad, partial = (score_runs[k] for k in ("good", "bad", "partial"))
+    rows, _ = compare_two(good, bad, metric="srcc")
+    shown = format_p(rows["srcc"]["p_value"])
+    assert shown == "0.010"  # 2 / 201: no resample of 200 crosses zero
+    table = run_cli("compare", str(good), str(bad))
+    line = next(line for line in table.stdout.splitlines() if "│ srcc " in line)
+    assert line.split("│")[-3].strip() == shown
+    matrix = run_cli("compare", str(good), str(bad), str(partial), "--metric", "srcc")
+    line = next(line for line in matrix.stdout.splitlines() if line.startswith("│ good "))
+    assert f"{rows['srcc']['delta']:+.3f} ({shown})" in line
 
 
 def test_suggest_runs_compare_on_the_recorded_verdicts():

@@ -50,6 +50,40 @@ def test_emd_by_hand():
     assert metrics.emd(t, t) == 0.0
 
 
+def test_logistic_is_undefined_through_fewer_than_four_distinct_predictions():
+    """Four parameters are not identified through fewer than four distinct predictions (scipy's fit there
+    is not even the same between identical calls): plcc_logistic is then undefined, with the reason;
+    from four distinct predictions it is fitted."""
+    mos = np.clip(np.random.default_rng(0).normal(5.4, 0.7, 60), 1, 10)
+    for distinct in (2, 3):
+        pred = np.full(60, 5.0)
+        pred[:distinct] = 5.0 + np.arange(distinct)
+        assert metrics.fit_logistic(pred, mos) is None
+        assert np.isnan(metrics.plcc_logistic(pred, mos))
+        assert metrics.logistic_undefined(pred, mos) == (
+            f"the 4-parameter logistic needs at least 4 distinct predictions, got {distinct}"
+        )
+    pred = np.repeat([1.0, 2.0, 3.0, 4.0], 15)
+    assert metrics.logistic_undefined(pred, mos) is None and np.isfinite(metrics.plcc_logistic(pred, mos))
+    assert metrics.logistic_undefined(pred[:4], mos[:4]) == "the 4-parameter logistic needs at least 5 items, got 4"
+    assert (
+        metrics.logistic_undefined(pred, np.full(60, 5.0))
+        == "the 4-parameter logistic needs MOS that are not all equal"
+    )
+    assert metrics.logistic_undefined(np.full(60, 5.0), mos) == (
+        "the 4-parameter logistic needs at least 4 distinct predictions, got 1"
+    )
+    # where scipy's fits differed between identical calls (two distinct predictions, 80 resamples): now
+    # every resample is undefined, the same each time
+    two = np.full(60, 5.0)
+    two[0] = 6.0
+    idx = next(metrics.index_blocks(60, 80, 5))
+    assert all(np.isnan(metrics.plcc_logistic(two[i], mos[i])) for i in idx)
+    many = np.random.default_rng(1).uniform(0, 1, 200_000)
+    assert metrics._distinct_at_most(many, 3) == 4 and metrics._distinct_at_most(pred, 10) == 4
+    assert metrics._distinct_at_most(np.array([]), 3) == 0
+
+
 def test_logistic_fit_recovers_monotone_nonlinearity():
     x = np.linspace(-3, 3, 200)
     y = metrics.logistic4(x, 8.0, 2.0, 0.3, 0.3)
@@ -107,8 +141,6 @@ def test_bootstrap_cis_equal_the_plain_bootstrap(n, monkeypatch):
         plain = {name: metrics.bootstrap_ci(fn, [pred, mos], 80, 5) for name, fn in functions.items()}
         plain["emd"] = metrics.bootstrap_ci(metrics.emd, [dist_p, dist_t], 80, 5)
         for name in plain:
-            if name == "plcc_logistic" and kind == "nearly constant":
-                continue  # two distinct predictions: scipy's own fit differs between identical calls (test below)
             assert (fast[name] is None) == (plain[name] is None), (kind, name)
             if plain[name] is not None:
                 assert fast[name] == pytest.approx(plain[name], rel=1e-12, abs=1e-12), (kind, name)
@@ -120,18 +152,19 @@ def test_logistic_refits_in_worker_processes_equal_the_plain_bootstrap(monkeypat
     """plcc_logistic's per-resample refits in worker processes (as on a large set) give the plain
     bootstrap's interval on well-posed, tied, ill-posed and random data, over several blocks (rows in
     flight in several chunks per worker), to 1e-9: scipy's fit itself differs between identical calls on
-    some resamples (up to 1e-10 measured, in one process, one BLAS thread; see the test below)."""
+    some resamples (up to 1e-10 measured, in one process, one BLAS thread, on tied data)."""
     monkeypatch.setattr(metrics, "RESAMPLE_BLOCK", 9 * 50)
     functions = {"plcc_logistic": metrics.plcc_logistic, "srcc": metrics.srcc}
     for seed in range(2):
         for kind, pred, mos in _kinds(50, seed):
-            if kind == "nearly constant":
-                continue  # scipy's fit is not reproducible there (test below)
             parallel = metrics.bootstrap_cis(functions, pred, mos, 60, seed, workers=2)
             here = metrics.bootstrap_cis(functions, pred, mos, 60, seed, workers=0)
             plain = metrics.bootstrap_ci(metrics.plcc_logistic, [pred, mos], 60, seed)
-            assert parallel["plcc_logistic"] == pytest.approx(plain, rel=1e-9), (seed, kind)
-            assert here["plcc_logistic"] == pytest.approx(plain, rel=1e-9), (seed, kind)
+            if kind == "nearly constant":  # two distinct predictions: undefined on every resample, no interval
+                assert plain is None and parallel["plcc_logistic"] is None and here["plcc_logistic"] is None, seed
+            else:
+                assert parallel["plcc_logistic"] == pytest.approx(plain, rel=1e-9), (seed, kind)
+                assert here["plcc_logistic"] == pytest.approx(plain, rel=1e-9), (seed, kind)
             assert parallel["srcc"] == here["srcc"], (seed, kind)
 
 
@@ -148,7 +181,7 @@ def test_default_logistic_start_is_the_plain_refit(data):
     assert metrics.resample_logistic(pred, mos, "resample") is metrics.plcc_logistic
     assert metrics.resample_logistic(np.full_like(mos, 5.0), mos, "full_sample") is metrics.plcc_logistic
     warm = metrics.resample_logistic(pred, mos, "full_sample")
-    assert warm.func is metrics.plcc_logistic and warm.keywords["start"] == tuple(metrics.fit_logistic(pred, mos))
+    assert warm.func is metrics.plcc_logistic_warm and warm.keywords["start"] == tuple(metrics.fit_logistic(pred, mos))
 
 
 def test_full_sample_start_gives_the_plain_intervals_on_well_posed_data():
@@ -181,26 +214,35 @@ def test_full_sample_start_moves_intervals_on_random_predictions():
     assert np.array_equal(parallel, warm, equal_nan=True)
 
 
+def test_full_sample_start_falls_back_to_the_resamples_own_start_where_it_fails():
+    """On random predictions a refit from the full-sample fit can end in a step between two predictions
+    (its curve constant over the resample: no PLCC) where the resample's own start gives a fit: that
+    resample is then refitted from its own start; every other resample keeps its warm-start value."""
+    rng = np.random.default_rng(2)
+    mos = np.clip(rng.normal(5.4, 0.7, 300), 1, 10)
+    pred = rng.uniform(0, 1, 300)
+    warm = metrics.resample_logistic(pred, mos, "full_sample")
+    start = warm.keywords["start"]
+    idx = next(metrics.index_blocks(300, 40, 2))
+    failed = 0
+    for i in idx:
+        from_start = metrics.plcc_logistic(pred[i], mos[i], start)
+        if np.isnan(from_start):
+            failed += 1
+            params = metrics.fit_logistic(pred[i], mos[i], start)
+            assert params is not None and np.ptp(metrics.logistic4(pred[i], *params)) == 0  # a step: constant
+            assert np.isfinite(metrics.plcc_logistic(pred[i], mos[i]))  # the plain start fits
+            assert warm(pred[i], mos[i]) == metrics.plcc_logistic(pred[i], mos[i])
+        else:
+            assert warm(pred[i], mos[i]) == from_start
+    assert failed >= 2
+    assert np.isfinite(_logistic_values(pred, mos, 40, 2, "full_sample")).all()
+    assert np.isnan(metrics.plcc_logistic_warm(np.full(300, 5.0), mos, start))  # undefined: no refit to fall back on
+
+
 def test_refit_workers_only_for_large_work(monkeypatch):
     monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert metrics.refit_workers(60, 1000) == 0
     assert metrics.refit_workers(20_000, 1000) == 2
     monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert metrics.refit_workers(20_000, 1000) == 0
-
-
-def test_scipys_logistic_fit_through_two_distinct_predictions_is_not_reproducible():
-    """Why the equality tests leave out plcc_logistic on nearly constant predictions: through two
-    distinct x values the 4-parameter Jacobian is rank deficient, and identical curve_fit calls then
-    return different fits (seen with scipy 1.17.1). The likely cause: scipy's C translation of
-    MINPACK's qrfac recomputes a collapsed column norm as enorm(m - j, &a[(j + 1) + lda * k]) with a
-    0-based j (the Fortran's m - j counts from 1), one element past the column, past the array for
-    the last one. Kept as a test so that a scipy without the problem shows up (skipped then)."""
-    pred = np.full(60, 5.0)
-    pred[0] = 6.0
-    mos = np.clip(np.random.default_rng(0).normal(5.4, 0.7, 60), 1, 10)
-    idx = next(metrics.index_blocks(60, 80, 5))
-    runs = [[repr(metrics.plcc_logistic(pred[i], mos[i])) for i in idx] for _ in range(3)]
-    differ = sum(len({r[k] for r in runs}) > 1 for k in range(len(idx)))
-    if differ == 0:
-        pytest.skip("scipy's fit through two distinct predictions was reproducible here")

@@ -76,3 +76,59 @@ def test_a_resumed_stage_logs_each_step_once(tmp_path):
     assert [(stage, step) for stage, step, _ in steps] == [("first", s) for s in (1, 2, 3, 4)] + [
         ("second", s) for s in (1, 2, 3, 4)
     ]
+
+
+# ---- CALM's and ArtQuant's recipes (aesbench/models/recipe.py): their records in the checkpoint folder ----
+
+
+def _unreachable(*args):
+    raise AssertionError("the recipe went on past its damaged stages_done.json")
+
+
+@pytest.mark.parametrize("recipe", ["calm", "artquant"])
+@pytest.mark.parametrize("torn", ['{"config": {"seed": 0}, "do', "", "[]", '{"config": null, "done": "pretrain"}'])
+def test_a_torn_stages_done_json_is_one_line(tmp_path, recipe, torn):
+    """Rerunning a recipe whose stages_done.json was cut short (killed while it was written) names the file
+    and what to do before anything is built or trained; it was a JSONDecodeError traceback."""
+    from aesbench.errors import AesbenchError
+    from aesbench.models.artquant_train import ArtQuantTrainConfig
+    from aesbench.models.calm_train import CalmTrainConfig
+    from aesbench.models.recipe import PROGRESS_FILE, run_recipe
+
+    config = CalmTrainConfig() if recipe == "calm" else ArtQuantTrainConfig()
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / PROGRESS_FILE).write_text(torn)
+    with pytest.raises(AesbenchError) as error:
+        run_recipe(config, folder, ["pretrain"], ("pretrain",), _unreachable, _unreachable, {})
+    line = str(error.value)
+    assert "\n" not in line
+    assert line == (
+        f"{folder / PROGRESS_FILE} is damaged (empty, truncated or not a stages record), so which stages"
+        f" finished is unknown; delete {folder} to train again from the start, or choose another --output"
+    )
+
+
+def test_training_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A recipe's training.json goes through store.write_text (a temporary file renamed over it): a write
+    that fails (disk full) leaves the previous record as it was and is one line, not a truncated file."""
+    from aesbench import store
+    from aesbench.errors import AesbenchError
+    from aesbench.models.recipe import PROVENANCE_FILE, write_provenance
+
+    class Described:
+        def describe(self):
+            return {"name": "tiny", "config": {}}
+
+    write_provenance(tmp_path, {"stages_done": ["pretrain"]}, Described())
+    before = (tmp_path / PROVENANCE_FILE).read_text()
+    assert json.loads(before) == {"stages_done": ["pretrain"], "model": {"name": "tiny", "config": {}}}
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.os, "fsync", full)
+    with pytest.raises(AesbenchError, match="cannot write .*training.json: No space left on device"):
+        write_provenance(tmp_path, {"stages_done": ["pretrain", "comment"]}, Described())
+    assert (tmp_path / PROVENANCE_FILE).read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PROVENANCE_FILE]

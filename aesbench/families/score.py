@@ -22,6 +22,7 @@ from ..metrics import (
     acc,
     bootstrap_cis,
     emd,
+    logistic_undefined,
     resample_logistic,
 )
 from ..pipeline import predict_items
@@ -173,6 +174,10 @@ class ScoreFamily(Family):
             else:
                 fn = functions[name]
                 metrics[name], on_pairs[name] = fn(pred, mos), fn
+                if name == "plcc_logistic" and not np.isfinite(metrics[name]) and np.ptp(pred) > 0:
+                    # constant scores keep the reason every other metric gives them (base.summary)
+                    why = logistic_undefined(pred, mos) or "the 4-parameter logistic fit did not converge"
+                    undefined[name] = why
         if "plcc_logistic" in on_pairs:
             on_pairs["plcc_logistic"] = resample_logistic(pred, mos, boot["logistic_start"])
         if on_pairs or on_arrays:

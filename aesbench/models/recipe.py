@@ -27,7 +27,7 @@ from ..degradations import item_rng
 from ..errors import AesbenchError
 from ..pipeline import decode
 from ..provenance import build as build_provenance
-from ..store import refuse_foreign_folder, run_lock
+from ..store import refuse_foreign_folder, run_lock, write_text
 from ..task import Task, load_task
 from ..training import LOG_FILE, PLOT_FILE, Schedule, StagePlan, plot_losses, run_stage
 from ..weights import optional_import
@@ -219,11 +219,7 @@ def _run_stages(
     progress_file = output / PROGRESS_FILE
     config_dict = json.loads(json.dumps(asdict(config), default=str))
     recipe = {k: v for k, v in config_dict.items() if k not in ("max_minutes", "stages")}  # these may change on resume
-    progress = (
-        json.loads(progress_file.read_text())
-        if progress_file.is_file()
-        else {"config": None, "done": [], "summaries": []}
-    )
+    progress = _read_progress(progress_file)
     if progress["config"] not in (None, recipe):
         raise AesbenchError(
             f"{output} was trained with another config; resume with the same config or choose another --output"
@@ -232,7 +228,7 @@ def _run_stages(
         progress["config"] is None and distributed.rank() == 0
     ):  # from now on the folder is this recipe's, even if stopped in its first stage
         progress["config"] = recipe
-        progress_file.write_text(json.dumps(progress, indent=2) + "\n")
+        write_text(progress_file, json.dumps(progress, indent=2) + "\n")
     torch.manual_seed(config.seed)
     if (output / CONFIG_FILE).is_file():
         network = load_network(output, config.model.model_type)
@@ -291,7 +287,7 @@ def _run_stages(
             break
         progress = {"config": recipe, "done": progress["done"] + [stage], "summaries": summaries}
         if main:
-            progress_file.write_text(json.dumps(progress, indent=2) + "\n")
+            write_text(progress_file, json.dumps(progress, indent=2) + "\n")
     if distributed.rank() == 0 and (output / LOG_FILE).is_file():
         plot_losses(output / LOG_FILE, output / PLOT_FILE)
     ended = time.time()
@@ -313,7 +309,29 @@ def _run_stages(
     return network, provenance
 
 
+def _read_progress(path: Path) -> dict:
+    """stages_done.json ({"config", "done", "summaries"}; a fresh one where there is none), or one line
+    saying what to do."""
+    if not path.is_file():
+        return {"config": None, "done": [], "summaries": []}
+    try:
+        progress = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        progress = None
+    if not (
+        isinstance(progress, dict)
+        and "config" in progress
+        and isinstance(progress.get("done"), list)
+        and isinstance(progress.get("summaries"), list)
+    ):
+        raise AesbenchError(
+            f"{path} is damaged (empty, truncated or not a stages record), so which stages finished is unknown;"
+            f" delete {path.parent} to train again from the start, or choose another --output"
+        )
+    return progress
+
+
 def write_provenance(output: str | Path, provenance: dict, model) -> None:
     provenance["model"] = model.describe()
-    if distributed.rank() == 0:
-        (Path(output) / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+    if distributed.rank() == 0:  # whole or not at all (store.write_text)
+        write_text(Path(output) / PROVENANCE_FILE, json.dumps(provenance, indent=2, default=str) + "\n")
