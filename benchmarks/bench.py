@@ -353,9 +353,6 @@ def time_scoring(n: int, way: str, refits: str = "distinct") -> dict:
 
     from aesbench import metrics
 
-    if refits == "plain":
-        metrics.WEIGHTED_REFIT_ITEMS = 2**62
-
     pred, mos, dist, true = ava_like(n)
     task = load_task("ava-score")
     if way != "scipy":
@@ -373,7 +370,13 @@ def time_scoring(n: int, way: str, refits: str = "distinct") -> dict:
         stats.spearmanr(pred, mos), stats.pearsonr(pred, mos)
         out = {}
     else:
-        result = ScoreFamily().score(task, data, lines, {})
+        threshold = metrics.WEIGHTED_REFIT_ITEMS
+        if refits == "plain":  # no resample is large enough for the distinct-items refits
+            metrics.WEIGHTED_REFIT_ITEMS = 2**62
+        try:
+            result = ScoreFamily().score(task, data, lines, {})
+        finally:
+            metrics.WEIGHTED_REFIT_ITEMS = threshold
         out = {"ci": result["ci95"], "metrics": result["metrics"]}
     elapsed = time.perf_counter() - start
     rss, worker_rss = memory(before)
