@@ -154,6 +154,46 @@ def logistic_undefined(pred: np.ndarray, mos: np.ndarray) -> str | None:
     return None
 
 
+def plcc_logistic_weighted(pred: np.ndarray, mos: np.ndarray, counts: np.ndarray, start: tuple | None = None) -> float:
+    """plcc_logistic of the sample that holds item i counts[i] times, computed on the distinct items
+    (len(pred) > 4 of them, each counts >= 1): the same start (the weighted mean and sd are the
+    resample's), the same least-squares objective (curve_fit with sigma = 1/sqrt(counts) minimises
+    sum counts * residual^2, the expanded sample's sum of squares), so MINPACK takes the same steps
+    (J'J, J'r, the residual norm, the column norms and the finite-difference steps are all those of
+    the expanded sample), and the weighted Pearson correlation of the fitted values. Equal to
+    plcc_logistic on the expanded sample up to floating-point rounding and where rounding ends the
+    solver elsewhere on a flat optimum (see bootstrap_values)."""
+    if logistic_undefined(pred, mos) is not None:
+        return float("nan")
+    w = counts.astype(np.float64)
+    total = w.sum()
+    if start is None:
+        mean = float(w @ pred / total)
+        p0 = [mos.max(), mos.min(), mean, float(np.sqrt(w @ (pred - mean) ** 2 / total)) or 1.0]
+    else:
+        p0 = start
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, sigma=1.0 / np.sqrt(w), maxfev=10000)
+    except (RuntimeError, optimize.OptimizeWarning, ValueError):
+        return float("nan")
+    fitted = logistic4(pred, *params)
+    if np.ptp(fitted) == 0:
+        return float("nan")
+    fc, mc = fitted - w @ fitted / total, mos - w @ mos / total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (w @ (fc * mc)) / np.sqrt((w @ (fc * fc)) * (w @ (mc * mc)))
+    return float(np.clip(r, -1.0, 1.0))
+
+
+def plcc_logistic_weighted_warm(pred: np.ndarray, mos: np.ndarray, counts: np.ndarray, start: tuple) -> float:
+    """plcc_logistic_warm on the distinct items (plcc_logistic_weighted): from `start`, else from the
+    resample's own start where that fit fails."""
+    value = plcc_logistic_weighted(pred, mos, counts, start)
+    return plcc_logistic_weighted(pred, mos, counts) if np.isnan(value) else value
+
+
 LOGISTIC_STARTS = ("resample", "full_sample")  # protocol bootstrap.logistic_start, the default first
 
 
@@ -234,16 +274,29 @@ def resample_values(fn, arrays: list[np.ndarray], resamples: int, seed: int) -> 
 # counted by scipy's own routine on the resample laid out in the fixed order. The values equal the plain
 # per-resample computation up to floating-point rounding (KRCC exactly).
 #
-# PLCC after the logistic fit is refitted per resample the plain way (plcc_logistic, scipy's curve_fit),
-# so its interval is the plain one bit for bit. On a large set those refits run in worker processes,
-# one per core, while this process computes the other metrics (refit_workers). Where each refit starts
-# is a protocol choice (bootstrap.logistic_start, resample_logistic): from the resample's own data (the
+# PLCC after the logistic fit is refitted per resample with scipy's curve_fit: on small sets the plain
+# way (plcc_logistic), so its interval is the plain one bit for bit; on large ones on each resample's
+# distinct items (below). On a large set those refits run in worker processes, one per core, while this
+# process computes the other metrics (refit_workers). Where each refit starts is a protocol choice (bootstrap.logistic_start, resample_logistic): from the resample's own data (the
 # default), or from the full-sample fit, which needs fewer function evaluations on a large well-posed
 # set (AVA-shaped: 18 per fit instead of 42 at 200,000 items; at 20,000, 68 instead of 86 on average,
 # the long walks along the optimum's flat ridge staying long) and gives the same intervals there up to
 # the fit's tolerance, but reaches other optima on ill-posed data (random predictions) and moves their
 # intervals (tiny-art-score, random model: lower bound 0.136 -> 0.018).
-# Tried and dropped: MINPACK's own algorithm (same start, forward differences, trust region, lmpar, tests)
+# On resamples of at least WEIGHTED_REFIT_ITEMS items the refit runs on the resample's distinct items
+# (about 63% of n) with weights = counts (curve_fit's sigma = 1/sqrt(counts)): the same objective, start
+# and MINPACK steps (J'J, J'r, residual and column norms, finite-difference steps are the expanded
+# sample's), so the same fit up to rounding, in about two thirds of the CPU (per-fit profile at 20,000
+# items, one BLAS thread: MINPACK's own per-iteration work on the n rows about 45%, the logistic's
+# evaluations about 50%, both linear in the rows). Rounding differs, so on a flat optimum the solver can
+# stop elsewhere within its tolerance (AVA-shaped, 20,000 items: median 2e-13, at most 1e-7 per resample);
+# on ill-posed data (random predictions) the plain fit itself moves as much when only the order of the
+# resample's items changes (tests/test_metrics.py). Smaller sets, the committed tiny runs among them, refit
+# the plain way, bit for bit.
+# Tried and dropped: an analytic Jacobian (curve_fit's jac=): 9 function evaluations per fit instead of
+# 41 but the same CPU (20.5 against 19.3 ms per distinct-items fit at 20,000 items; the Jacobian's four
+# columns cost what the finite differences do), and it moves values as much as the weighting does.
+# MINPACK's own algorithm (same start, forward differences, trust region, lmpar, tests)
 # run on many resamples at once as numpy array operations is no faster than scipy's C (1.7 s against
 # 1.6 s for 20 resamples of 20,000 items: each iteration's work is linear in n either way, and the
 # same path needs the same work), and its rounding, different from MINPACK's, makes the long paths on
@@ -407,9 +460,37 @@ def _worker_init(pred: np.ndarray, mos: np.ndarray) -> None:
     _WORKER_DATA.update(pred=pred, mos=mos)
 
 
-def _worker_rows(fn, idx: np.ndarray) -> list[float]:
-    pred, mos = _WORKER_DATA["pred"], _WORKER_DATA["mos"]
-    return [fn(pred[i], mos[i]) for i in idx]
+def _worker_rows(fn, weighted, idx: np.ndarray) -> list[float]:
+    return refit_rows(fn, weighted, _WORKER_DATA["pred"], _WORKER_DATA["mos"], idx)
+
+
+WEIGHTED_REFIT_ITEMS = 1000  # resamples of at least this many items are refitted on their distinct items
+
+
+def weighted_refit(fn):
+    """The distinct-items version of plcc_logistic or of its partial with a start (resample_logistic's
+    functions), called as f(pred, mos, counts); None for any other function."""
+    if fn is plcc_logistic:
+        return plcc_logistic_weighted
+    if isinstance(fn, functools.partial) and fn.func is plcc_logistic_warm and set(fn.keywords) == {"start"}:
+        return functools.partial(plcc_logistic_weighted_warm, **fn.keywords)
+    if isinstance(fn, functools.partial) and fn.func is plcc_logistic and not fn.args and set(fn.keywords) <= {"start"}:
+        return functools.partial(plcc_logistic_weighted, **fn.keywords)
+    return None
+
+
+def refit_rows(fn, weighted, pred: np.ndarray, mos: np.ndarray, idx: np.ndarray) -> list[float]:
+    """fn(pred[i], mos[i]) for each resample row i; with `weighted` (weighted_refit(fn)), the same
+    value computed on each resample's distinct items weighted by how many times each was drawn
+    (a resample of n items holds about 63% of them: a third less work per refit)."""
+    if weighted is None:
+        return [fn(pred[i], mos[i]) for i in idx]
+    out = []
+    for i in idx:
+        counts = np.bincount(i, minlength=len(pred))
+        taken = np.flatnonzero(counts)
+        out.append(weighted(pred[taken], mos[taken], counts[taken]) if len(taken) > 4 else fn(pred[i], mos[i]))
+    return out
 
 
 def _picklable(obj) -> bool:
@@ -475,14 +556,14 @@ class _Refits:
                     else:
                         os.environ[key] = value
 
-    def submit(self, fn, idx: np.ndarray) -> list:
-        """Parts of the answer for these rows, in order: lists of values or futures of them."""
+    def submit(self, fn, idx: np.ndarray, weighted=None) -> list:
+        """Parts of the answer for these rows, in order: lists of values or futures of them (refit_rows)."""
         if self.pool is None:
-            return [[fn(self.pred[i], self.mos[i]) for i in idx]]
+            return [refit_rows(fn, weighted, self.pred, self.mos, idx)]
         parts = []
         for chunk in np.array_split(idx.astype(np.int32 if len(self.pred) < 2**31 else np.int64), self.workers):
             if len(chunk):
-                parts.append(self.pool.submit(_worker_rows, fn, chunk))
+                parts.append(self.pool.submit(_worker_rows, fn, weighted, chunk))
         self.in_flight.extend(parts)
         while len(self.in_flight) > 3 * self.workers:  # bound the index rows held in the queue
             self.in_flight.pop(0).result()
@@ -502,10 +583,11 @@ def bootstrap_cis(
     level: float = 0.95,
     extra: dict | None = None,
     workers: int | None = None,
+    weighted: bool | None = None,
 ) -> dict:
     """Percentile intervals of several metrics of (pred, mos), all over the same seeded resamples as
     `bootstrap_ci` draws (the values of `bootstrap_values`)."""
-    values = bootstrap_values(functions, pred, mos, resamples, seed, extra, workers)
+    values = bootstrap_values(functions, pred, mos, resamples, seed, extra, workers, weighted)
     return {name: None if v is None else percentile_interval(v, resamples, level) for name, v in values.items()}
 
 
@@ -517,12 +599,16 @@ def bootstrap_values(
     seed: int,
     extra: dict | None = None,
     workers: int | None = None,
+    weighted: bool | None = None,
 ) -> dict:
     """Each metric on each of the seeded resamples `bootstrap_ci` draws (name -> array, one value per
     resample, NaN where undefined; None below 2 items), one block of resamples at a time (memory stays
     bounded at any n). `functions`: name -> fn(pred, mos); `extra`: name -> (fn, arrays) for metrics of
     other per-item arrays (EMD over distributions). Metrics without a many-resamples version (plcc_logistic)
-    are called per resample, in `workers` processes (default refit_workers) while this one does the rest."""
+    are called per resample, in `workers` processes (default refit_workers) while this one does the rest;
+    plcc_logistic's refits on each resample's distinct items, weighted by their counts (refit_rows), when
+    `weighted` (default: at least WEIGHTED_REFIT_ITEMS items): the same fits up to the solver's tolerance
+    (README, Speed), not bit for bit."""
     n = len(pred)
     names = list(functions) + list(extra or {})
     if n < 2 or resamples <= 0:
@@ -533,6 +619,9 @@ def bootstrap_values(
     values = {name: [] for name in names}
     per_item = {name: emd_per_item(*arrays) for name, (fn, arrays) in (extra or {}).items() if fn is emd}
     slow = [fn for name, fn in functions.items() if fast[name] is None]
+    if weighted is None:
+        weighted = n >= WEIGHTED_REFIT_ITEMS
+    counted = {name: weighted_refit(fn) if weighted else None for name, fn in functions.items()}
     if slow and (not _picklable(slow) or any(getattr(fn, "__module__", None) == "__main__" for fn in slow)):
         workers = 0  # the workers could not unpickle it (they do not import the main script)
     refits = _Refits(pred, mos, (refit_workers(n, resamples) if workers is None else workers) if slow else 0)
@@ -547,7 +636,7 @@ def bootstrap_values(
             for idx in index_blocks(n, resamples, seed):
                 for name, fn in functions.items():  # the refits first: workers fit while this process goes on
                     if fast[name] is None:
-                        values[name].extend(refits.submit(fn, idx))
+                        values[name].extend(refits.submit(fn, idx, counted[name]))
                 counts = _counts(idx, n)
                 for name, fn in functions.items():
                     if fast[name] is not None:

@@ -1,13 +1,15 @@
 """Side-by-side timings in one run.
 
-    python benchmarks/bench.py [--repeats 3] [--scoring-n 20000,200000] [--captions-n 5000] [--large-jpegs 24] [--photos DIR]
+    python benchmarks/bench.py [--repeats 3] [--scoring-n 20000,200000] [--scoring-refits plain,distinct] [--captions-n 5000] [--large-jpegs 24] [--photos DIR]
                                [--piaa-people 2] [--parts models,piaa,images,captions,suite]
 
 Prints, each against the plain way of doing the same work on the same input:
   - scoring AVA-shaped predictions (ava-score's metrics with 1000-resample CIs) at each --scoring-n,
     against scipy's bare SRCC + PLCC on the same data, with CPU time and peak RSS growth, under each
-    bootstrap.logistic_start (resample, the default; full_sample) side by side, with how far
-    plcc_logistic's interval moves between them;
+    bootstrap.logistic_start (resample, the default; full_sample) side by side, each with plcc_logistic's
+    refits the plain way (each whole resample, as before) and on each resample's distinct items weighted
+    by counts (what aesbench does from 1,000 items on; --scoring-refits picks), with how far plcc_logistic's
+    interval moves between them and the load average when each started;
     (plcc_logistic's refits run in worker processes: their CPU time counts; memory is shown as the main
     process's peak RSS growth and, apart, each refit worker's own peak RSS, a whole process's);
   - start-up of --help, tasks, models and an eval of `constant` against `python -c pass`, and whether
@@ -377,11 +379,15 @@ def ava_like(n: int, seed: int = 0):
     return pred, mos, dist / dist.sum(axis=1, keepdims=True), true
 
 
-def time_scoring(n: int, way: str) -> dict:
+def time_scoring(n: int, way: str, refits: str = "distinct") -> dict:
     """ava-score's metrics with their 1000-resample CIs on n AVA-shaped predictions (ScoreFamily.score;
-    way "resample" or "full_sample": the protocol's bootstrap.logistic_start), or scipy's bare SRCC and
-    PLCC on the same data (way "scipy"): wall time, CPU time and peak RSS growth."""
+    way "resample" or "full_sample": the protocol's bootstrap.logistic_start; refits "distinct", as
+    aesbench does at this size, or "plain": plcc_logistic refitted on each whole resample, the way
+    before), or scipy's bare SRCC and PLCC on the same data (way "scipy"): wall time, CPU time, peak RSS
+    growth and the load average when it started."""
     from scipy import stats
+
+    from aesbench import metrics
 
     pred, mos, dist, true = ava_like(n)
     task = load_task("ava-score")
@@ -394,17 +400,23 @@ def time_scoring(n: int, way: str) -> dict:
         label_files=[],
     )
     lines = {str(i): {"id": str(i), "score": float(pred[i]), "distribution": dist[i].tolist()} for i in range(n)}
-    before, cpu = rss_mb(), cpu_seconds()
+    before, cpu, load = rss_mb(), cpu_seconds(), os.getloadavg()[0]
     start = time.perf_counter()
     with refit_worker_peaks() as workers:
         if way == "scipy":
             stats.spearmanr(pred, mos), stats.pearsonr(pred, mos)
             out = {}
         else:
-            result = ScoreFamily().score(task, data, lines, {})
+            threshold = metrics.WEIGHTED_REFIT_ITEMS
+            if refits == "plain":  # no resample is large enough for the distinct-items refits
+                metrics.WEIGHTED_REFIT_ITEMS = 2**62
+            try:
+                result = ScoreFamily().score(task, data, lines, {})
+            finally:
+                metrics.WEIGHTED_REFIT_ITEMS = threshold
             out = {"ci": result["ci95"], "metrics": result["metrics"]}
     elapsed = time.perf_counter() - start
-    return dict(out, time=elapsed, cpu=cpu_seconds() - cpu, rss=rss_mb("VmHWM") - before, worker_rss=workers)
+    return dict(out, time=elapsed, cpu=cpu_seconds() - cpu, rss=rss_mb("VmHWM") - before, worker_rss=workers, load=load)
 
 
 def worker_memory(peaks: list[float]) -> str:
@@ -422,20 +434,35 @@ def bench_scoring(args) -> None:
     )
     for n in args.scoring_n:
         bare = in_fresh_process(time_scoring, n, "scipy")
-        print(f"  n={n:7d}  scipy SRCC+PLCC once {bare['time'] * 1000:7.1f} ms")
+        print(
+            f"  n={n:7d}  scipy SRCC+PLCC once {bare['time'] * 1000:7.1f} ms wall, {bare['cpu'] * 1000:7.1f} ms CPU"
+            f" (load {bare['load']:.1f})"
+        )
         cis = {}
         for start in LOGISTIC_STARTS:  # bootstrap.logistic_start: where each resample's logistic refit starts
-            ours = in_fresh_process(time_scoring, n, start)
-            cis[start] = ours["ci"]
-            print(
-                f"    logistic_start {start:11s} metrics + CIs {ours['time']:6.1f} s (CPU {ours['cpu']:6.1f} s with"
-                f" the refit workers; main process peak +{ours['rss']:.0f} MB, {worker_memory(ours['worker_rss'])})"
-                f"   ratio {ours['time'] / bare['time']:7.0f}x   plcc_logistic {ours['metrics']['plcc_logistic']:.4f}"
-                f" CI {ours['ci']['plcc_logistic'][0]:.6f}..{ours['ci']['plcc_logistic'][1]:.6f}"
-            )
-        moved = max(abs(a - b) for a, b in zip(*(cis[start]["plcc_logistic"] for start in LOGISTIC_STARTS)))
-        same = all(cis[LOGISTIC_STARTS[0]][k] == v for k, v in cis[LOGISTIC_STARTS[1]].items() if k != "plcc_logistic")
-        print(f"    plcc_logistic's interval moved {moved:.2g}; every other interval identical: {same}")
+            for refits in args.scoring_refits:  # the plain refits (the way before) and the distinct-items ones
+                ours = in_fresh_process(time_scoring, n, start, refits)
+                cis[start, refits] = ours["ci"]
+                print(
+                    f"    logistic_start {start:11s} {refits:8s} refits: metrics + CIs {ours['time']:6.1f} s wall,"
+                    f" {ours['cpu']:6.1f} s CPU with the refit workers (load {ours['load']:.1f}); main process peak"
+                    f" +{ours['rss']:.0f} MB, {worker_memory(ours['worker_rss'])}; {ours['cpu'] / bare['cpu']:7.0f}x scipy's"
+                    f" CPU   plcc_logistic {ours['metrics']['plcc_logistic']:.4f}"
+                    f" CI {ours['ci']['plcc_logistic'][0]:.6f}..{ours['ci']['plcc_logistic'][1]:.6f}"
+                )
+            if len(args.scoring_refits) == 2:
+                moved = max(abs(a - b) for a, b in zip(*(cis[start, r]["plcc_logistic"] for r in args.scoring_refits)))
+                same = all(
+                    cis[start, args.scoring_refits[0]][k] == v
+                    for k, v in cis[start, args.scoring_refits[1]].items()
+                    if k != "plcc_logistic"
+                )
+                print(
+                    f"      plain -> distinct refits: plcc_logistic's interval moved {moved:.2g}; every other interval identical: {same}"
+                )
+        for refits in args.scoring_refits:
+            moved = max(abs(a - b) for a, b in zip(*(cis[start, refits]["plcc_logistic"] for start in LOGISTIC_STARTS)))
+            print(f"    {refits} refits, resample -> full_sample start: plcc_logistic's interval moved {moved:.2g}")
 
 
 def time_startup(argv: list[str], repeats: int) -> float:
@@ -601,6 +628,13 @@ def main() -> None:
         type=lambda v: [int(x) for x in v.split(",")],
         default=[20000, 200000],
         help="sizes of the AVA-shaped prediction sets in the scoring rows",
+    )
+    parser.add_argument(
+        "--scoring-refits",
+        type=lambda v: v.split(","),
+        default=["plain", "distinct"],
+        help="plcc_logistic's refits in the scoring rows: plain (each whole resample, the way before), distinct"
+        " (each resample's distinct items weighted by counts, what aesbench does on large sets), or both",
     )
     parser.add_argument("--piaa-people", type=int, default=2, help="people of tiny-flickr-aes-piaa in the PIAA rows")
     parser.add_argument("--piaa-repeats", type=int, default=5, help="repeats per person in the piaa-repeats rows")
