@@ -19,6 +19,10 @@
               does not forget how to comment. In comment and score the MFAM is trained, and the LLM as
               model.llm_tuning says (LoRA adapters in the small config; frozen, or every weight).
               Pretrain, comment and score also replay alignment samples (align_replay).
+              In comment and score every one-image answer is also asked to be likelier with its own
+              image than with another sample's (image_contrast, VLMNetwork.forward: not in the paper;
+              without it a small LLM answers from the captions' text prior and the grounding gap after
+              score is 0). ssl_replay (off by default) also runs SSL samples through the LLM there.
 
 The encoder is frozen throughout. Each finished stage saves the checkpoint folder, so a run stopped
 at any point resumes: finished stages are skipped, and an unfinished one continues from its last
@@ -98,7 +102,7 @@ class CalmTrainConfig:
     advice_per_image: int = 2  # suggest samples per advice image per epoch (score stage)
     comment_replay: bool = True  # the score stage also sees one caption per comment image (against forgetting)
     piaa_episodes: int = 40  # in-context episodes per epoch (score stage)
-    image_contrast: float = 0.0  # weight of the image-contrast loss in comment and score (VLMNetwork.forward)
+    image_contrast: float = 1.0  # weight of the image-contrast loss in comment and score (VLMNetwork.forward)
     ssl_replay: int = 0  # SSL samples per pre-training image per epoch in comment and score, through the LLM
     schedules: dict = field(default_factory=_schedules)
     seed: int = 0
