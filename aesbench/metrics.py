@@ -108,18 +108,30 @@ def plcc_logistic(pred: np.ndarray, mos: np.ndarray, start: tuple | None = None)
     return float("nan") if params is None else plcc(logistic4(pred, *params), mos)
 
 
-def fit_logistic(pred: np.ndarray, mos: np.ndarray, start: tuple | None = None) -> np.ndarray | None:
+def fit_logistic(
+    pred: np.ndarray, mos: np.ndarray, start: tuple | None = None, counts: np.ndarray | None = None
+) -> np.ndarray | None:
     """The 4-parameter logistic from predictions to MOS that plcc_logistic uses, or None where it
     cannot be fitted: where it is not identified (logistic_undefined: at most four points, fewer than
     four distinct predictions, constant MOS) or the fit does not converge. The fit starts from
-    `start` (b1..b4) or, by default, from the data: MOS max and min, the predictions' mean and sd."""
+    `start` (b1..b4) or, by default, from the data: MOS max and min, the predictions' mean and sd.
+    With `counts`, item i stands for counts[i] copies of itself (plcc_logistic_weighted): the start's
+    mean and sd and the least squares (curve_fit's sigma = 1/sqrt(counts)) are the expanded sample's."""
     if logistic_undefined(pred, mos) is not None:
         return None
-    p0 = [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0] if start is None else start
+    if start is not None:
+        p0 = start
+    elif counts is None:
+        p0 = [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0]
+    else:
+        w = counts.astype(np.float64)
+        mean = float(w @ pred / w.sum())
+        p0 = [mos.max(), mos.min(), mean, float(np.sqrt(w @ (pred - mean) ** 2 / w.sum())) or 1.0]
+    sigma = None if counts is None else 1.0 / np.sqrt(counts.astype(np.float64))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, maxfev=10000)
+            params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, sigma=sigma, maxfev=10000)
     except (RuntimeError, optimize.OptimizeWarning, ValueError):
         return None
     return params
@@ -163,24 +175,14 @@ def plcc_logistic_weighted(pred: np.ndarray, mos: np.ndarray, counts: np.ndarray
     the expanded sample), and the weighted Pearson correlation of the fitted values. Equal to
     plcc_logistic on the expanded sample up to floating-point rounding and where rounding ends the
     solver elsewhere on a flat optimum (see bootstrap_values)."""
-    if logistic_undefined(pred, mos) is not None:
-        return float("nan")
-    w = counts.astype(np.float64)
-    total = w.sum()
-    if start is None:
-        mean = float(w @ pred / total)
-        p0 = [mos.max(), mos.min(), mean, float(np.sqrt(w @ (pred - mean) ** 2 / total)) or 1.0]
-    else:
-        p0 = start
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, sigma=1.0 / np.sqrt(w), maxfev=10000)
-    except (RuntimeError, optimize.OptimizeWarning, ValueError):
+    params = fit_logistic(pred, mos, start, counts)
+    if params is None:
         return float("nan")
     fitted = logistic4(pred, *params)
     if np.ptp(fitted) == 0:
         return float("nan")
+    w = counts.astype(np.float64)
+    total = w.sum()
     fc, mc = fitted - w @ fitted / total, mos - w @ mos / total
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (w @ (fc * mc)) / np.sqrt((w @ (fc * fc)) * (w @ (mc * mc)))
@@ -468,14 +470,12 @@ WEIGHTED_REFIT_ITEMS = 1000  # resamples of at least this many items are refitte
 
 
 def weighted_refit(fn):
-    """The distinct-items version of plcc_logistic or of its partial with a start (resample_logistic's
-    functions), called as f(pred, mos, counts); None for any other function."""
+    """The distinct-items version of resample_logistic's functions (plcc_logistic, or plcc_logistic_warm
+    with its start), called as f(pred, mos, counts); None for any other function."""
     if fn is plcc_logistic:
         return plcc_logistic_weighted
     if isinstance(fn, functools.partial) and fn.func is plcc_logistic_warm and set(fn.keywords) == {"start"}:
         return functools.partial(plcc_logistic_weighted_warm, **fn.keywords)
-    if isinstance(fn, functools.partial) and fn.func is plcc_logistic and not fn.args and set(fn.keywords) <= {"start"}:
-        return functools.partial(plcc_logistic_weighted, **fn.keywords)
     return None
 
 

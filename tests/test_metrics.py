@@ -268,11 +268,11 @@ def test_weighted_refit_is_plcc_logistic_of_the_expanded_sample():
 
 
 def test_weighted_refit_only_replaces_plcc_logistic():
-    start = (8.0, 2.0, 0.3, 0.7)
-    assert metrics.weighted_refit(metrics.plcc_logistic) is metrics.plcc_logistic_weighted
-    warm = metrics.weighted_refit(functools.partial(metrics.plcc_logistic, start=start))
-    assert warm.func is metrics.plcc_logistic_weighted and warm.keywords == {"start": start}
-    warm = metrics.weighted_refit(functools.partial(metrics.plcc_logistic_warm, start=start))  # full_sample's
+    pred = np.linspace(0, 1, 50)
+    mos = 2 + 6 / (1 + np.exp(-(pred - 0.4) / 0.1))
+    assert metrics.weighted_refit(metrics.resample_logistic(pred, mos, "resample")) is metrics.plcc_logistic_weighted
+    start = tuple(map(float, metrics.fit_logistic(pred, mos)))
+    warm = metrics.weighted_refit(metrics.resample_logistic(pred, mos, "full_sample"))
     assert warm.func is metrics.plcc_logistic_weighted_warm and warm.keywords == {"start": start}
     assert metrics.weighted_refit(metrics.srcc) is None
     assert metrics.weighted_refit(lambda p, m: 0.0) is None
