@@ -583,11 +583,10 @@ def bootstrap_cis(
     level: float = 0.95,
     extra: dict | None = None,
     workers: int | None = None,
-    weighted: bool | None = None,
 ) -> dict:
     """Percentile intervals of several metrics of (pred, mos), all over the same seeded resamples as
     `bootstrap_ci` draws (the values of `bootstrap_values`)."""
-    values = bootstrap_values(functions, pred, mos, resamples, seed, extra, workers, weighted)
+    values = bootstrap_values(functions, pred, mos, resamples, seed, extra, workers)
     return {name: None if v is None else percentile_interval(v, resamples, level) for name, v in values.items()}
 
 

@@ -108,9 +108,9 @@ class Resize224(Model):
         return [{"score": float(np.asarray(img.resize((SIDE, SIDE), Image.BICUBIC)).mean())} for img in images]
 
 
-def rss_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory now (VmRSS) or at its peak since exec (VmHWM), in MB."""
-    with open("/proc/self/status") as f:
+def rss_mb(field: str = "VmRSS", pid: int | str = "self") -> float:
+    """A process's (this one's by default) resident memory now (VmRSS) or at its peak since exec (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
 
 
@@ -130,8 +130,7 @@ def live_cpu_seconds(pid: int) -> float:
 def peak_rss_mb(pid: int) -> float | None:
     """A live process's peak resident memory since exec (VmHWM), in MB; None if it is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+        return rss_mb("VmHWM", pid)
     except (OSError, StopIteration):
         return None
 

@@ -642,7 +642,7 @@ class VLMNetwork(nn.Module):
                 chosen = token_loss[token_groups == index]
                 sums[name] = (chosen.sum(), len(chosen))
             row_sums = token_loss.new_zeros(len(samples)).index_add(0, rows, token_loss)
-            row_counts = torch.bincount(rows, minlength=len(samples))
+            row_counts = torch.bincount(rows, minlength=len(samples)).tolist()  # one device read, not one per row
             per_sample = {id(s): row_sums[i] / row_counts[i] for i, s in enumerate(samples) if row_counts[i]}
         if targeted:
             kl = []
