@@ -28,7 +28,7 @@ from .datasets import Item
 from .errors import AesbenchError
 from .families.base import check_score, check_text
 from .families.piaa import PIAA_COLUMNS, mean_defined
-from .families.score import ScoreProtocol, attribute_functions, emd_undefined, metric_functions
+from .families.score import ScoreProtocol, attribute_functions, bootstrap_functions, emd_undefined, metric_functions
 from .families.suggest import SuggestProtocol, accuracy_functions, verdict_arrays
 from .leaderboard import differences, protocol_hash
 from .metrics import index_blocks, percentile_interval, bootstrap_values, emd, resample_values
@@ -213,7 +213,8 @@ class _Pair:
             if with_emd:
                 t = np.array([items[i].label["distribution"] for i in common], dtype=np.float64)
                 extra["emd"] = (emd, [np.array([run.lines[i]["distribution"] for i in common], dtype=np.float64), t])
-            return _values(on_pairs, pred, mos, extra, self.resamples, self.seed)
+            resampled = bootstrap_functions(on_pairs, pred, mos, protocol.bootstrap["logistic_start"])
+            return _values(on_pairs, pred, mos, extra, self.resamples, self.seed, resampled)
 
         units = ("score", id(items), tuple(common), tuple(on_pairs), with_emd)
         rows = self._rows(units, values, len(common), self._same(len(common)))
@@ -313,10 +314,13 @@ class _Pair:
         return rows
 
 
-def _values(functions: dict, pred, truth, extra: dict, resamples: int, seed: int) -> dict:
+def _values(
+    functions: dict, pred, truth, extra: dict, resamples: int, seed: int, on_resamples: dict | None = None
+) -> dict:
     """{metric: (value, resampled values)} of one run's predictions: `functions` of (pred, truth), `extra`
-    name -> (fn, arrays) (EMD of the distributions), resampled as metrics.bootstrap_values does."""
-    resampled = bootstrap_values(functions, pred, truth, resamples, seed, extra)
+    name -> (fn, arrays) (EMD of the distributions), resampled as metrics.bootstrap_values does with
+    `on_resamples` (default `functions`; the score family's refit plcc_logistic from its protocol's start)."""
+    resampled = bootstrap_values(on_resamples or functions, pred, truth, resamples, seed, extra)
     values = {name: fn(pred, truth) for name, fn in functions.items()}
     values.update({name: fn(*arrays) for name, (fn, arrays) in extra.items()})
     return {name: (value, resampled[name]) for name, value in values.items()}

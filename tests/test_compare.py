@@ -14,6 +14,7 @@ import pytest
 from aesbench import compare
 from aesbench.compare import _Comparison, _Pair, compare_many, compare_two, format_p, p_value
 from aesbench.datasets import read_dataset
+from aesbench.metrics import bootstrap_values, resample_logistic
 from aesbench.rundata import read_run
 from aesbench.task import load_task
 from conftest import REPO, requires_java, run_cli, task_copy
@@ -139,6 +140,27 @@ def test_runs_of_other_tasks_or_protocols_are_refused(score_runs, tmp_path):
     assert proc.returncode == 2 and "different tasks" in proc.stderr
     proc = run_cli("compare", str(score_runs["good"]), str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "holds no results.json" in proc.stderr
+
+
+def test_plcc_logistic_is_resampled_from_the_protocols_logistic_start(score_runs, tmp_path):
+    """compare refits each run's plcc_logistic on the resamples as its task's bootstrap.logistic_start
+    says (here full_sample), as eval's intervals do; before, always from each resample's own start."""
+    replace = {"seed: 0, level: 0.95}": "seed: 0, level: 0.95, logistic_start: full_sample}"}
+    task = task_copy(tmp_path, "tiny-ava-score", resamples=200, replace=replace)
+    rng = np.random.default_rng(3)
+    mos = score_runs["mos"]
+    scores = {name: {i: m + rng.normal(0, sd) for i, m in mos.items()} for name, sd in (("a", 1.0), ("b", 3.0))}
+    rows, _ = _recomputed(*(_run(tmp_path, task, name, s) for name, s in scores.items()))
+    truth = np.array(list(mos.values()))
+
+    def resampled(name, start):
+        pred = np.array([scores[name][i] for i in mos])
+        fn = resample_logistic(pred, truth, start)
+        return bootstrap_values({"plcc_logistic": fn}, pred, truth, 200, 0)["plcc_logistic"]
+
+    deltas = rows["plcc_logistic"]["deltas"]
+    np.testing.assert_array_equal(deltas, resampled("a", "full_sample") - resampled("b", "full_sample"))
+    assert not np.array_equal(deltas, resampled("a", "resample") - resampled("b", "resample"))
 
 
 def test_matrix_of_more_than_two_runs(score_runs):

@@ -76,6 +76,14 @@ def metric_functions(protocol: ScoreProtocol) -> dict:
     return dict(SCORE_FUNCTIONS, acc=functools.partial(acc, threshold=float(protocol.acc_threshold)))
 
 
+def bootstrap_functions(functions: dict, pred: np.ndarray, mos: np.ndarray, logistic_start: str) -> dict:
+    """`functions` as each bootstrap resample runs them: plcc_logistic refitted from the protocol's
+    bootstrap.logistic_start (metrics.resample_logistic); the full-sample values stay `functions`'."""
+    if "plcc_logistic" not in functions:
+        return functions
+    return {**functions, "plcc_logistic": resample_logistic(pred, mos, logistic_start)}
+
+
 def attribute_functions(key: str) -> dict:
     """The metrics of one attribute's (predictions, labels): <metric>@<key> -> fn."""
     return {f"{m}@{key}": SCORE_FUNCTIONS[m] for m in ATTRIBUTE_METRICS}
@@ -178,11 +186,10 @@ class ScoreFamily(Family):
                     # constant scores keep the reason every other metric gives them (base.summary)
                     why = logistic_undefined(pred, mos) or "the 4-parameter logistic fit did not converge"
                     undefined[name] = why
-        if "plcc_logistic" in on_pairs:
-            on_pairs["plcc_logistic"] = resample_logistic(pred, mos, boot["logistic_start"])
         if on_pairs or on_arrays:
+            on_resamples = bootstrap_functions(on_pairs, pred, mos, boot["logistic_start"])
             ci95.update(
-                bootstrap_cis(on_pairs, pred, mos, boot["resamples"], boot["seed"], boot["level"], extra=on_arrays)
+                bootstrap_cis(on_resamples, pred, mos, boot["resamples"], boot["seed"], boot["level"], extra=on_arrays)
             )
         details = {}
         if task.protocol.attributes:
