@@ -73,8 +73,8 @@ def _schedules() -> dict:
         "lm": Schedule(epochs=6, batch_size=32, lr=2e-3),
         "align": Schedule(epochs=3, batch_size=32, lr=1e-3),
         "pretrain": Schedule(epochs=2, batch_size=16, lr=1e-3),
-        "comment": Schedule(epochs=2, batch_size=16, lr=2e-4, aligner_lr=3e-4),
-        "score": Schedule(epochs=3, batch_size=16, lr=2e-4, aligner_lr=3e-4),
+        "comment": Schedule(epochs=2, batch_size=4, lr=2e-4, aligner_lr=3e-4),
+        "score": Schedule(epochs=3, batch_size=4, lr=2e-4, aligner_lr=3e-4),
     }
 
 
