@@ -128,9 +128,11 @@ def test_soft_label_expectation_equals_mos():
             assert abs(readout.score(p[None], (1.0, 10.0))[0] - mos) < 1e-6
 
 
-def test_training_step_lowers_the_loss(images):
+@pytest.mark.parametrize("qformer_layers", [[5, 11], []], ids=["all-levels", "thematic-only"])
+def test_training_step_lowers_the_loss(images, qformer_layers):
+    """Also for calm_ablation.py's thematic-only variant (no Q-Formers: the thematic tokens alone)."""
     torch.manual_seed(0)
-    net = build_network(VLMConfig(**TINY), train_tokenizer(TEXTS))
+    net = build_network(VLMConfig(**{**TINY, "qformer_layers": qformer_layers}), train_tokenizer(TEXTS))
     r = net.config.levels
     samples = [
         readout_sample([img], r, target=("levels", r.soft_label(m, (1, 10)))) for img, m in zip(images, (2.0, 5.0, 8.5))
