@@ -193,7 +193,11 @@ def plcc_logistic_weighted_warm(pred: np.ndarray, mos: np.ndarray, counts: np.nd
     """plcc_logistic_warm on the distinct items (plcc_logistic_weighted): from `start`, else from the
     resample's own start where that fit fails."""
     value = plcc_logistic_weighted(pred, mos, counts, start)
-    return plcc_logistic_weighted(pred, mos, counts) if np.isnan(value) else value
+    return (
+        plcc_logistic_weighted(pred, mos, counts)
+        if np.isnan(value) and logistic_undefined(pred, mos) is None
+        else value
+    )
 
 
 LOGISTIC_STARTS = ("resample", "full_sample")  # protocol bootstrap.logistic_start, the default first

@@ -11,7 +11,6 @@ judged by the keyword judge (accuracy per kind and on average).
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -25,26 +24,19 @@ from aesbench.models.vlm import load_network, text_sample
 from aesbench.task import load_task
 
 sys.path.insert(0, str(Path(__file__).parent))
-from comment_grounding import WORD, kind_words  # noqa: E402
+from comment_grounding import naming, read_edits  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tasks/data/tiny-ava"
 
 
 def validate(checkpoint: str) -> dict:
     network = load_network(checkpoint, "calm").eval()
-    with open(DATA / "edits.csv") as f:
-        edits = {row["id"]: {e.split(":")[0] for e in row["edits"].split(";") if e} for row in csv.DictReader(f)}
+    edits = read_edits()
     entries = [e for e in json.loads((DATA / "ava_captions.json").read_text())["images"] if e["split"] == "val"]
     images = [load_image(DATA / "images" / e["filename"]) for e in entries]
     kinds = [edits[e["filename"].removesuffix(".jpg")] for e in entries]
     comments = network.generate([text_sample([img], load_task("tiny-ava-comment").prompt) for img in images])
-    named = {}
-    for kind, words in sorted(kind_words().items()):
-        mentions = [bool(set(WORD.findall(c.lower())) & words) for c in comments]
-        on = [m for m, k in zip(mentions, kinds) if kind in k]
-        off = [m for m, k in zip(mentions, kinds) if kind not in k]
-        if on:
-            named[kind] = f"{sum(on)}/{len(on)} vs {sum(off)}/{len(off)}"
+    named = {kind: f"{a}/{b} vs {c}/{d}" for kind, (a, b, c, d) in naming(comments, kinds).items()}
     prompt, judge = load_task("tiny-pccd-suggest").prompt, KeywordJudge()
     asked = [(i, kind) for i in range(len(images)) for kind in SUGGEST_KINDS]
     samples = [

@@ -52,28 +52,35 @@ def kind_words() -> dict[str, set[str]]:
     return {kind: own - set().union(*(w for k, w in words.items() if k != kind)) for kind, own in words.items()}
 
 
+def read_edits() -> dict[str, set[str]]:
+    """Image id (file name without .jpg) -> the edit kinds the tiny split made to it."""
+    with open(REPO / "tasks/data/tiny-ava/edits.csv") as f:
+        return {row["id"]: {e.split(":")[0] for e in row["edits"].split(";") if e} for row in csv.DictReader(f)}
+
+
+def naming(comments: list[str], edits: list[set[str]]) -> dict[str, tuple[int, int, int, int]]:
+    """Per edit kind carried by some image: (named on its images, its images, named on the others, the others)."""
+    counts = {}
+    for kind, words in sorted(kind_words().items()):
+        mentions = [bool(set(WORD.findall(c.lower())) & words) for c in comments]
+        on = [m for m, e in zip(mentions, edits) if kind in e]
+        off = [m for m, e in zip(mentions, edits) if kind not in e]
+        if on:
+            counts[kind] = (sum(on), len(on), sum(off), len(off))
+    return counts
+
+
 def main(path: str) -> None:
     lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    comments = {str(line["id"]): line["comment"] for line in lines if "comment" in line}
-    edits = {}
-    with open(REPO / "tasks/data/tiny-ava/edits.csv") as f:
-        for row in csv.DictReader(f):
-            edits[f"{row['id']}.jpg"] = {e.split(":")[0] for e in row["edits"].split(";") if e}
-    edits = {k: v for k, v in edits.items() if k in comments or k.removesuffix(".jpg") in comments}
-    comments = {k if k in edits else f"{k}.jpg": v for k, v in comments.items()}
-    words = kind_words()
+    comments = {str(line["id"]).removesuffix(".jpg"): line["comment"] for line in lines if "comment" in line}
+    edits = read_edits()
     print(f"{len(comments)} comments, {len(set(comments.values()))} distinct; most common:")
     for text, n in Counter(comments.values()).most_common(3):
         print(f"  {n:3d}  {text[:100]!r}")
     print(f"\n{'edit':16s} {'with edit':>16s} {'without':>16s}")
-    for kind in sorted(words):
-        mentions = {k: bool(set(WORD.findall(c.lower())) & words[kind]) for k, c in comments.items()}
-        on = [mentions[k] for k in comments if kind in edits.get(k, ())]
-        off = [mentions[k] for k in comments if kind not in edits.get(k, ())]
-        if on:
-            print(
-                f"{kind:16s} {sum(on):3d}/{len(on):3d} = {sum(on) / len(on):.2f}   {sum(off):3d}/{len(off):3d} = {sum(off) / len(off):.2f}"
-            )
+    named = naming(list(comments.values()), [edits.get(k, set()) for k in comments])
+    for kind, (on, n_on, off, n_off) in named.items():
+        print(f"{kind:16s} {on:3d}/{n_on:3d} = {on / n_on:.2f}   {off:3d}/{n_off:3d} = {off / n_off:.2f}")
 
 
 if __name__ == "__main__":
