@@ -164,7 +164,18 @@ def test_image_contrast_is_softplus_of_each_answers_own_minus_other_image_loss(n
     assert torch.allclose(losses["contrast"], 0.5 * torch.nn.functional.softplus(-gaps).mean(), atol=1e-5)
     assert set(losses) == set(plain) | {"contrast"}  # the other losses are untouched
     assert all(torch.allclose(losses[k], plain[k]) for k in plain)
-    assert "contrast" not in network(samples[:1] + [readout], contrast=0.5)  # one answer has no other image
+    assert "contrast" not in network(samples[:1] + [readout], contrast=0.5)  # the batch has one image
+
+
+def test_a_lone_answers_other_image_is_another_samples_even_a_readouts(network, images):
+    """Batches of 4 seldom hold two answers: the other image may come from a readout sample."""
+    prompt = "Write a short critique of this photograph's aesthetics."
+    answer = text_sample([images[0]], prompt, "nice sharp photo")
+    readout = readout_sample([images[1]], network.config.levels, target=("levels", np.full(5, 0.2)))
+    with torch.no_grad():
+        losses = network([answer, readout], contrast=0.5)
+        gap = network([text_sample([images[1]], prompt, "nice sharp photo")])["lm"] - network([answer])["lm"]
+    assert torch.allclose(losses["contrast"], 0.5 * torch.nn.functional.softplus(-gap), atol=1e-5)
 
 
 def test_save_load_round_trip_and_personalization(network, images, tmp_path):
@@ -194,42 +205,54 @@ def test_save_load_round_trip_and_personalization(network, images, tmp_path):
 def _recipe(**changes) -> CalmTrainConfig:
     quick = {"epochs": 1, "batch_size": 4, "max_steps": 4}
     config = CalmTrainConfig(
-        model=VLMConfig(**TINY),
-        stages=["pretrain", "comment"],
-        save_every=2,
-        piaa_task=None,
-        score_task=None,
-        ssl_per_image=1,
-        **changes,
+        **{
+            "model": VLMConfig(**TINY),
+            "stages": ["pretrain", "comment"],
+            "save_every": 2,
+            "piaa_task": None,
+            "score_task": None,
+            "ssl_per_image": 1,
+            **changes,
+        }
     )
     config.schedules = {k: type(v)(**{**v.__dict__, **quick}) for k, v in config.schedules.items()}
     return config
 
 
 def test_resume_after_interruption_gives_the_same_weights(tmp_path):
-    straight, _ = train_calm(_recipe(), tmp_path / "straight")
+    """Interrupted inside the comment stage, then again as score begins, the run resumes each time to
+    the uninterrupted run's weights bit for bit. At the stage boundary the resuming process starts fresh
+    adapters on the merged LLM it loads: so must the uninterrupted run (it once went on training the
+    comment stage's adapters)."""
+    lora = VLMConfig(**{**TINY, "llm_tuning": "lora", "lora_rank": 2})
+    config = dict(model=lora, stages=["comment", "score"], score_task="tiny-ava-score")
+    straight, _ = train_calm(_recipe(**config), tmp_path / "straight")
     log = [json.loads(line) for line in (tmp_path / "straight" / LOG_FILE).read_text().splitlines()]
-    assert [r["stage"] for r in log] == ["pretrain"] * 4 + ["comment"] * 4
+    assert [r["stage"] for r in log] == ["comment"] * 4 + ["score"] * 4
     assert (tmp_path / "straight" / "loss.png").is_file()
 
-    def interrupt(stage, step, total, loss):
-        if stage == "comment" and step == 3:
-            raise KeyboardInterrupt
+    def interrupt_at(where):
+        def interrupt(stage, step, total, loss):
+            if (stage, step) == where:
+                raise KeyboardInterrupt
+
+        return interrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_calm(_recipe(), tmp_path / "resumed", on_step=interrupt)
-    assert json.loads((tmp_path / "resumed" / "stages_done.json").read_text())["done"] == ["pretrain"]
-    resumed, record = train_calm(_recipe(), tmp_path / "resumed")
-    assert record["stages_done"] == ["pretrain", "comment"]
+        train_calm(_recipe(**config), tmp_path / "resumed", on_step=interrupt_at(("comment", 3)))
+    assert json.loads((tmp_path / "resumed" / "stages_done.json").read_text())["done"] == []
+    with pytest.raises(KeyboardInterrupt):
+        train_calm(_recipe(**config), tmp_path / "resumed", on_step=interrupt_at(("score", 1)))
+    resumed, record = train_calm(_recipe(**config), tmp_path / "resumed")
+    assert record["stages_done"] == ["comment", "score"]
     log = [json.loads(line) for line in (tmp_path / "resumed" / LOG_FILE).read_text().splitlines()]
-    assert [(r["stage"], r["step"]) for r in log][-2:] == [
-        ("comment", 3),
-        ("comment", 4),
-    ]  # steps 3-4 after resuming from 2
+    assert [(r["stage"], r["step"]) for r in log] == [
+        (stage, s) for stage in ("comment", "score") for s in (1, 2, 3, 4)
+    ]
     for (name, a), (_, b) in zip(straight.network.named_parameters(), resumed.network.named_parameters()):
-        assert torch.allclose(a, b, atol=1e-6), name
+        assert torch.equal(a, b), name
     with pytest.raises(AesbenchError, match="another config"):
-        train_calm(_recipe(seed=1), tmp_path / "resumed")
+        train_calm(_recipe(**{**config, "seed": 1}), tmp_path / "resumed")
 
 
 def test_paper_config_instantiates_at_full_size():

@@ -253,6 +253,8 @@ def _run_stages(
             continue
         specs, build = stage_plan.specs, stage_plan.build
         if stage_plan.part == "aligner+llm" and config.model.llm_tuning == "lora":
+            # fresh adapters drawn from (seed, stage) alone: a process resuming at this stage draws the same
+            torch.manual_seed(int(item_rng(config.seed, f"{stage}/lora").integers(2**62)))
             with_lora(network)
         schedule = config.schedules[stage]
         summary = run_stage(
@@ -274,6 +276,8 @@ def _run_stages(
             on_epoch and (lambda stage, epoch: on_epoch(stage, epoch, network)),
         )
         network.requires_grad_(False)
+        if summary["stopped"] == "finished" and hasattr(network.llm, "merge_and_unload"):
+            network.llm = network.llm.merge_and_unload()  # as saved: the next stage's adapters start afresh on it
         main = distributed.rank() == 0  # under accelerate launch every process holds the same weights: one writes
         if main and summary["stopped"] == "finished":  # does the stage's model read the image? (diagnostics.py)
             spread = sorted({int(i) for i in np.linspace(0, len(specs) - 1, min(GROUNDING_SAMPLES, len(specs)))})

@@ -550,8 +550,10 @@ class VLMNetwork(nn.Module):
         LLM pass) and, with contrast > 0, the image-contrast loss ("contrast").
 
         The image contrast asks each one-image answer to be likelier with its own image than with
-        another sample's (the batch's images rolled by one): contrast times the mean over those answers
-        of softplus(own - other), their mean token losses. It is the grounding check's gap
+        another image of the batch (the next of its distinct one-image images, answers' and readouts'
+        alike: batches of 4 seldom hold two answers to pair, but nearly always two images): contrast
+        times the mean over those answers of softplus(own - other), their mean token losses. It is the
+        grounding check's gap
         (diagnostics.grounding) made an objective: the LM loss alone is met as well by answering
         from the prompt's text prior, which a small LLM tuned on a few hundred captions falls back to.
 
@@ -577,17 +579,29 @@ class VLMNetwork(nn.Module):
                 sums[name] = sums[name] + total if name in sums else total
                 counts[name] = counts.get(name, 0) + n
         losses.update({name: sums[name] / counts[name] for name in sums})
-        if contrast > 0 and len(answers) >= 2:
-            swapped = [
-                Sample(samples[answers[(k + 1) % len(answers)]].images, samples[i].turns, samples[i].reply)
-                for k, i in enumerate(answers)
-            ]
+        others = self._other_images(samples, answers) if contrast > 0 and answers else None
+        if others:
+            swapped = [Sample(o, samples[i].turns, samples[i].reply) for o, i in zip(others, answers)]
             other = {}
             for chunk in self._length_chunks(swapped):
                 other.update(self._loss_sums(chunk, aligner, cache)[1])
             gaps = torch.stack([other[id(s)] - own[id(samples[i])] for s, i in zip(swapped, answers)])
             losses["contrast"] = contrast * nn.functional.softplus(-gaps).mean()
         return losses
+
+    @staticmethod
+    def _other_images(samples: list[Sample], answers: list[int]) -> list | None:
+        """The image contrast's other image for each answer: the next of the batch's distinct one-image
+        images (by content, in batch order, wrapping round); None where the batch has only one."""
+        keys = {id(s): image_key(s.images[0]) for s in samples if len(s.images) == 1}
+        pool = {}
+        for s in samples:
+            if id(s) in keys:
+                pool.setdefault(keys[id(s)], s.images)
+        order = list(pool)
+        if len(order) < 2:
+            return None
+        return [pool[order[(order.index(keys[id(samples[i])]) + 1) % len(order)]] for i in answers]
 
     def align_loss(self, samples: list[Sample], aligner=None):
         """The alignment stage's objective, which needs no LLM pass: each aligner part's mean token over an
