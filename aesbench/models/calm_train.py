@@ -20,7 +20,7 @@
               model.llm_tuning says (LoRA adapters in the small config; frozen, or every weight).
               Pretrain, comment and score also replay alignment samples (align_replay).
               In comment and score every one-image answer is also asked to be likelier with its own
-              image than with another sample's (image_contrast, VLMNetwork.forward: not in the paper;
+              image than with another of its batch's (image_contrast, VLMNetwork.forward: not in the paper;
               without it a small LLM answers from the captions' text prior and the grounding gap after
               score is 0). ssl_replay (off by default) also runs SSL samples through the LLM there.
 
