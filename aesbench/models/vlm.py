@@ -553,9 +553,9 @@ class VLMNetwork(nn.Module):
         another image of the batch (the next of its distinct one-image images, answers' and readouts'
         alike: batches of 4 seldom hold two answers to pair, but nearly always two images): contrast
         times the mean over those answers of softplus(own - other), their mean token losses. It is the
-        grounding check's gap
-        (diagnostics.grounding) made an objective: the LM loss alone is met as well by answering
-        from the prompt's text prior, which a small LLM tuned on a few hundred captions falls back to.
+        grounding check's gap (diagnostics.grounding) made an objective: the LM loss alone is met as
+        well by answering from the prompt's text prior, which a small LLM tuned on a few hundred
+        captions falls back to.
 
         Samples run in chunks of similar length (a batch mixing one-image sequences with six-image
         PIAA episodes would otherwise pad most rows to five times their length); the means are
