@@ -594,14 +594,15 @@ class VLMNetwork(nn.Module):
         """The image contrast's other image for each answer: the next of the batch's distinct one-image
         images (by content, in batch order, wrapping round); None where the batch has only one."""
         keys = {id(s): image_key(s.images[0]) for s in samples if len(s.images) == 1}
-        pool = {}
+        pool = {}  # content key -> images, first occurrence in batch order
         for s in samples:
             if id(s) in keys:
                 pool.setdefault(keys[id(s)], s.images)
-        order = list(pool)
-        if len(order) < 2:
+        if len(pool) < 2:
             return None
-        return [pool[order[(order.index(keys[id(samples[i])]) + 1) % len(order)]] for i in answers]
+        distinct = list(pool.values())
+        position = {key: n for n, key in enumerate(pool)}
+        return [distinct[(position[keys[id(samples[i])]] + 1) % len(distinct)] for i in answers]
 
     def align_loss(self, samples: list[Sample], aligner=None):
         """The alignment stage's objective, which needs no LLM pass: each aligner part's mean token over an
