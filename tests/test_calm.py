@@ -22,7 +22,7 @@ from aesbench.models import ssl  # noqa: E402
 from aesbench.models.calm_train import CalmTrainConfig, train_calm  # noqa: E402
 from aesbench.models.readout import LevelReadout  # noqa: E402
 from aesbench.models.text import train_tokenizer  # noqa: E402
-from aesbench.training import LOG_FILE  # noqa: E402
+from aesbench.training import LOG_FILE, resolve_mixed_precision  # noqa: E402
 
 TINY = dict(
     llm="small",
@@ -245,6 +245,8 @@ def test_resume_after_interruption_gives_the_same_weights(tmp_path):
         train_calm(_recipe(**config), tmp_path / "resumed", on_step=interrupt_at(("score", 1)))
     resumed, record = train_calm(_recipe(**config), tmp_path / "resumed")
     assert record["stages_done"] == ["comment", "score"]
+    precision = resolve_mixed_precision("auto", torch)
+    assert [s["mixed_precision"] for s in record["stages"]] == [precision] * 2  # bf16 autocast where native
     log = [json.loads(line) for line in (tmp_path / "resumed" / LOG_FILE).read_text().splitlines()]
     assert [(r["stage"], r["step"]) for r in log] == [
         (stage, s) for stage in ("comment", "score") for s in (1, 2, 3, 4)

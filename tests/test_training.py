@@ -132,3 +132,26 @@ def test_training_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
         write_provenance(tmp_path, {"stages_done": ["pretrain", "comment"]}, Described())
     assert (tmp_path / PROVENANCE_FILE).read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [PROVENANCE_FILE]
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    from aesbench.training import native_bf16, resolve_mixed_precision
+
+    assert resolve_mixed_precision("auto", torch) == ("bf16" if native_bf16(torch) else "no")
+    assert [resolve_mixed_precision(p, torch) for p in ("no", "bf16", "fp16")] == ["no", "bf16", "fp16"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):  # an older torch, or a CPU without
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert resolve_mixed_precision("auto", torch) == "no"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert resolve_mixed_precision("auto", torch) == "bf16"
+
+
+def test_stages_of_different_precisions_run_in_one_process(tmp_path):
+    """accelerate keeps one precision per process; from Python a user may train in fp32, then in bf16."""
+    import dataclasses
+
+    for n, precision in enumerate(["no", "bf16", "no"]):
+        (tmp_path / str(n)).mkdir()
+        summary = run_stage(dataclasses.replace(_plan(), mixed_precision=precision), tmp_path / str(n))
+        assert summary["stopped"] == "finished" and summary["mixed_precision"] == precision

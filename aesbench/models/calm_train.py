@@ -106,7 +106,7 @@ class CalmTrainConfig:
     ssl_replay: int = 0  # SSL samples per pre-training image per epoch in comment and score, through the LLM
     schedules: dict = field(default_factory=_schedules)
     seed: int = 0
-    mixed_precision: str = "auto"  # "auto": bf16 on a GPU that has it, else full precision
+    mixed_precision: str = "auto"  # "auto": bf16 where the hardware has it (training.native_bf16), else fp32
     save_every: int = 50
     max_minutes: float | None = None
 
