@@ -105,9 +105,10 @@ def test_in_context_readout_with_the_shared_support_prefix_equals_the_full_pass(
 
 
 def test_visual_tokens_start_at_the_scale_of_the_word_embeddings(network, images):
-    tokens = network.aligner(network.encode(images, cache=False))
-    words = network.llm.get_input_embeddings().weight
-    ratio = float(tokens.norm(dim=-1).mean() / words.norm(dim=-1).mean())
+    with torch.no_grad():
+        tokens = network.aligner(network.encode(images, cache=False))
+        words = network.llm.get_input_embeddings().weight
+        ratio = float(tokens.norm(dim=-1).mean() / words.norm(dim=-1).mean())
     assert 0.7 < ratio < 1.4, ratio
 
 
