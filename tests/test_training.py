@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -10,7 +11,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
-from aesbench.training import LOG_FILE, STATE_DIR, Schedule, StagePlan, run_stage  # noqa: E402
+from aesbench.training import (  # noqa: E402
+    LOG_FILE,
+    STATE_DIR,
+    Schedule,
+    StagePlan,
+    native_bf16,
+    resolve_mixed_precision,
+    run_stage,
+)
 
 
 def _plan(stage: str = "tiny", max_steps: int | None = None) -> StagePlan:
@@ -135,8 +144,6 @@ def test_training_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
 
 def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
-    from aesbench.training import native_bf16, resolve_mixed_precision
-
     assert resolve_mixed_precision("auto", torch) == ("bf16" if native_bf16(torch) else "no")
     assert [resolve_mixed_precision(p, torch) for p in ("no", "bf16", "fp16")] == ["no", "bf16", "fp16"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -149,8 +156,6 @@ def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
 
 def test_stages_of_different_precisions_run_in_one_process(tmp_path):
     """accelerate keeps one precision per process; from Python a user may train in fp32, then in bf16."""
-    import dataclasses
-
     for n, precision in enumerate(["no", "bf16", "no"]):
         (tmp_path / str(n)).mkdir()
         summary = run_stage(dataclasses.replace(_plan(), mixed_precision=precision), tmp_path / str(n))
